@@ -22,7 +22,8 @@
     │   └── ActionTimedOut             no end within build_timeout_seconds
     ├── SpecError                      the spec file is wrong (carries every issue)
     ├── ConfigError                    the settings are wrong
-    └── JournalError                   the journal is locked, corrupt or foreign
+    ├── JournalError                   the journal is locked, corrupt or foreign
+    └── ReportError                    a report file to read is missing or not ours
 
 Programming errors stay builtin (``RuntimeError``, ``ValueError``, ``TypeError``).
 
@@ -55,6 +56,7 @@ __all__ = [
     "OrchestratorError",
     "PermissionDenied",
     "RateLimited",
+    "ReportError",
     "ServerError",
     "SpecError",
     "SpecIssue",
@@ -284,6 +286,10 @@ class ConfigError(OrchestratorError):
 
 class JournalError(OrchestratorError):
     """The journal is locked by another run, corrupt, or belongs to something else."""
+
+
+class ReportError(OrchestratorError):
+    """A report to read (for ``report diff`` or ``--retry-failed``) is missing or invalid."""
 
 
 # ------------------------------------------------------------- the category table

@@ -151,19 +151,29 @@ class AiohttpTransport:
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return ApiResponse(status=resp.status, headers=headers, body=body)
         except aiohttp.ConnectionTimeoutError as exc:
-            raise ApiTimeout("timed out connecting", maybe_sent=False, method=method, path=path) from exc
+            raise ApiTimeout(
+                "timed out connecting", maybe_sent=False, method=method, path=path
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
-            raise ApiConnectError(f"cannot connect: {exc.os_error}", method=method, path=path) from exc
+            raise ApiConnectError(
+                f"cannot connect: {exc.os_error}", method=method, path=path
+            ) from exc
         except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError, TimeoutError) as exc:
-            raise ApiTimeout("timed out waiting for the response", method=method, path=path) from exc
+            raise ApiTimeout(
+                "timed out waiting for the response", method=method, path=path
+            ) from exc
         except aiohttp.ClientPayloadError as exc:
             raise ConnectionLost("response body was cut short", method=method, path=path) from exc
         except aiohttp.ServerDisconnectedError as exc:
             raise ConnectionLost("server closed the connection", method=method, path=path) from exc
         except aiohttp.ClientOSError as exc:
-            raise ConnectionLost(f"connection broken: {exc.strerror or exc}", method=method, path=path) from exc
+            raise ConnectionLost(
+                f"connection broken: {exc.strerror or exc}", method=method, path=path
+            ) from exc
         except aiohttp.ClientResponseError as exc:
-            raise ConnectionLost(f"malformed response: {exc.message}", method=method, path=path) from exc
+            raise ConnectionLost(
+                f"malformed response: {exc.message}", method=method, path=path
+            ) from exc
         except aiohttp.ClientError as exc:
             raise ConnectionLost(f"{type(exc).__name__}", method=method, path=path) from exc
 
