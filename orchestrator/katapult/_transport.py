@@ -57,8 +57,15 @@ class ApiResponse:
     body: bytes
 
     def header(self, name: str) -> str | None:
-        """A header's value by case-insensitive name, or ``None``."""
-        return self.headers.get(name.lower())
+        """A header's value by case-insensitive name, or ``None``.
+
+        Also finds a header whose key a hand-made response did not lower-case.
+        """
+        key = name.lower()
+        value = self.headers.get(key)
+        if value is None:
+            value = next((v for k, v in self.headers.items() if k.lower() == key), None)
+        return value
 
 
 class Transport(Protocol):
@@ -147,7 +154,7 @@ class AiohttpTransport:
                 headers=dict(request.headers),
                 allow_redirects=False,
             ) as resp:
-                body = await self._read_bounded(resp)
+                body = await self._read_bounded(resp, method=method, path=path)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
                 return ApiResponse(status=resp.status, headers=headers, body=body)
         except aiohttp.ConnectionTimeoutError as exc:
@@ -177,17 +184,21 @@ class AiohttpTransport:
         except aiohttp.ClientError as exc:
             raise ConnectionLost(f"{type(exc).__name__}", method=method, path=path) from exc
 
-    async def _read_bounded(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_bounded(self, resp: aiohttp.ClientResponse, *, method: str, path: str) -> bytes:
         limit = self._max_body_bytes
         declared = resp.content_length
         if declared is not None and declared > limit:
-            raise ConnectionLost(f"response body of {declared} bytes exceeds {limit}")
+            raise ConnectionLost(
+                f"response body of {declared} bytes exceeds {limit}", method=method, path=path
+            )
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(64 * 1024):
             size += len(chunk)
             if size > limit:
-                raise ConnectionLost(f"response body exceeds {limit} bytes")
+                raise ConnectionLost(
+                    f"response body exceeds {limit} bytes", method=method, path=path
+                )
             chunks.append(chunk)
         return b"".join(chunks)
 
