@@ -1,0 +1,54 @@
+"""Reports of a run, for people and machines.
+
+``report.json`` (:func:`write_report` / :func:`load_report`, JSON Schema in
+:func:`report_json_schema`), JUnit XML for CI (:func:`write_junit`),
+Prometheus metrics for node-exporter (:func:`write_metrics`), the terminal
+summary (:func:`render_summary`) and ``report diff`` (:func:`diff_reports`,
+:func:`render_diff`). Every file is written atomically and owner-only.
+
+Test suites check a produced report with
+``orchestrator.report._validate.validate_report_file`` (needs ``jsonschema``).
+"""
+
+from __future__ import annotations
+
+from orchestrator.report._diff import ReportDiff, diff_reports, failed_keys
+from orchestrator.report._json import load_report, report_json_schema, write_report
+from orchestrator.report._junit import write_junit
+from orchestrator.report._metrics import write_metrics
+from orchestrator.report._model import (
+    FAILED_OUTCOMES,
+    ApiInfo,
+    ErrorInfo,
+    Outcome,
+    Report,
+    RequestCounts,
+    SpecInfo,
+    Summary,
+    VmRef,
+    VmResult,
+)
+from orchestrator.report._render import render_diff, render_summary
+
+__all__ = [
+    "FAILED_OUTCOMES",
+    "ApiInfo",
+    "ErrorInfo",
+    "Outcome",
+    "Report",
+    "ReportDiff",
+    "RequestCounts",
+    "SpecInfo",
+    "Summary",
+    "VmRef",
+    "VmResult",
+    "diff_reports",
+    "failed_keys",
+    "load_report",
+    "render_diff",
+    "render_summary",
+    "report_json_schema",
+    "write_junit",
+    "write_metrics",
+    "write_report",
+]

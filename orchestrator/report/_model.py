@@ -2,19 +2,23 @@
 
 This is ``report.json`` schema_version 1 (see INTERFACES.md); the JSON Schema
 shipped as ``orchestrator/report/report.schema.json`` describes exactly this.
+Both are strict (unknown keys are errors) and a test checks that they agree.
+
+Datetimes must be timezone-aware; they are stored, and written, in UTC.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from orchestrator.errors import Category
+from orchestrator.errors import ApiError, Category, OrchestratorError
 
 __all__ = [
+    "FAILED_OUTCOMES",
     "ApiInfo",
     "ErrorInfo",
     "Outcome",
@@ -28,6 +32,20 @@ __all__ = [
 
 Outcome = Literal["succeeded", "failed", "skipped", "cancelled"]
 
+#: The outcomes that count as "failed" for ``report diff`` and ``--retry-failed``.
+FAILED_OUTCOMES: frozenset[Outcome] = frozenset({"failed", "cancelled"})
+
+_Count = Annotated[int, Field(ge=0)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Reject naive datetimes (their zone is a guess) and convert aware ones to UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("datetime must be timezone-aware (UTC)")
+    return value.astimezone(UTC)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,7 +57,24 @@ class ErrorInfo(_Model):
     code: str | None = None
     description: str | None = None
     detail: Any = None
-    http_status: int | None = None
+    http_status: int | None = Field(default=None, ge=100, le=599)
+
+    @classmethod
+    def of(cls, exc: BaseException) -> ErrorInfo:
+        """Describe ``exc``: the API's code/description/detail for an :class:`ApiError`.
+
+        Any other error is described by its text, which for
+        :class:`~orchestrator.errors.OrchestratorError` is safe to print.
+        """
+        if isinstance(exc, ApiError):
+            return cls(
+                code=exc.code,
+                description=exc.description or str(exc),
+                detail=exc.detail,
+                http_status=exc.http_status,
+            )
+        text = str(exc) if isinstance(exc, OrchestratorError) else type(exc).__name__
+        return cls(description=text or type(exc).__name__)
 
 
 class VmRef(_Model):
@@ -50,10 +85,14 @@ class VmRef(_Model):
 
 
 class VmResult(_Model):
-    """The one outcome of one VM of the spec."""
+    """The one outcome of one VM of the spec.
 
-    key: str
-    hostname: str
+    A ``failed`` VM always has a ``category``; a ``skipped`` VM always has a
+    ``reason`` (``already_exists``, ...).
+    """
+
+    key: str = Field(min_length=1)
+    hostname: str = Field(min_length=1)
     outcome: Outcome
     category: Category | None = None
     reason: str | None = None
@@ -61,25 +100,44 @@ class VmResult(_Model):
     virtual_machine: VmRef | None = None
     task_id: str | None = None
     build_id: str | None = None
-    attempts: int = 0
+    attempts: int = Field(default=0, ge=0)
     stopped_because: str | None = None
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
-    duration_seconds: float | None = None
+    duration_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    _check_utc = field_validator("submitted_at", "finished_at")(_utc)
+
+    @model_validator(mode="after")
+    def _outcome_needs(self) -> VmResult:
+        if self.outcome == "failed" and self.category is None:
+            raise ValueError("a failed VM needs a category")
+        if self.outcome == "skipped" and self.reason is None:
+            raise ValueError("a skipped VM needs a reason")
+        return self
+
+    @property
+    def is_failure(self) -> bool:
+        """True when the outcome is ``failed`` or ``cancelled`` (see :data:`FAILED_OUTCOMES`)."""
+        return self.outcome in FAILED_OUTCOMES
 
 
 class RequestCounts(_Model):
-    total: int = 0
-    rate_limited: int = 0
+    """How many API requests the run made, and how many of them got a 429."""
+
+    total: _Count = 0
+    rate_limited: _Count = 0
 
 
 class Summary(_Model):
-    total: int
-    succeeded: int
-    failed: int
-    skipped: int
-    cancelled: int
-    by_category: dict[str, int] = Field(default_factory=dict)
+    """Counts by outcome and by category; always derived from ``vms`` (see :meth:`of`)."""
+
+    total: _Count
+    succeeded: _Count
+    failed: _Count
+    skipped: _Count
+    cancelled: _Count
+    by_category: dict[Category, _Count] = Field(default_factory=dict)
     requests: RequestCounts = Field(default_factory=RequestCounts)
 
     @classmethod
@@ -99,11 +157,15 @@ class Summary(_Model):
 
 
 class SpecInfo(_Model):
+    """The spec file the run was made from."""
+
     path: str
     sha256: str
 
 
 class ApiInfo(_Model):
+    """The API the run talked to (never the token)."""
+
     url: str
     organization: str | None = None
 
@@ -112,7 +174,7 @@ class Report(_Model):
     """``report.json``. Build it with :meth:`build` so the summary always agrees."""
 
     schema_version: Literal[1] = 1
-    run_id: str
+    run_id: str = Field(min_length=1)
     started_at: datetime
     finished_at: datetime
     spec: SpecInfo
@@ -120,6 +182,8 @@ class Report(_Model):
     summary: Summary
     vms: list[VmResult]
     interrupted: bool = False
+
+    _check_utc = field_validator("started_at", "finished_at")(_utc)
 
     @classmethod
     def build(
@@ -134,6 +198,7 @@ class Report(_Model):
         requests: RequestCounts,
         interrupted: bool = False,
     ) -> Report:
+        """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
             run_id=run_id,
             started_at=started_at,
@@ -144,3 +209,24 @@ class Report(_Model):
             vms=vms,
             interrupted=interrupted,
         )
+
+    @property
+    def duration_seconds(self) -> float:
+        """Wall-clock length of the run (never negative)."""
+        return max(0.0, (self.finished_at - self.started_at).total_seconds())
+
+    def inconsistencies(self) -> list[str]:
+        """What is wrong beyond types: duplicate keys, a summary that disagrees with ``vms``."""
+        problems: list[str] = []
+        seen: Counter[str] = Counter(vm.key for vm in self.vms)
+        dups = sorted(key for key, n in seen.items() if n > 1)
+        if dups:
+            problems.append(f"vms: duplicate keys {', '.join(dups)}")
+        expected = Summary.of(self.vms, self.summary.requests)
+        for name in ("total", "succeeded", "failed", "skipped", "cancelled", "by_category"):
+            got, want = getattr(self.summary, name), getattr(expected, name)
+            if got != want:
+                problems.append(f"summary.{name}: is {got!r}, the vms say {want!r}")
+        if self.finished_at < self.started_at:
+            problems.append("finished_at: earlier than started_at")
+        return problems

@@ -1,0 +1,166 @@
+"""Terminal renderings: the run summary and a report diff.
+
+Everything reads the same without colour (the console may be a file or a
+pipe): colour only repeats what the words already say. Text that came from
+the API is made printable first, so it cannot drive the terminal.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.report._diff import ReportDiff
+from orchestrator.report._model import Report, VmResult
+from orchestrator.report._text import for_terminal
+
+__all__ = ["format_duration", "render_diff", "render_summary"]
+
+#: Rows shown in a table of VMs before "... and N more".
+MAX_ROWS = 40
+_REASON_WIDTH = 160
+
+
+def format_duration(seconds: float) -> str:
+    """``38.2s``, ``1m 12s``, ``2h 03m 07s``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s"
+
+
+def _reason(vm: VmResult) -> str:
+    if vm.error is not None and vm.error.description:
+        return vm.error.description
+    return vm.stopped_because or vm.reason or ""
+
+
+def _vm_table(title: str, vms: Sequence[VmResult], *, attempts: bool = True) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
+    table.add_column("hostname", overflow="fold", no_wrap=False)
+    table.add_column("outcome")
+    table.add_column("category")
+    table.add_column("code", overflow="fold")
+    table.add_column("reason", overflow="fold")
+    if attempts:
+        table.add_column("attempts", justify="right")
+    for vm in vms:
+        row = [
+            Text(for_terminal(vm.hostname)),
+            Text(vm.outcome, style="red" if vm.is_failure else "green"),
+            Text(vm.category or "-"),
+            Text(for_terminal(vm.error.code) if vm.error and vm.error.code else "-"),
+            Text(for_terminal(_reason(vm), _REASON_WIDTH) or "-"),
+        ]
+        if attempts:
+            row.append(Text(str(vm.attempts)))
+        table.add_row(*row)
+    return table
+
+
+def _print_vms(
+    console: Console,
+    title: str,
+    vms: Sequence[VmResult],
+    *,
+    more_hint: str,
+    max_rows: int,
+    attempts: bool = True,
+) -> None:
+    if not vms:
+        return
+    console.print(_vm_table(title, vms[:max_rows], attempts=attempts))
+    if len(vms) > max_rows:
+        console.print(Text(f"... and {len(vms) - max_rows} more {more_hint}"))
+
+
+def _line(*parts: tuple[str, str | None]) -> Text:
+    text = Text()
+    for content, style in parts:
+        text.append(content, style=style)
+    return text
+
+
+def render_summary(
+    report: Report,
+    console: Console,
+    *,
+    report_path: str | None = None,
+    max_rows: int = MAX_ROWS,
+) -> None:
+    """Print the end-of-run summary of ``report`` on ``console``.
+
+    Counts by outcome and by category, a table of the VMs that failed or were
+    cancelled (at most ``max_rows``, then "... and N more (see report.json)"),
+    skipped VMs by reason, the run's duration and the requests it spent.
+    """
+    summary = report.summary
+    status = " (interrupted)" if report.interrupted else ""
+    console.print(
+        _line(
+            (f"Run {for_terminal(report.run_id)}", "bold"),
+            (f" finished in {format_duration(report.duration_seconds)}{status}", None),
+            (f" — spec {for_terminal(report.spec.path)}", None),
+        )
+    )
+    console.print(
+        _line(
+            (f"VMs: {summary.total} total, ", None),
+            (f"{summary.succeeded} succeeded", "green" if summary.succeeded else None),
+            (", ", None),
+            (f"{summary.failed} failed", "bold red" if summary.failed else None),
+            (f", {summary.skipped} skipped, ", None),
+            (f"{summary.cancelled} cancelled", "yellow" if summary.cancelled else None),
+        )
+    )
+    if summary.by_category:
+        cats = ", ".join(f"{cat} {count}" for cat, count in summary.by_category.items())
+        console.print(Text(f"By category: {cats}"))
+    requests = summary.requests
+    console.print(
+        Text(f"Requests: {requests.total} total, {requests.rate_limited} rate-limited (429)")
+    )
+    skipped = Counter(vm.reason or "unknown" for vm in report.vms if vm.outcome == "skipped")
+    if skipped:
+        reasons = ", ".join(f"{for_terminal(r)} {n}" for r, n in sorted(skipped.items()))
+        console.print(Text(f"Skipped: {sum(skipped.values())} ({reasons})"))
+    failing = [vm for vm in report.vms if vm.is_failure]
+    _print_vms(
+        console,
+        f"Failed VMs ({len(failing)})",
+        failing,
+        more_hint=f"(see {report_path or 'report.json'})",
+        max_rows=max_rows,
+    )
+
+
+def render_diff(diff: ReportDiff, console: Console, *, max_rows: int = MAX_ROWS) -> None:
+    """Print ``diff`` on ``console``: new failures first, then fixed, still failing,
+    and the VMs that are missing from, or were added in, the new report."""
+    console.print(
+        Text(
+            f"New failures: {len(diff.newly_failed)}, fixed: {len(diff.fixed)}, "
+            f"still failing: {len(diff.still_failing)}, missing: {len(diff.missing)}, "
+            f"added: {len(diff.added)}"
+        )
+    )
+    hint = "(see the new report)"
+    _print_vms(console, "New failures", diff.newly_failed, more_hint=hint, max_rows=max_rows)
+    _print_vms(console, "Fixed", diff.fixed, more_hint=hint, max_rows=max_rows, attempts=False)
+    _print_vms(console, "Still failing", diff.still_failing, more_hint=hint, max_rows=max_rows)
+    for title, keys in (("Missing from the new report", diff.missing), ("Added", diff.added)):
+        if keys:
+            shown = ", ".join(for_terminal(key) for key in keys[:max_rows])
+            more = f" ... and {len(keys) - max_rows} more" if len(keys) > max_rows else ""
+            console.print(Text(f"{title} ({len(keys)}): {shown}{more}"))
+    if diff.is_empty and not diff.still_failing:
+        console.print(Text("No differences."))
