@@ -1,0 +1,299 @@
+"""The journal's one writer thread: owns the SQLite connection, commits in groups.
+
+Group commit, in short: callers on the event loop put operations on a queue and
+wait. The writer takes the first operation, then every other one already queued,
+applies them all in one transaction and commits once; then it tells the loop
+"committed up to sequence number N" with one thread-safe callback. While it is
+busy committing, new operations pile up and go into the next transaction, so the
+number of commits adapts to the load: one per write when writes trickle in, a
+few hundred writes per commit when 500 submitters record intents at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from orchestrator.engine._journal_db import (
+    acquire_lock,
+    connect_readonly,
+    create_journal,
+    journal_exists,
+    read_entries,
+    release_lock,
+    utc_text,
+    validate,
+)
+from orchestrator.engine._journal_model import Durability
+from orchestrator.errors import JournalError
+from orchestrator.report import VmResult
+
+__all__ = ["ADD", "CLOSE", "ENTRIES", "FINISHED", "INTENT", "PROGRESS", "SUBMITTED", "UNCERTAIN"]
+
+# operation kinds: (seq, kind, args)
+ADD: Final = 0
+INTENT: Final = 1
+SUBMITTED: Final = 2
+UNCERTAIN: Final = 3
+PROGRESS: Final = 4
+FINISHED: Final = 5
+ENTRIES: Final = 6
+CLOSE: Final = 7
+
+Op = tuple[int, int, tuple[Any, ...]]
+
+_SQL_ADD: Final = (
+    "INSERT INTO vms (key, hostname, state, attempts, updated_at) VALUES (?, ?, 'pending', 0, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+# a new attempt starts clean: ids, result and note of an earlier attempt are stale
+_SQL_INTENT: Final = (
+    "UPDATE vms SET state = 'intent', attempts = ?, task_id = NULL, build_id = NULL,"
+    " vm_id = NULL, submitted_at = NULL, result = NULL, note = NULL, updated_at = ?"
+    " WHERE key = ?"
+)
+_SQL_SUBMITTED: Final = (
+    "UPDATE vms SET state = 'submitted', task_id = ?, build_id = ?, submitted_at = ?,"
+    " updated_at = ? WHERE key = ?"
+)
+_SQL_UNCERTAIN: Final = (
+    "UPDATE vms SET state = 'uncertain', last_error = ?, updated_at = ? WHERE key = ?"
+)
+_SQL_PROGRESS: Final = (
+    "UPDATE vms SET vm_id = coalesce(?, vm_id), note = coalesce(?, note), updated_at = ?"
+    " WHERE key = ?"
+)
+_SQL_FINISHED: Final = (
+    "INSERT INTO vms (key, hostname, state, attempts, task_id, build_id, vm_id,"
+    " submitted_at, result, updated_at) VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET state = 'finished',"
+    " attempts = max(vms.attempts, excluded.attempts),"
+    " task_id = coalesce(excluded.task_id, vms.task_id),"
+    " build_id = coalesce(excluded.build_id, vms.build_id),"
+    " vm_id = coalesce(excluded.vm_id, vms.vm_id),"
+    " submitted_at = coalesce(excluded.submitted_at, vms.submitted_at),"
+    " result = excluded.result, updated_at = excluded.updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """What the writer learnt while opening the journal."""
+
+    previous_spec_sha256: str | None
+    keys: set[str]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _finished_row(result: VmResult, now: str) -> tuple[object, ...]:
+    vm = result.virtual_machine
+    return (
+        result.key,
+        result.hostname,
+        result.attempts,
+        result.task_id,
+        result.build_id,
+        vm.id if vm is not None else None,
+        _iso(result.submitted_at),
+        result.model_dump_json(),
+        now,
+    )
+
+
+class JournalWriter(threading.Thread):
+    """The thread that opens, writes and closes one journal.
+
+    ``on_open(Opened | Exception)``, ``on_commit(upto, results, error)`` and
+    ``on_closed()`` are called from this thread and must be thread-safe (the
+    journal wraps ``loop.call_soon_threadsafe``). ``on_commit`` says: every
+    operation up to sequence ``upto`` is committed (``error`` None), or failed.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        spec_sha256: str,
+        run_id: str,
+        durability: Durability,
+        on_open: Callable[[Opened | Exception], None],
+        on_commit: Callable[[int, dict[int, object], JournalError | None], None],
+        on_closed: Callable[[], None],
+    ) -> None:
+        super().__init__(name=f"orchestrator-journal-{run_id}", daemon=True)
+        self.path = path
+        self.queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
+        #: cleared by tests to hold the writer after it took its first operation
+        self.gate = threading.Event()
+        self.gate.set()
+        self._spec_sha256 = spec_sha256
+        self._run_id = run_id
+        self._durability = durability
+        self._on_open = on_open
+        self._on_commit = on_commit
+        self._on_closed = on_closed
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._run_seq = 0
+        self._synced = False
+        self._failed: JournalError | None = None
+        # statistics (read from the loop thread; ints are updated atomically)
+        self.applied_seq = 0
+        self.transactions = 0
+        self.synced_transactions = 0
+        self.writes = 0
+        self.largest_batch = 0
+
+    # ------------------------------------------------------------------ thread
+
+    def run(self) -> None:
+        """Open the journal, then serve batches until the close operation."""
+        try:
+            opened = self._open()
+        except Exception as exc:
+            self._shutdown()
+            self._on_open(exc)
+            return
+        self._on_open(opened)
+        self._serve()
+
+    def _serve(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            self.gate.wait()
+            try:
+                while True:
+                    batch.append(self.queue.get_nowait())
+            except queue.Empty:
+                pass
+            closing = batch[-1][1] == CLOSE
+            results, error = self._apply(batch)
+            self.applied_seq = batch[-1][0]
+            if closing:
+                self._shutdown()
+            self._on_commit(batch[-1][0], results, error)
+            if closing:
+                self._on_closed()
+                return
+
+    # -------------------------------------------------------------------- open
+
+    def _open(self) -> Opened:
+        path = self.path
+        started = utc_text()
+        # refuse a foreign file before even creating the lock file next to it
+        journal_exists(path)
+        self._lock_fd = acquire_lock(path, run_id=self._run_id, started_at=started)
+        if journal_exists(path):
+            reader = connect_readonly(path)
+            try:
+                validate(reader, path)
+            finally:
+                reader.close()
+        else:
+            create_journal(path)
+        try:
+            conn = self._conn = sqlite3.connect(path, isolation_level=None)
+            (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(mode).lower() != "wal":
+                raise JournalError(
+                    f"journal {path}: its file system does not support SQLite's WAL mode "
+                    "(network file systems often do not): put the journal on a local disk"
+                )
+            self._synced = self._durability == "full"
+            conn.execute(f"PRAGMA synchronous = {'FULL' if self._synced else 'NORMAL'}")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            row = conn.execute("SELECT spec_sha256 FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
+            keys = {str(key) for (key,) in conn.execute("SELECT key FROM vms")}
+            conn.execute("BEGIN")
+            cursor = conn.execute(
+                "INSERT INTO runs (run_id, spec_sha256, started_at, pid) VALUES (?, ?, ?, ?)",
+                (self._run_id, self._spec_sha256, started, os.getpid()),
+            )
+            self._run_seq = int(cursor.lastrowid or 0)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot open journal {path}: {exc}") from exc
+        return Opened(previous_spec_sha256=None if row is None else str(row[0]), keys=keys)
+
+    def _shutdown(self) -> None:
+        """Close the connection (checkpointing the WAL) and release the run lock."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+        if self._lock_fd is not None:
+            release_lock(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------ writes
+
+    def _apply(self, batch: Sequence[Op]) -> tuple[dict[int, object], JournalError | None]:
+        """Apply ``batch`` in one transaction; all of it commits or none of it."""
+        if self._failed is not None:
+            return {}, self._failed
+        conn = self._conn
+        assert conn is not None
+        full = self._durability == "full" or (
+            self._durability == "intent" and any(op[1] == INTENT for op in batch)
+        )
+        results: dict[int, object] = {}
+        writes = 0
+        try:
+            if full != self._synced:
+                # the level applies to the next commit; it cannot change inside one
+                conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+                self._synced = full
+            conn.execute("BEGIN")
+            now = utc_text()
+            for seq, kind, args in batch:
+                if kind == ENTRIES:
+                    try:
+                        results[seq] = read_entries(conn, self.path)
+                    except JournalError as exc:  # unreadable rows fail the read, not the writes
+                        results[seq] = exc
+                    continue
+                if kind == CLOSE:
+                    conn.execute(
+                        "UPDATE runs SET finished_at = ? WHERE seq = ?", (now, self._run_seq)
+                    )
+                    continue
+                writes += 1
+                if kind == INTENT:
+                    conn.execute(_SQL_INTENT, (args[1], now, args[0]))
+                elif kind == SUBMITTED:
+                    key, task_id, build_id, submitted_at = args
+                    conn.execute(_SQL_SUBMITTED, (task_id, build_id, _iso(submitted_at), now, key))
+                elif kind == PROGRESS:
+                    conn.execute(_SQL_PROGRESS, (args[1], args[2], now, args[0]))
+                elif kind == UNCERTAIN:
+                    conn.execute(_SQL_UNCERTAIN, (args[1], now, args[0]))
+                elif kind == FINISHED:
+                    conn.executemany(_SQL_FINISHED, [_finished_row(r, now) for r in args[0]])
+                elif kind == ADD:
+                    conn.executemany(_SQL_ADD, [(key, host, now) for key, host in args[0]])
+            conn.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._failed = JournalError(
+                f"journal {self.path}: a write failed ({exc}); it holds every write "
+                "acknowledged before this one, and takes no more in this run"
+            )
+            return {}, self._failed
+        self.transactions += 1
+        self.synced_transactions += full
+        self.writes += writes
+        self.largest_batch = max(self.largest_batch, len(batch))
+        return results, None
