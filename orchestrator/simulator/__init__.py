@@ -1,0 +1,52 @@
+"""A faithful stand-in for Katapult Core API v1, for tests, demos and benchmarks.
+
+``run_simulator()`` starts it on a local port; ``create_app()`` gives the
+``aiohttp.web`` application; ``serve()`` runs it for ``orchestrator simulate``.
+Tune or break it on purpose with :class:`SimulatorConfig` and
+:class:`FaultConfig`; ``GET /_simulator/state`` (or
+``SimulatorState.snapshot()``) tells what was really created.
+
+What it copies from the recordings and the server's schema: the routes the
+orchestrator uses (Apia's route tree, placeholders or ids in the path),
+argument merging (query < JSON body, path only for a missing lookup),
+lookups (exactly one key), every error's status, code, description and
+envelope with ``X-Api-Schema: json-error``, the rate-limit headers on every
+answer, fixed rate windows, the build/task/VM life cycle, pagination with
+``large_set``, and the 201 build answer with ``build`` and
+``virtual_machine_build``.
+
+Where the real API is unknown, it picks one reading (marked *inferred*):
+
+- a taken hostname (trash included, case-insensitive, reserved from the moment
+  the POST is accepted) is ``422 validation_error`` with
+  ``["Hostname has already been taken"]``; a bad hostname is
+  ``422 validation_error`` (``Hostname is invalid`` / ``is too long``);
+- without a hostname the server picks a random one (``amber-otter-x1y2z3``);
+- a failed build never gets a VM and frees its hostname when it fails;
+- authentication errors and unknown routes spend no rate budget; their
+  headers show the token's window unchanged;
+- a spec XML naming an unknown object, or no location, is
+  ``400 invalid_spec_xml``; a zone or network outside the chosen data center
+  is ``422 validation_error``;
+- annotations given to a build stick to its VM;
+- the seeded disk templates are universal: listed only with
+  ``include_universal=true`` (as the real templates are).
+"""
+
+from __future__ import annotations
+
+from orchestrator.simulator._config import FaultConfig, SimulatorConfig
+from orchestrator.simulator._server import RunningSimulator, create_app, run_simulator, serve
+from orchestrator.simulator._state import Clock, ScaledClock, SimulatorState
+
+__all__ = [
+    "Clock",
+    "FaultConfig",
+    "RunningSimulator",
+    "ScaledClock",
+    "SimulatorConfig",
+    "SimulatorState",
+    "create_app",
+    "run_simulator",
+    "serve",
+]

@@ -1,0 +1,411 @@
+"""The endpoints: ``Ctx -> (status, body)``, pure functions over the state.
+
+Each one first reads all its arguments in the order the server's schema
+declares them (so argument errors come out in the same order as on the real
+API), then resolves the lookups and acts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from orchestrator.simulator import _render as render
+from orchestrator.simulator._args import Args
+from orchestrator.simulator._catalogue import (
+    DataCenter,
+    DiskTemplate,
+    Network,
+    Organization,
+    Package,
+    Zone,
+)
+from orchestrator.simulator._config import SimulatorConfig
+from orchestrator.simulator._errors import (
+    LOOKUP_NOT_FOUND,
+    api_error,
+    invalid_spec_xml,
+    validation_error,
+)
+from orchestrator.simulator._state import Build, SimulatorState
+from orchestrator.simulator._xmlspec import Ref, SpecXml, parse_spec_xml, render_spec_xml
+
+__all__ = ["Answer", "Ctx", "Endpoint"]
+
+Answer = tuple[int, dict[str, Any]]
+_T = TypeVar("_T")
+
+ID_OR_PERMALINK = ("id", "permalink")
+ORG_KEYS = ("id", "sub_domain")
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What an endpoint sees of one request."""
+
+    state: SimulatorState
+    config: SimulatorConfig
+    args: Args
+    now: float
+
+
+Endpoint = Callable[[Ctx], Answer]
+
+
+# ---------------------------------------------------------------- resolving
+
+
+def _resolve(
+    name: str, lookup: tuple[str, str | None] | None, find: Callable[[str, str], _T | None]
+) -> _T:
+    """The object a lookup names, or the lookup's ``404 *_not_found``."""
+    if lookup is None:
+        raise api_error(LOOKUP_NOT_FOUND[name])
+    key, value = lookup
+    found = None if value is None else find(key, value)
+    if found is None:
+        raise api_error(LOOKUP_NOT_FOUND[name])
+    return found
+
+
+def _org(ctx: Ctx, lookup: tuple[str, str | None] | None) -> Organization:
+    org = _resolve("organization", lookup, ctx.state.catalogue.org_by)
+    if org.status == "suspended":
+        raise api_error("organization_suspended")
+    if org.status == "not_activated":
+        raise api_error("organization_not_activated")
+    return org
+
+
+def _page(
+    items: Sequence[_T], page: int, per_page: int, large_threshold: int | None
+) -> tuple[list[_T], dict[str, Any]]:
+    page = max(1, page)
+    per_page = max(1, per_page)
+    start = (page - 1) * per_page
+    chunk = list(items[start : start + per_page])
+    large = large_threshold is not None and len(items) > large_threshold
+    return chunk, render.pagination(page, per_page, len(items), large)
+
+
+def _key_values(items: list[dict[str, str | None]]) -> list[dict[str, Any]]:
+    return [{"key": kv["key"], "value": kv["value"]} for kv in items]
+
+
+# ---------------------------------------------------------------- catalogue
+
+
+def list_data_centers(ctx: Ctx) -> Answer:
+    """``GET data_centers``."""
+    return 200, {
+        "data_centers": [
+            {
+                **render.data_center_short(dc),
+                "country": {"id": dc.country.id, "name": dc.country.name},
+            }
+            for dc in ctx.state.catalogue.data_centers
+        ]
+    }
+
+
+def list_zones(ctx: Ctx) -> Answer:
+    """``GET zones``."""
+    return 200, {"zones": [render.zone_short(z) for z in ctx.state.catalogue.zones]}
+
+
+def list_packages(ctx: Ctx) -> Answer:
+    """``GET virtual_machine_packages`` (organization optional)."""
+    a = ctx.args
+    lookup = a.lookup("organization", ORG_KEYS, required=False)
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    if lookup is not None:
+        _org(ctx, lookup)
+    items, pagination = _page(ctx.state.catalogue.packages, page, per_page, None)
+    return 200, {
+        "pagination": pagination,
+        "virtual_machine_packages": [render.package_list_item(p) for p in items],
+    }
+
+
+def get_organization(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization``."""
+    org = _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    return 200, {"organization": render.organization(org)}
+
+
+def get_policy_limits(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/policy_limits``."""
+    _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    return 200, {"policy_limits": render.policy_limits(ctx.config.vm_limit)}
+
+
+def list_disk_templates(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/disk_templates``.
+
+    The seeded templates are universal: like the real API, they are listed
+    only with ``include_universal=true``.
+    """
+    a = ctx.args
+    org_lookup = a.lookup("organization", ORG_KEYS, required=True)
+    include_universal = a.boolean("include_universal", False)
+    os_lookup = a.lookup("operating_system", ("id",), required=False)
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    _org(ctx, org_lookup)
+    templates: list[DiskTemplate] = [
+        t for t in ctx.state.catalogue.disk_templates if include_universal or not t.universal
+    ]
+    if os_lookup is not None:
+        os_ids = {t.os_id for t in ctx.state.catalogue.disk_templates}
+        os_id = _resolve("operating_system", os_lookup, lambda _k, v: v if v in os_ids else None)
+        templates = [t for t in templates if t.os_id == os_id]
+    items, pagination = _page(templates, page, per_page, None)
+    return 200, {
+        "pagination": pagination,
+        "disk_templates": [render.disk_template(t) for t in items],
+    }
+
+
+def list_networks(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/available_networks``."""
+    _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    return 200, {
+        "networks": [render.network_short(n) for n in ctx.state.catalogue.networks],
+        "virtual_networks": [],
+    }
+
+
+# ----------------------------------------------------------- virtual machines
+
+
+def list_virtual_machines(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/virtual_machines`` (no trash, creation order).
+
+    ``annotations[][key]``/``annotations[][value]`` keep only the VMs carrying
+    every pair given (a pair without a value matches the key alone).
+    """
+    a = ctx.args
+    lookup = a.lookup("organization", ORG_KEYS, required=True)
+    wanted = a.key_values("annotations")
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    org = _org(ctx, lookup)
+    vms = ctx.state.vms_of(org)
+    if wanted:
+        vms = [vm for vm in vms if _has_annotations(vm.annotations, wanted)]
+    items, pagination = _page(vms, page, per_page, ctx.config.large_set_threshold)
+    return 200, {
+        "pagination": pagination,
+        "virtual_machines": [render.vm_list_item(v) for v in items],
+    }
+
+
+def _has_annotations(
+    have: list[dict[str, str | None]], wanted: list[dict[str, str | None]]
+) -> bool:
+    pairs = {(kv["key"], kv["value"]) for kv in have}
+    keys = {kv["key"] for kv in have}
+    return all(
+        (w["key"] in keys) if w["value"] is None else ((w["key"], w["value"]) in pairs)
+        for w in wanted
+    )
+
+
+def get_virtual_machine(ctx: Ctx) -> Answer:
+    """``GET virtual_machines/:virtual_machine`` by ``id`` or ``fqdn``."""
+    lookup = ctx.args.lookup("virtual_machine", ("id", "fqdn"), required=True)
+    state = ctx.state
+    vm = _resolve(
+        "virtual_machine",
+        lookup,
+        lambda key, value: state.vm_by_id(value) if key == "id" else state.vm_by_fqdn(value),
+    )
+    if vm.trash is not None:
+        raise api_error(
+            "object_in_trash",
+            {
+                "trash_object": {
+                    "id": vm.trash.id,
+                    "keep_until": vm.trash.keep_until,
+                    "object_id": vm.id,
+                    "object_type": "VirtualMachine",
+                }
+            },
+        )
+    return 200, {
+        "annotations": _key_values(vm.annotations),
+        "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
+    }
+
+
+def get_build(ctx: Ctx) -> Answer:
+    """``GET virtual_machines/builds/:virtual_machine_build``."""
+    lookup = ctx.args.lookup("virtual_machine_build", ("id",), required=False)
+    build = _resolve("virtual_machine_build", lookup, lambda _k, v: ctx.state.build_by_id(v))
+    return 200, {
+        "virtual_machine_build": render.build_info(build, ctx.now, ctx.config.vm_start_seconds),
+        "annotations": _key_values(build.annotations),
+    }
+
+
+def get_task(ctx: Ctx) -> Answer:
+    """``GET tasks/:task``."""
+    lookup = ctx.args.lookup("task", ("id",), required=True)
+    build = _resolve("task", lookup, lambda _k, v: ctx.state.build_by_task(v))
+    return 200, {"task": render.task(build, ctx.now)}
+
+
+# ------------------------------------------------------------------- builds
+
+
+def _accepted(build: Build) -> Answer:
+    short = {"id": build.id, "state": "pending"}
+    return 201, {
+        "task": {"id": build.task_id, "name": "Build virtual machine", "status": "pending"},
+        "build": dict(short),
+        "virtual_machine_build": dict(short),
+        "hostname": build.hostname,
+        "annotations": _key_values(build.annotations),
+    }
+
+
+def _place(
+    ctx: Ctx, zone: Zone | None, data_center: DataCenter | None, network: Network | None
+) -> tuple[Zone, Network]:
+    catalogue = ctx.state.catalogue
+    if zone is None:
+        assert data_center is not None
+        zone = catalogue.zones_of(data_center)[0]
+    elif data_center is not None and zone.data_center.id != data_center.id:
+        raise validation_error("Zone is not within the data center chosen")
+    if network is None:
+        network = catalogue.default_network(zone.data_center)
+    elif network.data_center.id != zone.data_center.id:
+        raise validation_error("Network is not available in the data center chosen")
+    return zone, network
+
+
+def build_virtual_machine(ctx: Ctx) -> Answer:
+    """``POST organizations/:organization/virtual_machines/build``."""
+    a = ctx.args
+    catalogue = ctx.state.catalogue
+    org_l = a.lookup("organization", ORG_KEYS, required=True)
+    zone_l = a.lookup("zone", ID_OR_PERMALINK, required=False)
+    dc_l = a.lookup("data_center", ID_OR_PERMALINK, required=False)
+    package_l = a.lookup("package", ID_OR_PERMALINK, required=True)
+    template_l = a.lookup("disk_template", ID_OR_PERMALINK, required=False)
+    options = a.key_values("disk_template_options")
+    network_l = a.lookup("network", ID_OR_PERMALINK, required=False)
+    hostname = a.string("hostname")
+    annotations = a.key_values("annotations")
+
+    org = _org(ctx, org_l)
+    if zone_l is None and dc_l is None:
+        raise api_error("location_required")
+    zone = _resolve("zone", zone_l, catalogue.zone_by) if zone_l else None
+    dc = _resolve("data_center", dc_l, catalogue.data_center_by) if dc_l else None
+    package: Package = _resolve("package", package_l, catalogue.package_by)
+    template = (
+        _resolve("disk_template", template_l, catalogue.disk_template_by) if template_l else None
+    )
+    network = _resolve("network", network_l, catalogue.network_by) if network_l else None
+    zone, network = _place(ctx, zone, dc, network)
+    option_pairs = [(kv["key"] or "", kv["value"] or "") for kv in options]
+
+    def spec_xml(final_hostname: str) -> str:
+        return render_spec_xml(
+            data_center_id=zone.data_center.id,
+            zone_id=zone.id if zone_l else None,
+            package_permalink=package.permalink,
+            cpu_cores=None,
+            memory_in_gb=None,
+            disk_template_permalink=template.permalink if template else None,
+            disk_template_options=option_pairs,
+            network_id=network.id,
+            hostname=final_hostname,
+            name=None,
+            description=None,
+            tags=[],
+        )
+
+    build = ctx.state.create_build(
+        org=org,
+        zone=zone,
+        network=network,
+        package=package,
+        cpu_cores=None,
+        memory_in_gb=None,
+        hostname=hostname,
+        name=None,
+        description=None,
+        tags=[],
+        annotations=annotations,
+        spec_xml=spec_xml,
+        now=ctx.now,
+    )
+    return _accepted(build)
+
+
+def _spec_ref(what: str, ref: Ref | None, find: Callable[[str, str], _T | None]) -> _T | None:
+    if ref is None:
+        return None
+    by, value = ref
+    found = find(by, value)
+    if found is None:
+        raise invalid_spec_xml(f"No {what} was found matching {by} '{value}'")
+    return found
+
+
+def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
+    """``POST organizations/:organization/virtual_machines/build_from_spec``."""
+    a = ctx.args
+    catalogue = ctx.state.catalogue
+    org_l = a.lookup("organization", ORG_KEYS, required=True)
+    xml = a.string("xml", required=True)
+    annotations = a.key_values("annotations")
+    org = _org(ctx, org_l)
+    spec: SpecXml = parse_spec_xml(xml or "")
+    zone = _spec_ref("zone", spec.zone, catalogue.zone_by)
+    dc = _spec_ref("data center", spec.data_center, catalogue.data_center_by)
+    if zone is None and dc is None:
+        raise invalid_spec_xml("A DataCenter or a Zone must be specified")
+    package = _spec_ref("package", spec.package, catalogue.package_by)
+    if package is None and (spec.cpu_cores is None or spec.memory_in_gb is None):
+        raise invalid_spec_xml("Resources must name a Package, or give CPUCores and Memory")
+    template = _spec_ref("disk template", spec.disk_template, catalogue.disk_template_by)
+    network = _spec_ref(
+        "network", spec.networks[0] if spec.networks else None, catalogue.network_by
+    )
+    zone, network = _place(ctx, zone, dc, network)
+
+    def spec_xml(final_hostname: str) -> str:
+        return render_spec_xml(
+            data_center_id=zone.data_center.id,
+            zone_id=zone.id if spec.zone else None,
+            package_permalink=package.permalink if package else None,
+            cpu_cores=spec.cpu_cores,
+            memory_in_gb=spec.memory_in_gb,
+            disk_template_permalink=template.permalink if template else None,
+            disk_template_options=spec.disk_template_options,
+            network_id=network.id,
+            hostname=final_hostname,
+            name=spec.name,
+            description=spec.description,
+            tags=spec.tags,
+        )
+
+    build = ctx.state.create_build(
+        org=org,
+        zone=zone,
+        network=network,
+        package=package,
+        cpu_cores=spec.cpu_cores,
+        memory_in_gb=spec.memory_in_gb,
+        hostname=spec.hostname,
+        name=spec.name,
+        description=spec.description,
+        tags=spec.tags,
+        annotations=annotations,
+        spec_xml=spec_xml,
+        now=ctx.now,
+    )
+    return _accepted(build)

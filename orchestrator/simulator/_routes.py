@@ -1,0 +1,270 @@
+"""The request pipeline of ``/core/v1/``, in the real server's order.
+
+1. fault draw; proxy-level faults (``reset_before``, ``html_502``) strike here
+2. route (Apia's route tree: a literal segment beats a ``:param``) - else
+   ``404 route_not_found`` (before authentication, as in Apia)
+3. authentication - ``400 missing_api_token`` / ``403 invalid_api_token``
+4. rate limit of the token's fixed window (and the 429 burst schedule)
+5. ``error_5xx`` fault (the action is not taken)
+6. arguments (query, JSON body, path) and the endpoint
+7. ``slow``, ``reset_after`` and ``truncated_body`` faults strike after acting
+
+Requests refused at steps 2-3 do not spend budget; their rate-limit headers
+show the configured token's window unchanged. Every answer but the proxy
+faults carries ``X-Ratelimit-Permitted``, ``X-Ratelimit-Remaining`` and
+``X-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+from aiohttp import web
+
+from orchestrator.simulator import _endpoints as ep
+from orchestrator.simulator._args import Args, deep_merge, parse_json_body, parse_query
+from orchestrator.simulator._errors import SimApiError, api_error, route_not_found
+from orchestrator.simulator._faults import (
+    HTML_502_BODY,
+    Fault,
+    FaultInjector,
+    drop_connection,
+    send_truncated,
+)
+from orchestrator.simulator._state import SimulatorState
+
+__all__ = ["INJECTOR_KEY", "ROUTES", "STATE_KEY", "Route", "handle_api", "handle_state", "match"]
+
+STATE_KEY = web.AppKey("state", SimulatorState)
+INJECTOR_KEY = web.AppKey("injector", FaultInjector)
+
+_E = "CoreAPI/Endpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One API route: method, path pattern, the schema's endpoint id and the handler."""
+
+    method: str
+    path: str
+    endpoint_id: str
+    handler: ep.Endpoint
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "data_centers", f"{_E}/DataCenters/ListEndpoint", ep.list_data_centers),
+    Route("GET", "zones", f"{_E}/Zones/ListEndpoint", ep.list_zones),
+    Route(
+        "GET",
+        "virtual_machine_packages",
+        f"{_E}/VirtualMachinePackages/ListEndpoint",
+        ep.list_packages,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization",
+        f"{_E}/Organizations/InfoEndpoint",
+        ep.get_organization,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization/policy_limits",
+        f"{_E}/Organizations/PolicyLimitsEndpoint",
+        ep.get_policy_limits,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization/disk_templates",
+        f"{_E}/DiskTemplates/ListEndpoint",
+        ep.list_disk_templates,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization/available_networks",
+        f"{_E}/Networks/ListEndpoint",
+        ep.list_networks,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization/virtual_machines",
+        f"{_E}/VirtualMachines/ListEndpoint",
+        ep.list_virtual_machines,
+    ),
+    Route(
+        "POST",
+        "organizations/:organization/virtual_machines/build",
+        f"{_E}/VirtualMachines/BuildEndpoint",
+        ep.build_virtual_machine,
+    ),
+    Route(
+        "POST",
+        "organizations/:organization/virtual_machines/build_from_spec",
+        f"{_E}/VirtualMachines/BuildFromSpecEndpoint",
+        ep.build_virtual_machine_from_spec,
+    ),
+    Route(
+        "GET",
+        "virtual_machines/:virtual_machine",
+        f"{_E}/VirtualMachines/InfoEndpoint",
+        ep.get_virtual_machine,
+    ),
+    Route(
+        "GET",
+        "virtual_machines/builds/:virtual_machine_build",
+        f"{_E}/VirtualMachineBuilds/InfoEndpoint",
+        ep.get_build,
+    ),
+    Route("GET", "tasks/:task", f"{_E}/Tasks/InfoEndpoint", ep.get_task),
+)
+
+
+def _split(path: str) -> list[str]:
+    stripped = path.strip("/")
+    return stripped.split("/") if stripped else []
+
+
+def _build_tree(routes: tuple[Route, ...]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for route in routes:
+        node = tree
+        for part in _split(route.path):
+            node = node.setdefault("?" if part.startswith(":") else part, {})
+        node.setdefault("", []).append(route)
+    return tree
+
+
+_TREE = _build_tree(ROUTES)
+
+
+def match(method: str, api_path: str) -> tuple[Route, dict[str, str]] | None:
+    """The route for ``method api_path`` and its path values, as Apia finds them."""
+    parts = _split(api_path)
+    node: dict[str, Any] | None = _TREE
+    for part in parts:
+        assert node is not None
+        node = node.get(part) if part in node else node.get("?")
+        if node is None:
+            return None
+    assert node is not None
+    for route in node.get("", []):
+        if route.method == method:
+            values = {
+                p[1:]: parts[i] for i, p in enumerate(_split(route.path)) if p.startswith(":")
+            }
+            return route, values
+    return None
+
+
+def _token(request: web.Request, expected: str) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise api_error("missing_api_token")
+    if token.strip() != expected:
+        raise api_error("invalid_api_token", {"details": None})
+    return token.strip()
+
+
+def _json_response(
+    status: int, payload: Mapping[str, Any], headers: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    headers["Content-Type"] = "application/json"
+    return body, headers
+
+
+async def handle_api(request: web.Request) -> web.StreamResponse:
+    """The one handler behind ``/core/v1/{tail}``: the whole pipeline above."""
+    state = request.app[STATE_KEY]
+    injector = request.app[INJECTOR_KEY]
+    config = state.config
+    faults = config.faults
+    state.requests_total += 1
+    now = state.advance()
+    method = request.method.upper()
+    api_path = request.match_info.get("tail", "")
+
+    fault = injector.pick(faults, method)
+    if fault is Fault.RESET_BEFORE:
+        state.faults[fault.value] += 1
+        return drop_connection(request)
+    if fault is Fault.HTML_502:
+        state.faults[fault.value] += 1
+        state.count_response(502)
+        return web.Response(
+            status=502,
+            body=HTML_502_BODY,
+            headers={"Content-Type": "text/html", "Cache-Control": "no-cache"},
+        )
+
+    headers: dict[str, str] = {
+        "X-Ratelimit-Permitted": str(config.permitted),
+        "X-Ratelimit-Remaining": str(state.peek_rate_limit(config.token, now)),
+        "X-Request-Id": state.request_id(),
+    }
+    burst = injector.in_burst(faults)
+    try:
+        found = match(method, api_path)
+        if found is None:
+            raise route_not_found(api_path, method)
+        route, path_values = found
+        token = _token(request, config.token)
+        if burst:
+            state.faults["burst_429"] += 1
+            headers["X-Ratelimit-Remaining"] = "0"
+            raise _rate_limited(state, now, headers)
+        allowed, remaining = state.hit_rate_limit(token, now)
+        headers["X-Ratelimit-Remaining"] = str(remaining)
+        if not allowed:
+            raise _rate_limited(state, now, headers)
+        if fault is Fault.ERROR_5XX:
+            state.faults[fault.value] += 1
+            status = injector.error_5xx_status()
+            raise api_error("unhandled_exception" if status == 500 else "service_unavailable")
+        body = await request.read()
+        values = deep_merge(
+            parse_query(request.query.items()),
+            parse_json_body(request.headers.get("Content-Type", ""), body),
+        )
+        ctx = ep.Ctx(state, config, Args(values, path_values, route.endpoint_id), now)
+        status, payload = route.handler(ctx)
+        headers["Cache-Control"] = "max-age=0, private, must-revalidate"
+    except SimApiError as error:
+        status, payload = error.status, error.body()
+        headers["X-Api-Schema"] = "json-error"
+        headers["Cache-Control"] = "no-cache"
+    state.count_response(status)
+    data, headers = _json_response(status, payload, headers)
+
+    if fault is Fault.SLOW:
+        state.faults[fault.value] += 1
+        await anyio.sleep(faults.slow_seconds)
+    elif fault is Fault.RESET_AFTER:
+        state.faults[fault.value] += 1
+        return drop_connection(request)
+    elif fault is Fault.TRUNCATED:
+        state.faults[fault.value] += 1
+        return await send_truncated(request, status, headers, data)
+    return web.Response(status=status, body=data, headers=headers)
+
+
+def _rate_limited(state: SimulatorState, now: float, headers: dict[str, str]) -> SimApiError:
+    config = state.config
+    if config.retry_after:
+        real_seconds = (state.window_end(now) - now) / config.time_scale
+        headers["Retry-After"] = str(max(1, math.ceil(real_seconds)))
+    return api_error("rate_limit_reached", {"total_permitted": config.permitted})
+
+
+async def handle_state(request: web.Request) -> web.Response:
+    """``GET /_simulator/state``: no auth, not rate limited, not counted."""
+    snapshot = request.app[STATE_KEY].snapshot()
+    return web.Response(
+        body=json.dumps(snapshot, separators=(",", ":")).encode(),
+        headers={"Content-Type": "application/json"},
+    )

@@ -1,0 +1,622 @@
+"""All mutable state of a simulated Katapult: builds, VMs, rate windows, counters.
+
+Pure and clock-injected: nothing here does I/O or sleeps. Time is simulated
+seconds since the Unix epoch, read from one ``clock`` callable. Build life
+cycles are not driven by background tasks: a build's state is computed from
+the clock whenever it is asked for, and the two things that change indexes -
+a build getting its VM, and a failed build freeing its hostname - are kept in
+a heap of timed events that :meth:`SimulatorState.advance` applies lazily, so
+10,000 builds cost nothing while nobody looks at them.
+
+A build's life (``D`` = its duration, drawn per build)::
+
+    0 ........ 3% D ............ 40% D ... 45% D ..................... D ... D + start
+    pending    building (vm null)           building (vm ``stopped``)   complete (vm
+    task pending  task running (progress rises)                        ``starting``,
+                                            failed builds end here      then ``started``)
+                                            (task/build ``failed``, no VM, hostname freed)
+
+A hanging build gets its VM at 45% and then stays ``building`` forever.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from orchestrator.simulator._catalogue import (
+    Catalogue,
+    Network,
+    Organization,
+    Package,
+    Zone,
+    build_catalogue,
+    make_id,
+)
+from orchestrator.simulator._config import FaultConfig, SimulatorConfig
+from orchestrator.simulator._errors import api_error, validation_error
+
+__all__ = [
+    "Build",
+    "BuildState",
+    "Clock",
+    "ScaledClock",
+    "SimulatorState",
+    "TaskView",
+    "TrashInfo",
+    "VirtualMachine",
+]
+
+Clock = Callable[[], float]
+BuildState = Literal["pending", "building", "complete", "failed"]
+Fate = Literal["complete", "failed", "hang"]
+
+#: Fractions of a build's duration at which its phases begin.
+PENDING_END = 0.03
+FAIL_AT = 0.40
+VM_AT = 0.45
+#: How long VMs stay in the trash (the API keeps them ~48 h).
+TRASH_KEEP_SECONDS = 48 * 3600
+
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_WORDS_A = ("amber", "brisk", "calm", "dusty", "eager", "fuzzy", "gentle", "hazy", "icy", "jolly")
+_WORDS_B = ("otter", "falcon", "maple", "river", "comet", "harbor", "lantern", "meadow", "pine")
+
+
+class ScaledClock:
+    """Simulated time: ``epoch + real elapsed seconds * time_scale``."""
+
+    __slots__ = ("_epoch", "_monotonic", "_scale", "_start")
+
+    def __init__(
+        self,
+        time_scale: float = 1.0,
+        *,
+        epoch: float | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._scale = time_scale
+        self._epoch = time.time() if epoch is None else epoch
+        self._monotonic = monotonic
+        self._start = monotonic()
+
+    @property
+    def time_scale(self) -> float:
+        """Simulated seconds per real second."""
+        return self._scale
+
+    def __call__(self) -> float:
+        return self._epoch + (self._monotonic() - self._start) * self._scale
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    """A task as the API shows it at one moment."""
+
+    status: Literal["pending", "running", "completed", "failed"]
+    started_at: int | None
+    finished_at: int | None
+    progress: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrashInfo:
+    """Where a trashed VM sits in the trash."""
+
+    id: str
+    keep_until: int
+
+
+@dataclass(slots=True, eq=False)
+class VirtualMachine:
+    """A VM that exists (visible through the API)."""
+
+    id: str
+    org: Organization
+    hostname: str
+    name: str
+    created_at: int
+    zone: Zone
+    network: Network
+    package: Package | None
+    cpu_cores: int
+    memory_in_gb: int
+    description: str | None
+    tags: list[str]
+    annotations: list[dict[str, str | None]]
+    build: Build | None
+    serial: int
+    trash: TrashInfo | None = None
+
+    @property
+    def fqdn(self) -> str:
+        """``hostname.<organization infrastructure domain>``."""
+        return f"{self.hostname}.{self.org.infrastructure_domain}"
+
+    def state(self, now: float, start_seconds: float) -> str:
+        """The VM's power state at ``now``."""
+        build = self.build
+        if build is None:
+            return "started"
+        if build.fate == "hang" or now < build.finished_at:
+            return "stopped"
+        if now < build.finished_at + start_seconds:
+            return "starting"
+        return "started"
+
+
+@dataclass(slots=True, eq=False)
+class Build:
+    """A build accepted by the API, and the task that runs it."""
+
+    id: str
+    task_id: str
+    vm_id: str
+    org: Organization
+    hostname: str
+    name: str
+    created_at: float
+    duration: float
+    fate: Fate
+    zone: Zone
+    network: Network
+    package: Package | None
+    cpu_cores: int
+    memory_in_gb: int
+    description: str | None
+    tags: list[str]
+    annotations: list[dict[str, str | None]]
+    spec_xml: str = ""
+    vm: VirtualMachine | None = None
+
+    @property
+    def running_at(self) -> float:
+        """When the build leaves ``pending``."""
+        return self.created_at + PENDING_END * self.duration
+
+    @property
+    def vm_at(self) -> float:
+        """When the build gets its VM (never for a failed build)."""
+        return self.created_at + VM_AT * self.duration
+
+    @property
+    def failed_at(self) -> float:
+        """When a failing build fails."""
+        return self.created_at + FAIL_AT * self.duration
+
+    @property
+    def finished_at(self) -> float:
+        """When a successful build completes."""
+        return self.created_at + self.duration
+
+    def state(self, now: float) -> BuildState:
+        """The build's state at ``now``."""
+        if now < self.running_at:
+            return "pending"
+        if self.fate == "failed":
+            return "failed" if now >= self.failed_at else "building"
+        if self.fate == "complete" and now >= self.finished_at:
+            return "complete"
+        return "building"
+
+    def task(self, now: float) -> TaskView:
+        """The build's task at ``now``."""
+        if now < self.running_at:
+            return TaskView("pending", None, None, 0)
+        started = int(self.running_at)
+        if self.fate == "failed" and now >= self.failed_at:
+            return TaskView("failed", started, int(self.failed_at), self._progress(self.failed_at))
+        if self.fate == "complete" and now >= self.finished_at:
+            return TaskView("completed", started, int(self.finished_at), 100)
+        if self.fate == "hang":
+            now = min(now, self.vm_at)
+        return TaskView("running", started, None, self._progress(now))
+
+    def _progress(self, now: float) -> int:
+        span = self.finished_at - self.running_at
+        done = (now - self.running_at) / span if span > 0 else 1.0
+        return max(5, min(95, 5 + int(90 * done)))
+
+
+@dataclass(slots=True)
+class _OrgState:
+    hostnames: dict[str, Build | VirtualMachine] = field(default_factory=dict)
+    vms: list[VirtualMachine] = field(default_factory=list)  # visible, creation order
+    live: int = 0  # VMs and builds that count against the VM limit
+
+
+@dataclass(slots=True)
+class _Window:
+    index: int
+    count: int
+
+
+class SimulatorState:
+    """Everything a simulator remembers; reusable across server restarts.
+
+    Args:
+        config: the policy (build durations, limits, faults). A server started
+            with this state adopts its own config (see ``create_app``).
+        clock: simulated Unix seconds; default: a :class:`ScaledClock` at the
+            config's ``time_scale`` starting from the real time now.
+    """
+
+    def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None):
+        self.config = config or SimulatorConfig()
+        self.clock: Clock = clock or ScaledClock(self.config.time_scale)
+        self.catalogue: Catalogue = build_catalogue(self.config.seed)
+        self._rng = random.Random(self.config.seed)  # builds and hostnames
+        self._id_rng = random.Random(f"request-ids/{self.config.seed}")
+        self._serial = 0
+        self._orgs: dict[str, _OrgState] = {o.id: _OrgState() for o in self.catalogue.organizations}
+        self._builds: dict[str, Build] = {}
+        self._tasks: dict[str, Build] = {}
+        self._vms: dict[str, VirtualMachine] = {}
+        self._records: list[Build | VirtualMachine] = []  # accepted builds and pre-existing VMs
+        self._events: list[tuple[float, int, str, Build]] = []
+        self._windows: dict[str, _Window] = {}
+        self.requests_total = 0
+        self.rate_limited = 0
+        self.by_status: Counter[int] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.taken_refusals: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ time
+
+    def now(self) -> float:
+        """Simulated Unix seconds."""
+        return self.clock()
+
+    def advance(self, now: float | None = None) -> float:
+        """Apply every timed event due by ``now`` (VMs appear, failed builds free names)."""
+        now = self.clock() if now is None else now
+        events = self._events
+        while events and events[0][0] <= now:
+            when, _, kind, build = heapq.heappop(events)
+            if kind == "vm":
+                self._materialize(build, when)
+            else:
+                self._fail(build)
+        return now
+
+    def _materialize(self, build: Build, when: float) -> None:
+        self._serial += 1
+        vm = VirtualMachine(
+            id=build.vm_id,
+            org=build.org,
+            hostname=build.hostname,
+            name=build.name,
+            created_at=int(when),
+            zone=build.zone,
+            network=build.network,
+            package=build.package,
+            cpu_cores=build.cpu_cores,
+            memory_in_gb=build.memory_in_gb,
+            description=build.description,
+            tags=build.tags,
+            annotations=build.annotations,
+            build=build,
+            serial=self._serial,
+        )
+        build.vm = vm
+        self._vms[vm.id] = vm
+        org = self._orgs[build.org.id]
+        org.vms.append(vm)
+        org.hostnames[build.hostname] = vm
+
+    def _fail(self, build: Build) -> None:
+        org = self._orgs[build.org.id]
+        if org.hostnames.get(build.hostname) is build:
+            del org.hostnames[build.hostname]
+        org.live -= 1
+
+    def _next_id(self, prefix: str) -> str:
+        self._serial += 1
+        return make_id(self.config.seed, prefix, f"n{self._serial}")
+
+    def request_id(self) -> str:
+        """A fresh ``X-Request-Id`` (a UUID drawn from the seeded RNG)."""
+        return str(uuid.UUID(int=self._id_rng.getrandbits(128), version=4))
+
+    # ----------------------------------------------------------- rate limits
+
+    def hit_rate_limit(self, token: str, now: float) -> tuple[bool, int]:
+        """Count one request of ``token``: (allowed, remaining) in its fixed window."""
+        config = self.config
+        index = math.floor(now / config.window_seconds)
+        window = self._windows.get(token)
+        if window is None or window.index != index:
+            window = self._windows[token] = _Window(index, 0)
+        window.count += 1
+        permitted = config.permitted
+        if config.rate_limit is not None and window.count > permitted:
+            return False, 0
+        return True, max(0, permitted - window.count)
+
+    def peek_rate_limit(self, token: str, now: float) -> int:
+        """The remaining budget of ``token``'s window, without spending any."""
+        index = math.floor(now / self.config.window_seconds)
+        window = self._windows.get(token)
+        used = window.count if window is not None and window.index == index else 0
+        return max(0, self.config.permitted - used)
+
+    def window_end(self, now: float) -> float:
+        """Simulated time at which the current rate window ends."""
+        size = self.config.window_seconds
+        return (math.floor(now / size) + 1) * size
+
+    # --------------------------------------------------------------- lookups
+
+    def build_by_id(self, build_id: str) -> Build | None:
+        """The build with this id."""
+        return self._builds.get(build_id)
+
+    def build_by_task(self, task_id: str) -> Build | None:
+        """The build whose task has this id."""
+        return self._tasks.get(task_id)
+
+    def vm_by_id(self, vm_id: str) -> VirtualMachine | None:
+        """The VM with this id, once it exists."""
+        return self._vms.get(vm_id)
+
+    def vm_by_fqdn(self, fqdn: str) -> VirtualMachine | None:
+        """The VM whose fqdn is ``hostname.<org infrastructure domain>``."""
+        hostname, _, domain = fqdn.strip().lower().partition(".")
+        org = self.catalogue.org_by_domain(domain)
+        if org is None:
+            return None
+        found = self._orgs[org.id].hostnames.get(hostname)
+        return found if isinstance(found, VirtualMachine) else None
+
+    def vms_of(self, org: Organization) -> list[VirtualMachine]:
+        """The organization's VMs outside the trash, in creation order (do not mutate)."""
+        return self._orgs[org.id].vms
+
+    def live_count(self, org: Organization) -> int:
+        """VMs and unfinished or successful builds counting against the VM limit."""
+        return self._orgs[org.id].live
+
+    # ---------------------------------------------------------------- builds
+
+    def create_build(
+        self,
+        *,
+        org: Organization,
+        zone: Zone,
+        network: Network,
+        package: Package | None,
+        cpu_cores: int | None,
+        memory_in_gb: int | None,
+        hostname: str | None,
+        name: str | None,
+        description: str | None,
+        tags: list[str],
+        annotations: list[dict[str, str | None]],
+        spec_xml: Callable[[str], str],
+        now: float,
+    ) -> Build:
+        """Accept a build, or raise the API's refusal (limit, bad or taken hostname)."""
+        config = self.config
+        org_state = self._orgs[org.id]
+        if config.vm_limit is not None and org_state.live >= config.vm_limit:
+            raise api_error(
+                "resource_creation_restricted",
+                {
+                    "errors": [
+                        f"The maximum number of virtual machines ({config.vm_limit}) "
+                        "for this organization has been reached"
+                    ]
+                },
+            )
+        if hostname:
+            hostname = hostname.strip().lower()
+            problems = []
+            if len(hostname) > 63:
+                problems.append("Hostname is too long (maximum is 63 characters)")
+            if not _HOSTNAME.match(hostname):
+                problems.append("Hostname is invalid")
+            if problems:
+                raise validation_error(*problems)
+            if hostname in org_state.hostnames:
+                self.taken_refusals[f"{org.sub_domain}/{hostname}"] += 1
+                # config.hostname_taken_error names the one reading implemented (inferred)
+                assert config.hostname_taken_error == "validation_error"
+                raise validation_error("Hostname has already been taken")
+        else:
+            hostname = self._random_hostname(org_state)
+        faults: FaultConfig = config.faults
+        draw = self._rng.random()
+        fate: Fate = "complete"
+        if draw < faults.build_fail_rate:
+            fate = "failed"
+        elif draw < faults.build_fail_rate + faults.build_hang_rate:
+            fate = "hang"
+        spread = config.build_spread * (2 * self._rng.random() - 1)
+        build = Build(
+            id=self._next_id("vmbuild"),
+            task_id=self._next_id("task"),
+            vm_id=self._next_id("vm"),
+            org=org,
+            hostname=hostname,
+            name=name or hostname,
+            created_at=now,
+            duration=config.build_seconds * (1 + spread),
+            fate=fate,
+            zone=zone,
+            network=network,
+            package=package,
+            cpu_cores=cpu_cores or (package.cpu_cores if package else 1),
+            memory_in_gb=memory_in_gb or (package.memory_in_gb if package else 1),
+            description=description,
+            tags=tags,
+            annotations=annotations,
+        )
+        build.spec_xml = spec_xml(hostname)
+        self._builds[build.id] = build
+        self._tasks[build.task_id] = build
+        self._records.append(build)
+        org_state.hostnames[hostname] = build
+        org_state.live += 1
+        self._serial += 1
+        if fate == "failed":
+            heapq.heappush(self._events, (build.failed_at, self._serial, "fail", build))
+        else:
+            heapq.heappush(self._events, (build.vm_at, self._serial, "vm", build))
+        return build
+
+    def _random_hostname(self, org_state: _OrgState) -> str:
+        while True:
+            suffix = "".join(
+                self._rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6)
+            )
+            name = f"{self._rng.choice(_WORDS_A)}-{self._rng.choice(_WORDS_B)}-{suffix}"
+            if name not in org_state.hostnames:
+                return name
+
+    # ---------------------------------------------------------- test helpers
+
+    def add_existing_vm(
+        self,
+        org_sub_domain: str,
+        hostname: str,
+        *,
+        zone: str = "lon-zone-1",
+        package: str = "rock-3",
+        in_trash: bool = False,
+    ) -> str:
+        """Create a VM that existed before the run (``started``); returns its id."""
+        org = self.catalogue.org_by("sub_domain", org_sub_domain)
+        if org is None:
+            raise ValueError(f"unknown organization {org_sub_domain!r}")
+        the_zone = self.catalogue.zone_by("permalink", zone)
+        the_package = self.catalogue.package_by("permalink", package)
+        if the_zone is None or the_package is None:
+            raise ValueError("unknown zone or package")
+        hostname = hostname.lower()
+        org_state = self._orgs[org.id]
+        if hostname in org_state.hostnames:
+            raise ValueError(f"hostname {hostname!r} is taken in {org_sub_domain!r}")
+        self._serial += 1
+        vm = VirtualMachine(
+            id=self._next_id("vm"),
+            org=org,
+            hostname=hostname,
+            name=hostname,
+            created_at=int(self.clock()) - 86400,
+            zone=the_zone,
+            network=self.catalogue.default_network(the_zone.data_center),
+            package=the_package,
+            cpu_cores=the_package.cpu_cores,
+            memory_in_gb=the_package.memory_in_gb,
+            description=None,
+            tags=[],
+            annotations=[],
+            build=None,
+            serial=self._serial,
+        )
+        self._vms[vm.id] = vm
+        self._records.append(vm)
+        org_state.hostnames[hostname] = vm
+        org_state.vms.append(vm)
+        org_state.live += 1
+        if in_trash:
+            self.trash_vm(vm.id)
+        return vm.id
+
+    def trash_vm(self, vm_id: str) -> None:
+        """Move a VM to the trash: its hostname stays taken, lookups give 406."""
+        vm = self._vms[vm_id]
+        if vm.trash is not None:
+            return
+        vm.trash = TrashInfo(
+            id=self._next_id("trsh"), keep_until=int(self.clock()) + TRASH_KEEP_SECONDS
+        )
+        org_state = self._orgs[vm.org.id]
+        org_state.vms.remove(vm)
+        org_state.live -= 1
+
+    # -------------------------------------------------------------- counters
+
+    def count_response(self, status: int) -> None:
+        """Record the status of one API answer."""
+        self.by_status[status] += 1
+        if status == 429:
+            self.rate_limited += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``GET /_simulator/state`` serves: what was really created, and traffic.
+
+        ``virtual_machines`` lists every VM counted as created: a build is
+        counted from the moment its POST was accepted (``created_at``), until
+        it fails (then it moves to ``failed_builds``). Pre-existing VMs carry
+        ``"preexisting": true`` and ``build_id: null``.
+        """
+        now = self.advance()
+        vms: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        live_names: Counter[tuple[str, str]] = Counter()
+        for record in self._records:
+            if isinstance(record, Build):
+                state = record.state(now)
+                entry: dict[str, Any] = {
+                    "id": record.vm_id,
+                    "hostname": record.hostname,
+                    "build_id": record.id,
+                    "task_id": record.task_id,
+                    "created_at": int(record.created_at),
+                    "organization": record.org.sub_domain,
+                    "build_state": state,
+                    "visible": record.vm is not None,
+                    "preexisting": False,
+                }
+                if state == "failed":
+                    failed.append(entry)
+                    continue
+            else:
+                entry = {
+                    "id": record.id,
+                    "hostname": record.hostname,
+                    "build_id": None,
+                    "task_id": None,
+                    "created_at": record.created_at,
+                    "organization": record.org.sub_domain,
+                    "build_state": None,
+                    "visible": True,
+                    "preexisting": True,
+                }
+            entry["in_trash"] = self._in_trash(entry["id"])
+            vms.append(entry)
+            live_names[(record.org.sub_domain, record.hostname)] += 1
+        duplicates = [
+            {"organization": org, "hostname": host, "count": count}
+            for (org, host), count in live_names.items()
+            if count > 1
+        ]
+        return {
+            "time": int(now),
+            "virtual_machines": vms,
+            "failed_builds": failed,
+            "duplicates": duplicates,
+            "hostname_taken_refusals": {
+                "total": sum(self.taken_refusals.values()),
+                "hostnames": dict(self.taken_refusals),
+            },
+            "requests": {
+                "total": self.requests_total,
+                "rate_limited": self.rate_limited,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            },
+            "faults": dict(self.faults),
+        }
+
+    def _in_trash(self, vm_id: str) -> bool:
+        vm = self._vms.get(vm_id)
+        return vm is not None and vm.trash is not None
