@@ -1,0 +1,59 @@
+"""Rendering of ``plan`` results for people."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.engine import Plan
+
+__all__ = ["render_plan"]
+
+
+def _seconds(value: float) -> str:
+    minutes, seconds = divmod(round(value), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def render_plan(plan: Plan, console: Console) -> None:
+    """What ``run`` would build and skip, what stands in the way, and how long it takes."""
+    console.print(
+        f"Plan: {len(plan.to_build)} to build, {len(plan.existing)} already exist, "
+        f"{len(plan.problems)} problem(s).",
+        highlight=False,
+    )
+    if plan.problems:
+        table = Table(title="Problems", show_lines=False)
+        for column in ("what", "value", "problem", "VMs"):
+            table.add_column(column)
+        for problem in plan.problems:
+            hosts = ", ".join(problem.hostnames[:5])
+            if len(problem.hostnames) > 5:
+                hosts += f" … (+{len(problem.hostnames) - 5})"
+            table.add_row(problem.field, problem.value, problem.message, hosts)
+        console.print(table)
+    if plan.existing:
+        shown = ", ".join(f"{req.hostname} ({vm_id})" for req, vm_id in plan.existing[:10])
+        more = f" … (+{len(plan.existing) - 10})" if len(plan.existing) > 10 else ""
+        console.print(f"Already exist (will be skipped): {shown}{more}", highlight=False)
+    if plan.to_build:
+        shown = ", ".join(req.hostname for req in plan.to_build[:10])
+        more = f" … (+{len(plan.to_build) - 10})" if len(plan.to_build) > 10 else ""
+        console.print(f"To build: {shown}{more}", highlight=False)
+        estimate = plan.estimated_seconds
+        budget = f"{plan.permitted} requests per {plan.window_seconds:g} s window"
+        if estimate is None:
+            console.print(
+                f"Estimate: about {plan.estimated_requests} requests; rate budget unknown",
+                highlight=False,
+            )
+        else:
+            console.print(
+                f"Estimate: about {plan.estimated_requests} requests, at least "
+                f"{_seconds(estimate)} with {budget}",
+                highlight=False,
+            )
+    console.print(f"Requests spent by this plan: {plan.requests_spent}", highlight=False)

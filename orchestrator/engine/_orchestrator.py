@@ -1,0 +1,192 @@
+"""The library entry point: ``async with Orchestrator(settings) as orch: await orch.run(spec)``."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from orchestrator.engine._runner import Run
+from orchestrator.engine._track import utcnow
+from orchestrator.engine.budget import BudgetStatistics, RateBudget
+from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
+from orchestrator.engine.journal import Journal
+from orchestrator.engine.scheduler import DurationModel, PollScheduler
+from orchestrator.katapult import KatapultClient, Timeouts
+from orchestrator.report import ApiInfo, Report, RequestCounts, SpecInfo
+from orchestrator.vm_request import VmRequest
+
+if TYPE_CHECKING:
+    from orchestrator.katapult import Transport
+    from orchestrator.settings import Settings
+    from orchestrator.spec import Spec
+
+__all__ = ["Orchestrator"]
+
+
+class Orchestrator:
+    """Provisions the VMs of a spec exactly once, paced by the API's rate budget.
+
+    One instance holds one HTTP session and one rate budget; runs made with it
+    share both. Progress can be followed with ``hooks`` (called for every
+    :class:`ProvisionEvent`) or by iterating :meth:`events`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transport: Transport | None = None,
+        hooks: Sequence[ProgressHook] = (),
+    ) -> None:
+        self._settings = settings
+        engine = settings.engine
+        self._budget = RateBudget(window_seconds=engine.rate_window_seconds)
+        token = settings.katapult.api_token
+        self._client = KatapultClient(
+            api_url=settings.katapult.api_url,
+            token=token,
+            transport=transport,
+            timeouts=Timeouts(
+                connect=engine.connect_timeout_seconds,
+                read=engine.read_timeout_seconds,
+                total=engine.connect_timeout_seconds + engine.read_timeout_seconds,
+            ),
+            gate=self._budget,
+        )
+        self._hooks: list[ProgressHook] = [*hooks, self._publish]
+        self._streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
+        self._run: Run | None = None
+
+    async def __aenter__(self) -> Self:
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session and every event stream."""
+        for stream in self._streams:
+            stream.close()
+        self._streams.clear()
+        with anyio.CancelScope(shield=True):
+            await self._client.aclose()
+
+    @property
+    def client(self) -> KatapultClient:
+        """The API client (with the shared rate budget) this orchestrator uses."""
+        return self._client
+
+    def events(self) -> MemoryObjectReceiveStream[ProvisionEvent]:
+        """A stream of every event from now on; iterate it with ``async for``."""
+        send, receive = anyio.create_memory_object_stream[ProvisionEvent](math.inf)
+        self._streams.append(send)
+        return receive
+
+    def _publish(self, event: ProvisionEvent) -> None:
+        for stream in self._streams:
+            try:
+                stream.send_nowait(event)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                continue
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Graceful stop: no new builds; what is in flight is reported ``cancelled``."""
+        if self._run is not None:
+            self._run.request_stop(reason)
+
+    def statistics(self) -> EngineStatistics | None:
+        """A snapshot of the current run's progress (None before a run starts)."""
+        return self._run.statistics() if self._run is not None else None
+
+    def budget_statistics(self) -> BudgetStatistics:
+        """What the shared rate budget knows now (permitted, remaining, window)."""
+        return self._budget.statistics()
+
+    @property
+    def current_run(self) -> Run | None:
+        """The run in progress or last finished."""
+        return self._run
+
+    async def run(
+        self,
+        spec: Spec | Sequence[VmRequest],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        only_keys: set[str] | None = None,
+        spec_path: str | None = None,
+        spec_sha256: str | None = None,
+    ) -> Report:
+        """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
+
+        ``journal`` names the SQLite journal to resume from and write ahead to
+        (None: no journal). ``only_keys`` limits building to those VMs
+        (``--retry-failed``); the others are reported from the journal or as
+        ``skipped``/``not_selected``.
+        """
+        if isinstance(spec, Sequence):
+            requests = list(spec)
+            path = spec_path or "<library>"
+            sha = spec_sha256 or ""
+        else:
+            requests = list(spec.vms)
+            path, sha = spec.path, spec.sha256
+        run_id = uuid.uuid4().hex[:16]
+        started = utcnow()
+        base_total = self._client.requests_total
+        base_limited = self._client.rate_limited_total
+        engine = self._settings.engine
+        scheduler = PollScheduler(
+            poll_min=engine.poll_min_seconds,
+            poll_max=engine.poll_max_seconds,
+            durations=DurationModel(default_seconds=engine.expected_build_seconds),
+        )
+        opened: Journal | None = None
+        if journal is not None:
+            opened = await Journal.open(Path(journal), spec_sha256=sha, run_id=run_id)
+        try:
+            self._run = Run(
+                requests,
+                client=self._client,
+                budget=self._budget,
+                scheduler=scheduler,
+                settings=engine,
+                journal=opened,
+                hooks=self._hooks,
+                run_id=run_id,
+                only_keys=only_keys,
+            )
+            results = await self._run.execute()
+        finally:
+            if opened is not None:
+                with anyio.CancelScope(shield=True):
+                    await opened.close()
+        organization = self._settings.katapult.organization
+        if organization is None and requests:
+            organization = requests[0].organization.value
+        return Report.build(
+            run_id=run_id,
+            started_at=started,
+            finished_at=utcnow(),
+            spec=SpecInfo(path=path, sha256=sha),
+            api=ApiInfo(url=self._settings.katapult.api_url, organization=organization),
+            vms=results,
+            requests=RequestCounts(
+                total=self._client.requests_total - base_total,
+                rate_limited=self._client.rate_limited_total - base_limited,
+            ),
+            interrupted=self._run.stopped_because is not None,
+        )

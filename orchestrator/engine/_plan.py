@@ -1,0 +1,178 @@
+"""``plan``: a dry run checked against the API. Resolves, counts, estimates; never POSTs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from orchestrator.engine._retry import retry_get
+from orchestrator.errors import NotFound
+from orchestrator.katapult import KatapultClient
+from orchestrator.vm_request import Lookup, VmRequest
+
+__all__ = ["LookupProblem", "Plan", "make_plan"]
+
+_FIELDS = ("zone", "data_center", "package", "disk_template", "network")
+
+
+@dataclass(frozen=True, slots=True)
+class LookupProblem:
+    """A lookup of the spec that names nothing on the API (or a quota that would be hit)."""
+
+    field: str
+    value: str
+    message: str
+    hostnames: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Plan:
+    """What ``run`` would do: build, skip, and what stands in the way."""
+
+    to_build: list[VmRequest] = field(default_factory=list)
+    existing: list[tuple[VmRequest, str]] = field(default_factory=list)
+    problems: list[LookupProblem] = field(default_factory=list)
+    permitted: int | None = None
+    window_seconds: float = 60.0
+    expected_build_seconds: float = 45.0
+    requests_spent: int = 0
+
+    @property
+    def estimated_requests(self) -> int:
+        """At least a POST and a poll per VM to build, plus the run's listing requests."""
+        return 2 * len(self.to_build) + len({(r.organization.value) for r in self.to_build}) * 2
+
+    @property
+    def estimated_seconds(self) -> float | None:
+        """Lower-bound duration from the rate budget (None when the budget is unknown)."""
+        if not self.to_build:
+            return 0.0
+        if not self.permitted:
+            return None
+        windows = self.estimated_requests / self.permitted
+        return windows * self.window_seconds + self.expected_build_seconds
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.problems)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.to_build)
+
+
+async def _names(
+    call: Callable[[], Awaitable[Sequence[Any]]], deadline: float
+) -> set[tuple[str, str]]:
+    """Every (key, value) an object of a listing can be looked up by."""
+    items = await retry_get(call, deadline_seconds=deadline)
+    names: set[tuple[str, str]] = set()
+    for item in items:
+        for key in ("id", "permalink", "sub_domain"):
+            value = getattr(item, key, None)
+            if value:
+                names.add((key, str(value)))
+    return names
+
+
+async def make_plan(
+    client: KatapultClient,
+    requests: Sequence[VmRequest],
+    *,
+    deadline_seconds: float = 60.0,
+    window_seconds: float = 60.0,
+    expected_build_seconds: float = 45.0,
+    permitted: Callable[[], int | None] = lambda: None,
+) -> Plan:
+    """Resolve every lookup of ``requests``, find existing hostnames, check quota."""
+    plan = Plan(window_seconds=window_seconds, expected_build_seconds=expected_build_seconds)
+    start_requests = client.requests_total
+    orgs: dict[Lookup, list[VmRequest]] = defaultdict(list)
+    for req in requests:
+        orgs[req.organization].append(req)
+    known: dict[str, set[tuple[str, str]]] = {}
+    per_org: dict[Lookup, dict[str, set[tuple[str, str]]]] = {}
+    existing: dict[Lookup, dict[str, str]] = {}
+    limits: dict[Lookup, tuple[int | None, int | None]] = {}
+    bad_orgs: set[Lookup] = set()
+
+    async def global_listing(name: str, call: Callable[[], Awaitable[Sequence[Any]]]) -> None:
+        known[name] = await _names(call, deadline_seconds)
+
+    async def org_facts(org: Lookup) -> None:
+        try:
+            await retry_get(lambda: client.get_organization(org), deadline_seconds=deadline_seconds)
+        except NotFound as exc:
+            bad_orgs.add(org)
+            plan.problems.append(
+                LookupProblem(
+                    "organization",
+                    org.value,
+                    exc.description or "organization not found",
+                    tuple(r.hostname for r in orgs[org]),
+                )
+            )
+            return
+        per_org[org] = {
+            "disk_template": await _names(
+                lambda: client.list_disk_templates(org), deadline_seconds
+            ),
+            "network": await _names(lambda: client.list_networks(org), deadline_seconds),
+        }
+
+        async def listing() -> dict[str, str]:
+            return {vm.hostname.lower(): vm.id async for vm in client.list_vms(org) if vm.hostname}
+
+        existing[org] = await retry_get(listing, deadline_seconds=deadline_seconds)
+        policy = await retry_get(
+            lambda: client.get_policy_limits(org), deadline_seconds=deadline_seconds
+        )
+        vms = getattr(policy, "virtual_machines", None)
+        limits[org] = (getattr(vms, "limit", None), getattr(vms, "current", None))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(global_listing, "data_center", client.list_data_centers)
+        tg.start_soon(global_listing, "zone", client.list_zones)
+        tg.start_soon(global_listing, "package", client.list_packages)
+        for org in orgs:
+            tg.start_soon(org_facts, org)
+
+    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for org, reqs in orgs.items():
+        if org in bad_orgs:
+            continue
+        for req in reqs:
+            for name in _FIELDS:
+                lookup: Lookup | None = getattr(req, name)
+                if lookup is None:
+                    continue
+                names = per_org[org].get(name) if name in per_org[org] else known.get(name)
+                if names is not None and (lookup.key, lookup.value) not in names:
+                    missing[(name, lookup.value)].append(req.hostname)
+            vm_id = existing[org].get(req.key)
+            if vm_id is not None:
+                plan.existing.append((req, vm_id))
+            else:
+                plan.to_build.append(req)
+        limit, current = limits.get(org, (None, None))
+        building = sum(1 for r in plan.to_build if r.organization == org)
+        if limit is not None and current is not None and current + building > limit:
+            plan.problems.append(
+                LookupProblem(
+                    "quota",
+                    org.value,
+                    f"organization has {current} of {limit} VMs; building {building} more "
+                    f"would exceed the limit by {current + building - limit}",
+                )
+            )
+    for (name, value), hostnames in sorted(missing.items()):
+        plan.problems.append(
+            LookupProblem(name, value, f"no {name.replace('_', ' ')} '{value}'", tuple(hostnames))
+        )
+    plan.permitted = permitted()
+    plan.requests_spent = client.requests_total - start_requests
+    return plan

@@ -1,0 +1,787 @@
+"""One run of the engine: submit every VM once, follow every build, one result each.
+
+Exactly-once, in short:
+
+* the journal records the intent before a POST goes out, the ids as soon as
+  the 201 arrives;
+* a POST whose outcome is unknown (timeout, reset, 5xx, a body that is not the
+  API's) is never sent again blindly: the hostname is looked up first, once at
+  once and once after the time a build takes to create its VM; only a
+  hostname that is still free is submitted again;
+* a "hostname taken" refusal is ours when an earlier POST of this VM was
+  uncertain (then we wait for that VM to appear and adopt it), someone
+  else's otherwise (``conflict``);
+* VMs whose hostname existed before the run are ``skipped`` (``already_exists``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from orchestrator.engine._retry import retry_get
+from orchestrator.engine._track import OrgContext, Track, error_info, utcnow
+from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
+from orchestrator.errors import (
+    ApiError,
+    Category,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TransportError,
+    UnexpectedResponse,
+    detail_messages,
+)
+from orchestrator.katapult import build_spec_xml
+from orchestrator.report import ErrorInfo, VmResult
+from orchestrator.vm_request import Lookup, VmRequest
+
+if TYPE_CHECKING:
+    from orchestrator.engine.budget import RateBudget
+    from orchestrator.engine.journal import Journal, JournalEntry
+    from orchestrator.engine.scheduler import PollScheduler
+    from orchestrator.katapult import CreatedBuild, KatapultClient
+    from orchestrator.settings import EngineSettings
+
+__all__ = ["Run", "is_hostname_taken"]
+
+#: API codes after which no build in the whole run can succeed
+_DOOM_RUN = frozenset(
+    {"missing_api_token", "invalid_api_token", "expired_api_token", "scope_not_granted"}
+)
+#: API codes after which no build in the same organization can succeed
+_DOOM_ORG = frozenset(
+    {
+        "organization_not_found",
+        "organization_suspended",
+        "organization_not_activated",
+        "resource_creation_restricted",
+        "permission_denied",
+    }
+)
+#: a submission is given up after this many POSTs that surely or maybe failed
+MAX_SUBMIT_ATTEMPTS = 5
+#: consecutive "not found" answers while polling before the build is declared lost
+MAX_POLL_NOT_FOUND = 5
+_VM_SETTLED = frozenset({"started", "starting"})
+
+
+def is_hostname_taken(exc: ApiError) -> bool:
+    """True when the API refused a build because the hostname is in use.
+
+    The exact error is unconfirmed on the real API; the simulator answers 422
+    ``validation_error`` with ``detail.errors: ["Hostname has already been
+    taken"]``. Any code whose messages speak of a taken/existing hostname counts.
+    """
+    if exc.code in ("hostname_taken", "hostname_already_taken", "hostname_in_use"):
+        return True
+    if exc.http_status not in (400, 409, 422):
+        return False
+    for message in [*detail_messages(exc.detail), exc.description or ""]:
+        text = message.lower()
+        if "hostname" in text and any(w in text for w in ("taken", "already", "in use", "exists")):
+            return True
+    return False
+
+
+class Run:
+    """Drives a list of :class:`VmRequest` to one :class:`VmResult` each."""
+
+    def __init__(
+        self,
+        requests: Sequence[VmRequest],
+        *,
+        client: KatapultClient,
+        budget: RateBudget,
+        scheduler: PollScheduler,
+        settings: EngineSettings,
+        journal: Journal | None = None,
+        hooks: Sequence[ProgressHook] = (),
+        run_id: str = "",
+        only_keys: set[str] | None = None,
+        clock: Callable[[], float] = anyio.current_time,
+    ) -> None:
+        self._client = client
+        self._budget = budget
+        self._scheduler = scheduler
+        self._settings = settings
+        self._journal = journal
+        self._hooks = list(hooks)
+        self._clock = clock
+        self._only_keys = only_keys
+        self._log = structlog.get_logger("orchestrator").bind(run_id=run_id)
+        self._orgs: dict[tuple[str, str], OrgContext] = {}
+        self._tracks: dict[str, Track] = {}
+        for req in requests:
+            org_key = (req.organization.key, req.organization.value)
+            org = self._orgs.setdefault(org_key, OrgContext(lookup=req.organization))
+            self._tracks[req.key] = Track(request=req, org=org)
+        self._in_flight = anyio.CapacityLimiter(settings.max_in_flight)
+        per_dc = settings.max_in_flight_per_data_center
+        self._dc_limiters: dict[str, anyio.CapacityLimiter] = {}
+        if per_dc is not None:
+            for req in requests:
+                self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
+        self._poll_slots = anyio.Semaphore(64)
+        self._doom_all: tuple[Category, ErrorInfo] | None = None
+        self._stop_reason: str | None = None
+        self._failures = 0
+        self._phases: Counter[str] = Counter(queued=len(self._tracks))
+        self._outcomes: Counter[str] = Counter()
+        self._work_scope: anyio.CancelScope | None = None
+        self._started = clock()
+        self._deadline_at = (
+            self._started + settings.deadline_seconds
+            if settings.deadline_seconds is not None
+            else math.inf
+        )
+        self._not_in_journal_spec: list[str] = []
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def doomed_run(self) -> tuple[Category, ErrorInfo] | None:
+        """Set when a failure (bad token, missing scope) stopped the whole run."""
+        return self._doom_all
+
+    @property
+    def stopped_because(self) -> str | None:
+        """Why submissions stopped early (interrupted, deadline, max_failures), if they did."""
+        return self._stop_reason
+
+    @property
+    def removed_from_spec(self) -> list[str]:
+        """Hostnames the journal knows that the spec no longer lists (never deleted)."""
+        return list(self._not_in_journal_spec)
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """Stop now: no new submissions, no more polls; in-flight VMs end ``cancelled``."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        if self._work_scope is not None:
+            self._work_scope.cancel()
+
+    def statistics(self) -> EngineStatistics:
+        """A snapshot of the run's progress."""
+        budget = self._budget.statistics()
+        return EngineStatistics(
+            total=len(self._tracks),
+            queued=self._phases["queued"],
+            submitting=self._phases["submitting"],
+            building=self._phases["building"],
+            succeeded=self._outcomes["succeeded"],
+            failed=self._outcomes["failed"],
+            skipped=self._outcomes["skipped"],
+            cancelled=self._outcomes["cancelled"],
+            requests_total=self._client.requests_total,
+            rate_limited=self._client.rate_limited_total,
+            permitted=budget.permitted,
+            remaining=budget.remaining_estimate,
+            elapsed_seconds=self._clock() - self._started,
+        )
+
+    async def execute(self) -> list[VmResult]:
+        """Run to the end (or to :meth:`request_stop`); one result per request, in order."""
+        with anyio.CancelScope() as scope:
+            self._work_scope = scope
+            if self._stop_reason is not None:
+                scope.cancel()
+            async with anyio.create_task_group() as outer:
+                outer.start_soon(self._poll_loop)
+                await self._prepare()
+                async with anyio.create_task_group() as drivers:
+                    for track in self._tracks.values():
+                        if track.result is None:
+                            drivers.start_soon(self._drive, track)
+                outer.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            for track in self._tracks.values():
+                if track.result is None:
+                    await self._finish_interrupted(track)
+        return [t.result for t in self._tracks.values() if t.result is not None]
+
+    # ----------------------------------------------------------------- prepare
+
+    async def _prepare(self) -> None:
+        """Learn each organization (domain, existing hostnames), then resume the journal."""
+        async with anyio.create_task_group() as tg:
+            for org in self._orgs.values():
+                tg.start_soon(self._prepare_org, org)
+        entries: dict[str, JournalEntry] = {}
+        if self._journal is not None:
+            entries = await self._journal.entries()
+            self._not_in_journal_spec = sorted(
+                e.hostname for k, e in entries.items() if k not in self._tracks
+            )
+            await self._journal.add_pending(
+                [(t.key, t.hostname) for t in self._tracks.values() if t.key not in entries]
+            )
+        for track in self._tracks.values():
+            await self._classify(track, entries.get(track.key))
+
+    async def _prepare_org(self, org: OrgContext) -> None:
+        deadline = self._settings.retry_deadline_seconds
+        try:
+            info = await retry_get(
+                lambda: self._client.get_organization(org.lookup), deadline_seconds=deadline
+            )
+            org.infrastructure_domain = info.infrastructure_domain
+
+            async def listing() -> dict[str, str]:
+                return {
+                    vm.hostname.lower(): vm.id
+                    async for vm in self._client.list_vms(org.lookup)
+                    if vm.hostname
+                }
+
+            org.existing = await retry_get(listing, deadline_seconds=deadline)
+        except ApiError as exc:
+            self._doom_for(org, exc, force_org=True)
+        except TransportError as exc:
+            org.doom = (exc.category, error_info(exc))
+        self._log.debug(
+            "orchestrator.org.prepared",
+            organization=org.lookup.value,
+            existing=len(org.existing),
+            doomed=org.doom is not None,
+        )
+
+    async def _classify(self, track: Track, entry: JournalEntry | None) -> None:
+        """Decide where a VM starts: done, poll, reconcile, skip or submit."""
+        if entry is not None:
+            track.attempts = entry.attempts
+            final = entry.result if entry.state == "finished" else None
+            selected = self._only_keys is not None and track.key in self._only_keys
+            if final is not None and final.outcome in ("succeeded", "skipped") and not selected:
+                self._settle(track, final)
+                return
+            if entry.state == "submitted" and (entry.build_id or entry.task_id):
+                track.task_id, track.build_id = entry.task_id, entry.build_id
+                track.submitted_at = entry.submitted_at
+                track.submitted_clock = self._clock()
+                track.poll_kind = "build" if entry.build_id else "task"
+                return
+            if entry.state in ("intent", "uncertain"):
+                track.uncertain = True
+                existing = track.org.existing.get(track.key)
+                if existing is not None:
+                    self._adopt(track, existing)
+                return
+        if self._only_keys is not None and track.key not in self._only_keys:
+            self._settle(
+                track,
+                track.make_result("skipped", reason="not_selected"),
+            )
+            return
+        existing = track.org.existing.get(track.key)
+        if existing is not None:
+            track.vm_id, track.fqdn = existing, track.org.fqdn(track.key)
+            await self._finish(track, "skipped", reason="already_exists")
+
+    # ------------------------------------------------------------ submission
+
+    async def _drive(self, track: Track) -> None:
+        dc = self._dc_limiters.get(track.request.location)
+        async with self._in_flight, dc if dc is not None else contextlib.nullcontext():
+            if track.result is not None:
+                return
+            if track.task_id or track.build_id or track.adopted:
+                self._set_phase(track, "building")
+                self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+            else:
+                await self._submit(track)
+            if track.result is None:
+                await track.done.wait()
+
+    def _blocked(self, track: Track) -> bool:
+        return (
+            self._doom_all is not None
+            or track.org.doom is not None
+            or self._stop_reason is not None
+            or self._clock() >= self._deadline_at
+        )
+
+    async def _finish_blocked(self, track: Track) -> None:
+        doom = self._doom_all or track.org.doom
+        if doom is not None:
+            category, error = doom
+            await self._finish(
+                track,
+                "failed",
+                category=category,
+                error=error,
+                reason="not_submitted",
+                stopped_because=f"{category}: {error.code} stops every build",
+                journal=False,
+            )
+            return
+        if self._stop_reason is None and self._clock() >= self._deadline_at:
+            self._stop_reason = "deadline"
+        await self._finish(
+            track,
+            "cancelled",
+            category="cancelled",
+            reason="not_submitted",
+            stopped_because=self._stop_reason,
+            journal=False,
+        )
+
+    async def _submit(self, track: Track) -> None:
+        """POST until the build is known to exist exactly once, or the VM fails."""
+        while track.result is None:
+            if self._blocked(track):
+                await self._finish_blocked(track)
+                return
+            if track.uncertain and await self._reconcile(track):
+                return
+            if track.attempts >= MAX_SUBMIT_ATTEMPTS:
+                await self._finish(
+                    track,
+                    "failed",
+                    category=track.last_category or "server_error",
+                    error=track.last_error,
+                    stopped_because=f"gave up after {track.attempts} attempts",
+                )
+                return
+            track.attempts += 1
+            self._set_phase(track, "submitting")
+            if self._journal is not None:
+                await self._journal.record_intent(track.key, attempt=track.attempts)
+            self._emit("submitting", track)
+            try:
+                created = await self._post(track)
+            except RateLimited as exc:
+                # a 429 means the server did not act: sending again is safe
+                self._note_error(track, exc)
+                self._emit("retrying", track, message=str(exc))
+            except ApiError as exc:
+                if await self._refused(track, exc):
+                    return
+            except TransportError as exc:
+                self._note_error(track, exc)
+                if exc.maybe_sent:
+                    await self._mark_uncertain(track, exc)
+                else:
+                    self._emit("retrying", track, message=str(exc))
+                    await self._backoff(track)
+            else:
+                await self._submitted(track, created)
+                return
+
+    async def _post(self, track: Track) -> CreatedBuild:
+        req = track.request
+        if req.uses_spec_xml:
+            xml = build_spec_xml(
+                hostname=req.hostname,
+                package=req.package,
+                zone=req.zone,
+                data_center=req.data_center,
+                disk_template=req.disk_template,
+                disk_template_options=req.disk_template_options,
+                network=req.network,
+                cpu_cores=req.cpu_cores,
+                memory_gb=req.memory_gb,
+                system_disk_gb=req.system_disk_gb,
+                ssh_keys=req.ssh_keys,
+                tags=req.tags,
+                name=req.name,
+                description=req.description,
+                group=req.group,
+            )
+            return await self._client.build_vm_from_spec(organization=req.organization, xml=xml)
+        return await self._client.build_vm(
+            organization=req.organization,
+            package=req.package,
+            hostname=req.hostname,
+            zone=req.zone,
+            data_center=req.data_center,
+            disk_template=req.disk_template,
+            disk_template_options=req.disk_template_options or None,
+            network=req.network,
+            annotations=req.annotations or None,
+        )
+
+    async def _refused(self, track: Track, exc: ApiError) -> bool:
+        """Handle an error answer to a POST; True when the VM's fate is settled."""
+        self._note_error(track, exc)
+        if is_hostname_taken(exc):
+            if track.uncertain:
+                # our earlier POST most likely took: wait for its VM to appear
+                self._set_phase(track, "building")
+                track.poll_kind = "hostname"
+                track.submitted_clock = track.submitted_clock or self._clock()
+                self._emit("reconciling", track, message="hostname taken after an uncertain POST")
+                self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+                return True
+            await self._finish(
+                track,
+                "failed",
+                category="conflict",
+                error=error_info(exc),
+                reason="hostname_taken",
+                stopped_because="the hostname belongs to a VM this run did not create",
+            )
+            return True
+        if exc.outcome_uncertain:
+            await self._mark_uncertain(track, exc)
+            return False
+        self._doom_for(track.org, exc)
+        await self._finish(track, "failed", category=exc.category, error=error_info(exc))
+        return True
+
+    async def _submitted(self, track: Track, created: CreatedBuild) -> None:
+        track.task_id = created.task.id
+        track.build_id = created.build_id
+        track.submitted_at = utcnow()
+        track.submitted_clock = self._clock()
+        track.poll_kind = "build" if track.build_id else "task"
+        if self._journal is not None:
+            await self._journal.record_submitted(
+                track.key,
+                task_id=track.task_id,
+                build_id=track.build_id,
+                submitted_at=track.submitted_at,
+            )
+        self._set_phase(track, "building")
+        self._emit("submitted", track)
+        self._scheduler.add(track.key, group=track.group, submitted_at=track.submitted_clock)
+
+    async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
+        track.uncertain = True
+        if track.submitted_clock is None:
+            track.submitted_clock = self._clock()
+        if self._journal is not None:
+            await self._journal.record_uncertain(track.key, error=str(exc))
+        self._emit("reconciling", track, message=str(exc))
+
+    async def _reconcile(self, track: Track) -> bool:
+        """After an uncertain POST: adopt the VM if it exists. True when adopted/settled."""
+        vm_id = await self._find_hostname(track)
+        if vm_id is None and track.result is None:
+            # a build creates its VM some time after the POST: look again once that
+            # time has passed, so a POST that did take is not sent a second time
+            settle = self._settings.expected_build_seconds * 0.6
+            since = self._clock() - (track.submitted_clock or self._clock())
+            if since < settle:
+                await anyio.sleep(settle - since)
+            vm_id = await self._find_hostname(track)
+        if track.result is not None:
+            return True
+        if vm_id is None:
+            return False
+        self._adopt(track, vm_id)
+        self._set_phase(track, "building")
+        self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+        return True
+
+    async def _find_hostname(self, track: Track) -> str | None:
+        """The id of the VM with this VM's hostname, or None. Fails the VM on hard errors."""
+        fqdn = track.org.fqdn(track.key)
+        try:
+            if fqdn is not None:
+                vm = await retry_get(
+                    lambda: self._client.get_vm(Lookup("fqdn", fqdn)),
+                    deadline_seconds=self._settings.retry_deadline_seconds,
+                )
+                return vm.id
+
+            async def scan() -> str | None:
+                async for vm in self._client.list_vms(track.org.lookup):
+                    if vm.hostname and vm.hostname.lower() == track.key:
+                        return vm.id
+                return None
+
+            return await retry_get(scan, deadline_seconds=self._settings.retry_deadline_seconds)
+        except NotFound:
+            return None
+        except (ApiError, TransportError) as exc:
+            if isinstance(exc, ApiError) and exc.code == "object_in_trash":
+                await self._finish(
+                    track,
+                    "failed",
+                    category="conflict",
+                    error=error_info(exc),
+                    reason="hostname_in_trash",
+                )
+                return None
+            self._note_error(track, exc)
+            if isinstance(exc, ApiError):
+                self._doom_for(track.org, exc)
+            return None
+
+    def _adopt(self, track: Track, vm_id: str) -> None:
+        track.vm_id = vm_id
+        track.fqdn = track.org.fqdn(track.key)
+        track.adopted = True
+        track.poll_kind = "vm"
+        if track.submitted_clock is None:
+            track.submitted_clock = self._clock()
+        self._emit("adopted", track)
+
+    async def _backoff(self, track: Track) -> None:
+        base = self._settings.poll_min_seconds * (2 ** max(track.attempts - 1, 0))
+        await anyio.sleep(min(base, self._settings.poll_max_seconds) * random.uniform(0.5, 1.0))
+
+    def _note_error(self, track: Track, exc: Exception) -> None:
+        track.last_error = error_info(exc)
+        track.last_category = exc.category if isinstance(exc, ApiError | TransportError) else None
+
+    def _doom_for(self, org: OrgContext, exc: ApiError, *, force_org: bool = False) -> None:
+        """Remember a failure that dooms every later build of the run or organization."""
+        doom = (exc.category, error_info(exc))
+        if exc.code in _DOOM_RUN or exc.category == "auth":
+            if self._doom_all is None:
+                self._doom_all = doom
+                self._log.error("orchestrator.run.doomed", error=str(exc))
+        elif (exc.code in _DOOM_ORG or force_org) and org.doom is None:
+            org.doom = doom
+            self._log.error(
+                "orchestrator.org.doomed", organization=org.lookup.value, error=str(exc)
+            )
+
+    # ---------------------------------------------------------------- polling
+
+    async def _poll_loop(self) -> None:
+        """One loop for every build in flight: poll whatever the scheduler says is due."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                await self._scheduler.wait()
+                for key in self._scheduler.due():
+                    track = self._tracks[key]
+                    if track.result is not None:
+                        continue
+                    await self._poll_slots.acquire()
+                    tg.start_soon(self._poll_one, track)
+
+    async def _poll_one(self, track: Track) -> None:
+        try:
+            if self._timed_out(track):
+                await self._finish(
+                    track,
+                    "failed",
+                    category="timeout",
+                    error=ErrorInfo(
+                        code="build_timeout",
+                        description=(
+                            f"not finished after {self._settings.build_timeout_seconds:g} s; "
+                            "the build may still complete on Katapult"
+                        ),
+                    ),
+                    stopped_because="build_timeout_seconds",
+                )
+                return
+            await self._poll(track)
+        except NotFound as exc:
+            track.poll_errors += 1
+            self._note_error(track, exc)
+            if track.poll_errors >= MAX_POLL_NOT_FOUND:
+                await self._finish(track, "failed", category="not_found", error=error_info(exc))
+            else:
+                self._repoll(track)
+        except (RateLimited, ServerError, TransportError, UnexpectedResponse) as exc:
+            track.poll_errors += 1
+            self._note_error(track, exc)
+            self._repoll(track)
+        except ApiError as exc:
+            self._doom_for(track.org, exc)
+            await self._finish(track, "failed", category=exc.category, error=error_info(exc))
+        finally:
+            self._poll_slots.release()
+
+    def _timed_out(self, track: Track) -> bool:
+        started = track.submitted_clock
+        return started is not None and (
+            self._clock() - started > self._settings.build_timeout_seconds
+        )
+
+    def _repoll(self, track: Track, *, progress: float | None = None, soon: bool = False) -> None:
+        if track.result is not None:
+            return
+        if soon:
+            self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+        else:
+            self._scheduler.polled(track.key, progress=progress)
+
+    async def _poll(self, track: Track) -> None:
+        kind = track.poll_kind
+        if kind == "build" and track.build_id:
+            build = await self._client.get_build(track.build_id)
+            track.poll_errors = 0
+            vm = build.virtual_machine
+            if vm is not None:
+                track.vm_id, track.fqdn = vm.id, vm.fqdn
+            if build.state == "complete" and vm is not None:
+                await self._built(track, vm.state)
+            elif build.state == "failed":
+                await self._build_failed(track, f"build {track.build_id} ended failed")
+            else:
+                self._emit("building", track)
+                self._repoll(track)
+        elif kind in ("build", "task") and track.task_id:
+            task = await self._client.get_task(track.task_id)
+            track.poll_errors = 0
+            if task.status == "completed":
+                if track.build_id:
+                    track.poll_kind = "build"
+                    self._repoll(track, soon=True)
+                else:
+                    await self._succeed(track)
+            elif task.status == "failed":
+                await self._build_failed(track, f"task {track.task_id} ended failed")
+            else:
+                self._emit("building", track)
+                progress = task.progress / 100 if task.progress is not None else None
+                self._repoll(track, progress=progress)
+        elif kind == "vm" and track.vm_id:
+            vm_id = track.vm_id
+            vm = await self._client.get_vm(Lookup("id", vm_id))
+            track.poll_errors = 0
+            track.fqdn = vm.fqdn or track.fqdn
+            if vm.state == "failed":
+                await self._build_failed(track, f"virtual machine {vm.id} is in state failed")
+            elif vm.state in self._settled_states():
+                await self._succeed(track)
+            else:
+                self._emit("building", track)
+                self._repoll(track)
+        elif kind == "hostname":
+            found = await self._find_hostname(track)
+            if track.result is not None:
+                return
+            if found is not None:
+                self._adopt(track, found)
+                self._repoll(track, soon=True)
+            else:
+                self._repoll(track)
+        else:  # pragma: no cover - every track that polls has an id
+            raise AssertionError("unreachable")
+
+    def _settled_states(self) -> frozenset[str]:
+        return frozenset({"started"}) if self._settings.wait_until_started else _VM_SETTLED
+
+    async def _built(self, track: Track, vm_state: str | None) -> None:
+        if track.submitted_clock is not None:
+            self._scheduler.completed(
+                track.key, group=track.group, duration=self._clock() - track.submitted_clock
+            )
+        if self._settings.wait_until_started and vm_state != "started":
+            track.poll_kind = "vm"
+            self._repoll(track, soon=True)
+            return
+        await self._succeed(track)
+
+    async def _succeed(self, track: Track) -> None:
+        await self._finish(track, "succeeded", reason="adopted" if track.adopted else None)
+
+    async def _build_failed(self, track: Track, description: str) -> None:
+        error = ErrorInfo(code="build_failed", description=description)
+        await self._finish(track, "failed", category="build_failed", error=error)
+
+    # --------------------------------------------------------------- results
+
+    async def _finish_interrupted(self, track: Track) -> None:
+        reason = {
+            "queued": "not_submitted",
+            "submitting": "submission_outcome_unknown",
+            "building": "build_in_progress",
+        }.get(track.phase, "interrupted")
+        await self._finish(
+            track,
+            "cancelled",
+            category="cancelled",
+            reason=reason,
+            error=track.last_error,
+            stopped_because=self._stop_reason or "interrupted",
+            journal=False,
+        )
+
+    def _settle(self, track: Track, result: VmResult) -> None:
+        track.result = result
+        self._set_phase(track, "done")
+        self._outcomes[result.outcome] += 1
+        track.done.set()
+
+    async def _finish(
+        self,
+        track: Track,
+        outcome: Any,
+        *,
+        category: Category | None = None,
+        error: ErrorInfo | None = None,
+        reason: str | None = None,
+        stopped_because: str | None = None,
+        journal: bool = True,
+    ) -> None:
+        if track.result is not None:
+            return
+        result = track.make_result(
+            outcome,
+            category=category,
+            error=error,
+            reason=reason,
+            stopped_because=stopped_because,
+        )
+        self._scheduler.remove(track.key)
+        self._settle(track, result)
+        kind: EventKind = outcome
+        self._emit(kind, track, category=category, message=error.description if error else reason)
+        if outcome == "failed" and journal:
+            self._failures += 1
+            limit = self._settings.max_failures
+            if limit is not None and self._failures >= limit and self._stop_reason is None:
+                self._stop_reason = "max_failures"
+                self._log.warning("orchestrator.run.max_failures", failures=self._failures)
+        if journal and self._journal is not None:
+            with anyio.CancelScope(shield=True):
+                await self._journal.record_finished(track.key, result)
+
+    def _set_phase(self, track: Track, phase: Any) -> None:
+        if track.phase != phase:
+            self._phases[track.phase] -= 1
+            self._phases[phase] += 1
+            track.phase = phase
+            self._budget.poll_reserve = self._phases["building"]
+
+    def _emit(
+        self,
+        kind: EventKind,
+        track: Track,
+        *,
+        category: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        event = ProvisionEvent(
+            kind=kind,
+            key=track.key,
+            hostname=track.hostname,
+            at=self._clock(),
+            task_id=track.task_id,
+            build_id=track.build_id,
+            vm_id=track.vm_id,
+            category=category,
+            message=message,
+            attempt=track.attempts,
+        )
+        log = self._log.debug if kind in ("building", "submitting", "queued") else self._log.info
+        log(
+            f"orchestrator.vm.{kind}",
+            hostname=track.hostname,
+            task_id=track.task_id,
+            build_id=track.build_id,
+            vm_id=track.vm_id,
+            category=category,
+            attempt=track.attempts,
+            message=message,
+        )
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                self._log.exception("orchestrator.hook.failed", hook=repr(hook))

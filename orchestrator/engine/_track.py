@@ -1,0 +1,127 @@
+"""Per-VM bookkeeping of a run: what is known of each VM, and its final result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+import anyio
+
+from orchestrator.errors import ApiError, Category, TransportError
+from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
+from orchestrator.vm_request import Lookup, VmRequest
+
+__all__ = ["OrgContext", "Phase", "PollKind", "Track", "error_info", "utcnow"]
+
+Phase = Literal["queued", "submitting", "building", "done"]
+PollKind = Literal["build", "task", "vm", "hostname"]
+
+
+def utcnow() -> datetime:
+    """The wall-clock time for reports (timezone-aware UTC, whole microseconds)."""
+    return datetime.now(UTC)
+
+
+def error_info(exc: Exception) -> ErrorInfo:
+    """The report's view of an exception: the API's own words where it gave any."""
+    if isinstance(exc, ApiError):
+        return ErrorInfo(
+            code=exc.code,
+            description=exc.description or str(exc),
+            detail=exc.detail,
+            http_status=exc.http_status,
+        )
+    if isinstance(exc, TransportError):
+        return ErrorInfo(code=type(exc).__name__, description=str(exc))
+    return ErrorInfo(code=type(exc).__name__, description=str(exc))
+
+
+@dataclass(slots=True, eq=False)
+class OrgContext:
+    """What the run knows of one organization of the spec."""
+
+    lookup: Lookup
+    infrastructure_domain: str | None = None
+    #: hostname (lower-cased) -> VM id, of VMs that existed when the run began
+    existing: dict[str, str] = field(default_factory=dict)
+    #: set when a failure dooms every further build in this organization
+    doom: tuple[Category, ErrorInfo] | None = None
+
+    def fqdn(self, hostname: str) -> str | None:
+        """The fqdn the API gives a VM of this hostname, if the domain is known."""
+        if self.infrastructure_domain is None:
+            return None
+        return f"{hostname}.{self.infrastructure_domain}"
+
+
+@dataclass(slots=True, eq=False)
+class Track:
+    """Everything the run knows of one VM, until its result is final."""
+
+    request: VmRequest
+    org: OrgContext
+    phase: Phase = "queued"
+    attempts: int = 0
+    #: a POST was sent whose outcome we never learned: a taken hostname may be ours
+    uncertain: bool = False
+    task_id: str | None = None
+    build_id: str | None = None
+    vm_id: str | None = None
+    fqdn: str | None = None
+    submitted_at: datetime | None = None
+    submitted_clock: float | None = None
+    poll_kind: PollKind = "build"
+    poll_errors: int = 0
+    adopted: bool = False
+    last_error: ErrorInfo | None = None
+    last_category: Category | None = None
+    result: VmResult | None = None
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+    @property
+    def key(self) -> str:
+        return self.request.key
+
+    @property
+    def hostname(self) -> str:
+        return self.request.hostname
+
+    @property
+    def group(self) -> tuple[str, str, str]:
+        """What build durations are learned by: package, template, location."""
+        req = self.request
+        template = req.disk_template.value if req.disk_template else ""
+        return (req.package.value, template, req.location)
+
+    def make_result(
+        self,
+        outcome: Outcome,
+        *,
+        category: Category | None = None,
+        error: ErrorInfo | None = None,
+        reason: str | None = None,
+        stopped_because: str | None = None,
+    ) -> VmResult:
+        """The final :class:`VmResult` from what is known now."""
+        finished = utcnow()
+        duration = None
+        if self.submitted_at is not None:
+            duration = round((finished - self.submitted_at).total_seconds(), 3)
+        vm = VmRef(id=self.vm_id, fqdn=self.fqdn) if self.vm_id else None
+        return VmResult(
+            key=self.key,
+            hostname=self.hostname,
+            outcome=outcome,
+            category=category,
+            reason=reason,
+            error=error,
+            virtual_machine=vm,
+            task_id=self.task_id,
+            build_id=self.build_id,
+            attempts=self.attempts,
+            stopped_because=stopped_because,
+            submitted_at=self.submitted_at,
+            finished_at=finished,
+            duration_seconds=duration,
+        )
