@@ -325,7 +325,7 @@ CATEGORY_BY_CODE: Mapping[str, Category] = {
     "invalid_argument": "validation",
     "missing_required_argument": "validation",
     "invalid_json_body": "validation",
-    "invalid_spec_xml": "validation",
+    "invalid_spec_xml": "invalid_spec",
     # ours to resolve
     "hostname_taken": "conflict",
     # pacing and the server
@@ -359,6 +359,7 @@ def category_for(code: str | None, http_status: int | None) -> Category:
 
 
 _CLASS_BY_CATEGORY: Mapping[Category, type[ApiError]] = {
+    "invalid_spec": InvalidRequest,
     "auth": AuthenticationError,
     "permission": PermissionDenied,
     "quota": PermissionDenied,

@@ -189,4 +189,6 @@ class Orchestrator:
                 rate_limited=self._client.rate_limited_total - base_limited,
             ),
             interrupted=self._run.stopped_because is not None,
+            stopped_because=self._run.stopped_because,
+            removed_from_spec=self._run.removed_from_spec,
         )

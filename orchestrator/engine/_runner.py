@@ -153,8 +153,13 @@ class Run:
 
     @property
     def stopped_because(self) -> str | None:
-        """Why submissions stopped early (interrupted, deadline, max_failures), if they did."""
-        return self._stop_reason
+        """Why submissions stopped early (interrupted, deadline, max_failures, a doom)."""
+        if self._stop_reason is not None:
+            return self._stop_reason
+        if self._doom_all is not None:
+            category, error = self._doom_all
+            return f"{category}: {error.code}"
+        return None
 
     @property
     def removed_from_spec(self) -> list[str]:

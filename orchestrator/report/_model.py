@@ -182,6 +182,8 @@ class Report(_Model):
     summary: Summary
     vms: list[VmResult]
     interrupted: bool = False
+    stopped_because: str | None = None
+    removed_from_spec: list[str] = Field(default_factory=list)
 
     _check_utc = field_validator("started_at", "finished_at")(_utc)
 
@@ -197,6 +199,8 @@ class Report(_Model):
         vms: list[VmResult],
         requests: RequestCounts,
         interrupted: bool = False,
+        stopped_because: str | None = None,
+        removed_from_spec: list[str] | None = None,
     ) -> Report:
         """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
@@ -208,6 +212,8 @@ class Report(_Model):
             summary=Summary.of(vms, requests),
             vms=vms,
             interrupted=interrupted,
+            stopped_because=stopped_because,
+            removed_from_spec=removed_from_spec or [],
         )
 
     @property

@@ -1,0 +1,146 @@
+"""Every failure category a run can produce, checked against what the simulator did."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.engine import Orchestrator
+from orchestrator.report import Report, write_report
+from orchestrator.report._validate import validate_report_file
+from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
+from orchestrator.vm_request import Lookup
+
+from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
+
+pytestmark = pytest.mark.anyio
+
+
+def sim_config(**kw: object) -> SimulatorConfig:
+    return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=3), **kw)  # type: ignore[arg-type]
+
+
+async def _valid(report: Report, tmp_path: Path) -> None:
+    path = tmp_path / "report.json"
+    await anyio.to_thread.run_sync(write_report, report, path)
+    await anyio.to_thread.run_sync(validate_report_file, path)
+
+
+async def test_quota_refusal_stops_the_organization(tmp_path: Path) -> None:
+    """Past the organization's VM limit, builds end failed/quota with the API's error."""
+    requests = vms(6)
+    async with run_simulator(sim_config(vm_limit=3)) as sim:
+        async with Orchestrator(settings_for(sim, max_in_flight=1)) as orch:
+            report = await orch.run(requests)
+    outcomes = [(vm.outcome, vm.category) for vm in report.vms]
+    assert outcomes.count(("succeeded", None)) == 3
+    assert outcomes.count(("failed", "quota")) == 3
+    refused = [vm for vm in report.vms if vm.category == "quota"]
+    assert any(vm.error and vm.error.code == "resource_creation_restricted" for vm in refused)
+    assert len(created_hostnames(sim)) == 3
+    await _valid(report, tmp_path)
+
+
+async def test_unknown_package_is_not_found(tmp_path: Path) -> None:
+    """A lookup naming nothing ends failed/not_found with the API's code, once per VM."""
+    requests = [dataclasses.replace(r, package=Lookup("permalink", "rock-999")) for r in vms(2)]
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests)
+    assert {(vm.outcome, vm.category) for vm in report.vms} == {("failed", "not_found")}
+    assert all(vm.error and vm.error.code == "package_not_found" for vm in report.vms)
+    assert all(vm.attempts == 1 for vm in report.vms)
+    assert created_hostnames(sim) == []
+    await _valid(report, tmp_path)
+
+
+async def test_api_validation_error_is_validation(tmp_path: Path) -> None:
+    """A build the API refuses as invalid ends failed/validation, not retried."""
+    long_name = "x" * 70
+    request = dataclasses.replace(vms(1)[0], hostname=long_name, key=long_name)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run([request])
+    (vm,) = report.vms
+    assert (vm.outcome, vm.category, vm.attempts) == ("failed", "validation", 1)
+    assert vm.error is not None
+    assert vm.error.code == "validation_error"
+    assert vm.error.http_status == 422
+    await _valid(report, tmp_path)
+
+
+async def test_persistent_5xx_on_build_gives_up_as_server_error(tmp_path: Path) -> None:
+    """A POST that always gets a 5xx is reconciled, retried a few times, then server_error."""
+    faults = FaultConfig(error_5xx_rate=1.0, methods=frozenset({"POST"}))
+    requests = vms(2)
+    async with run_simulator(sim_config(faults=faults)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests)
+    for vm in report.vms:
+        assert (vm.outcome, vm.category) == ("failed", "server_error")
+        assert vm.attempts == 5
+        assert vm.stopped_because == "gave up after 5 attempts"
+    assert created_hostnames(sim) == []
+    assert_exactly_once(report, requests, sim)
+    await _valid(report, tmp_path)
+
+
+async def test_unreachable_api_is_network(tmp_path: Path) -> None:
+    """With the API unreachable, every VM ends failed/network and nothing is sent."""
+    requests = vms(3)
+    async with run_simulator(sim_config()) as sim:
+        settings = settings_for(sim)
+    # the simulator is gone: its port now refuses connections
+    async with Orchestrator(settings) as orch:
+        report = await orch.run(requests)
+    assert {(vm.outcome, vm.category) for vm in report.vms} == {("failed", "network")}
+    await _valid(report, tmp_path)
+
+
+async def test_deadline_cancels_what_was_not_submitted(tmp_path: Path) -> None:
+    """After the run deadline nothing new is submitted; the rest end cancelled."""
+    requests = vms(12)
+    async with run_simulator(sim_config(rate_limit=4)) as sim:
+        settings = settings_for(sim, max_in_flight=2, deadline_seconds=0.05)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(requests)
+    cancelled = [vm for vm in report.vms if vm.outcome == "cancelled"]
+    assert cancelled
+    assert all(vm.category == "cancelled" and vm.reason == "not_submitted" for vm in cancelled)
+    assert report.stopped_because == "deadline"
+    assert len(created_hostnames(sim)) == 12 - len(cancelled)
+    assert_exactly_once(report, requests, sim)
+    await _valid(report, tmp_path)
+
+
+async def test_failure_budget_stops_submissions(tmp_path: Path) -> None:
+    """With max_failures reached, the VMs not yet submitted end cancelled."""
+    requests = vms(10)
+    faults = FaultConfig(build_fail_rate=1.0)
+    async with run_simulator(sim_config(faults=faults)) as sim:
+        settings = settings_for(sim, max_in_flight=1, max_failures=2)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(requests)
+    assert report.summary.failed == 2
+    assert report.summary.cancelled == 8
+    assert report.stopped_because == "max_failures"
+    await _valid(report, tmp_path)
+
+
+async def test_wait_until_started_waits_for_the_vm(tmp_path: Path) -> None:
+    """With wait_until_started, success means the VM reached state started."""
+    requests = vms(3)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim, wait_until_started=True)) as orch:
+            report = await orch.run(requests)
+            states = [
+                (await orch.client.get_vm(Lookup("id", vm.virtual_machine.id))).state
+                for vm in report.vms
+                if vm.virtual_machine
+            ]
+    assert report.summary.succeeded == 3
+    assert states == ["started"] * 3
+    await _valid(report, tmp_path)
