@@ -1,0 +1,102 @@
+"""Reruns on a journal: finished VMs untouched, changed specs handled, nothing built twice."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.engine import Orchestrator
+from orchestrator.engine.journal import Journal, read_journal
+from orchestrator.errors import JournalError
+from orchestrator.simulator import SimulatorConfig, run_simulator
+
+from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
+
+pytestmark = pytest.mark.anyio
+
+
+def sim_config() -> SimulatorConfig:
+    return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=5))
+
+
+async def test_rerun_on_the_journal_touches_nothing(tmp_path: Path) -> None:
+    """A second run of the same spec reuses the journal: no POST, same outcomes."""
+    requests = vms(5)
+    journal = tmp_path / "j.sqlite"
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            first = await orch.run(requests, journal=journal)
+        async with Orchestrator(settings_for(sim)) as orch:
+            second = await orch.run(requests, journal=journal)
+    assert first.summary.succeeded == 5
+    assert [(v.key, v.outcome, v.build_id) for v in second.vms] == [
+        (v.key, v.outcome, v.build_id) for v in first.vms
+    ]
+    # only the organization lookup and the VM listing
+    assert second.summary.requests.total == 2
+    assert_exactly_once(second, requests, sim)
+
+
+async def test_rerun_without_journal_skips_existing(tmp_path: Path) -> None:
+    """Without its journal, a rerun finds every hostname taken and builds nothing."""
+    requests = vms(4)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests)
+        async with Orchestrator(settings_for(sim)) as orch:
+            second = await orch.run(requests)
+    assert {(v.outcome, v.reason) for v in second.vms} == {("skipped", "already_exists")}
+    assert all(v.virtual_machine for v in second.vms)
+    assert len(created_hostnames(sim)) == 4
+
+
+async def test_changed_spec_builds_new_and_reports_removed(tmp_path: Path) -> None:
+    """New VMs of a changed spec are built; VMs it dropped are reported, never deleted."""
+    journal = tmp_path / "j.sqlite"
+    old = vms(3)
+    new = [*old[:2], *vms(2, prefix="new")]
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(old, journal=journal)
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(new, journal=journal)
+    assert report.removed_from_spec == ["vm-003"]
+    assert sorted(v.key for v in report.vms) == sorted(r.key for r in new)
+    assert report.summary.succeeded == 4
+    assert "vm-003" in created_hostnames(sim)
+    snapshot = await anyio.to_thread.run_sync(read_journal, journal)
+    assert {e.key for e in snapshot.entries} >= {"vm-003", "new-001", "new-002"}
+
+
+async def test_retry_failed_rebuilds_only_the_selected(tmp_path: Path) -> None:
+    """only_keys limits building to those VMs; the rest are reported, not built."""
+    requests = vms(4)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests, only_keys={"vm-002"})
+    by_key = {v.key: v for v in report.vms}
+    assert by_key["vm-002"].outcome == "succeeded"
+    assert {by_key[k].reason for k in ("vm-001", "vm-003", "vm-004")} == {"not_selected"}
+    assert created_hostnames(sim) == ["vm-002"]
+
+
+async def test_second_run_on_a_locked_journal_refuses(tmp_path: Path) -> None:
+    """Two runs on one journal at once: the second refuses with a clear error."""
+    journal = tmp_path / "j.sqlite"
+    requests = vms(2)
+    async with run_simulator(sim_config()) as sim:
+        async with (
+            Orchestrator(settings_for(sim)) as first,
+            Orchestrator(settings_for(sim)) as second,
+        ):
+            held = await Journal.open(journal, spec_sha256="x", run_id="other")
+            try:
+                with pytest.raises(JournalError, match="in use"):
+                    await second.run(requests, journal=journal)
+            finally:
+                await held.close()
+            report = await first.run(requests, journal=journal)
+    assert report.summary.succeeded == 2
