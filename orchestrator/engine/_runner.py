@@ -71,6 +71,8 @@ MAX_SUBMIT_ATTEMPTS = 5
 #: consecutive "not found" answers while polling before the build is declared lost
 MAX_POLL_NOT_FOUND = 5
 _VM_SETTLED = frozenset({"started", "starting"})
+#: poll intervals are scaled by this while requests queue for the rate budget
+_STRETCH_WHEN_SHORT = 1.3
 
 
 def is_hostname_taken(exc: ApiError) -> bool:
@@ -298,8 +300,9 @@ class Run:
             if track.result is not None:
                 return
             if track.task_id or track.build_id or track.adopted:
+                # resumed from the journal, or adopted: it may be done already
                 self._set_phase(track, "building")
-                self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+                self._scheduler.poll_soon(track.key, group=track.group)
             else:
                 await self._submit(track)
             if track.result is None:
@@ -423,7 +426,7 @@ class Run:
                 track.poll_kind = "hostname"
                 track.submitted_clock = track.submitted_clock or self._clock()
                 self._emit("reconciling", track, message="hostname taken after an uncertain POST")
-                self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+                self._scheduler.poll_soon(track.key, group=track.group)
                 return True
             await self._finish(
                 track,
@@ -456,6 +459,7 @@ class Run:
             )
         self._set_phase(track, "building")
         self._emit("submitted", track)
+        self._scheduler.stretch(self._poll_stretch())
         self._scheduler.add(track.key, group=track.group, submitted_at=track.submitted_clock)
 
     async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
@@ -483,7 +487,7 @@ class Run:
             return False
         self._adopt(track, vm_id)
         self._set_phase(track, "building")
-        self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+        self._scheduler.poll_soon(track.key, group=track.group)
         return True
 
     async def _find_hostname(self, track: Track) -> str | None:
@@ -600,6 +604,16 @@ class Run:
         finally:
             self._poll_slots.release()
 
+    def _poll_stretch(self) -> float:
+        """How much later than expected to poll: later when the budget is the bottleneck.
+
+        When requests wait for the budget, an early poll that finds a build
+        unfinished costs a whole request that a build could have used; polling
+        a little late costs nothing the budget would not cost anyway.
+        """
+        stats = self._budget.statistics()
+        return _STRETCH_WHEN_SHORT if stats.waiting_submits or stats.waiting_polls else 1.0
+
     def _timed_out(self, track: Track) -> bool:
         started = track.submitted_clock
         return started is not None and (
@@ -610,7 +624,7 @@ class Run:
         if track.result is not None:
             return
         if soon:
-            self._scheduler.add(track.key, group=track.group, submitted_at=self._clock())
+            self._scheduler.poll_soon(track.key, group=track.group)
         else:
             self._scheduler.polled(track.key, progress=progress)
 
@@ -752,7 +766,6 @@ class Run:
             self._phases[track.phase] -= 1
             self._phases[phase] += 1
             track.phase = phase
-            self._budget.poll_reserve = self._phases["building"]
 
     def _emit(
         self,
