@@ -131,8 +131,7 @@ async def make_plan(
         policy = await retry_get(
             lambda: client.get_policy_limits(org), deadline_seconds=deadline_seconds
         )
-        vms = getattr(policy, "virtual_machines", None)
-        limits[org] = (getattr(vms, "limit", None), getattr(vms, "current", None))
+        limits[org] = (policy.max_virtual_machines, len(existing[org]))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(global_listing, "data_center", client.list_data_centers)
