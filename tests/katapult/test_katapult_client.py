@@ -549,7 +549,7 @@ async def test_build_error_codes(
 
 
 async def test_invalid_spec_xml() -> None:
-    """build_from_spec's 400 invalid_spec_xml is an InvalidRequest in the validation category."""
+    """build_from_spec's 400 invalid_spec_xml is an InvalidRequest in the invalid_spec category."""
     client, _ = make_client(
         lambda _: json_response(
             400, error_body("invalid_spec_xml", "The spec XML is invalid", {"errors": "line 1"})
@@ -557,7 +557,7 @@ async def test_invalid_spec_xml() -> None:
     )
     with pytest.raises(InvalidRequest) as caught:
         await client.build_vm_from_spec(organization=ORG, xml="<nope")
-    assert caught.value.category == "validation"
+    assert caught.value.category == "invalid_spec"
     assert caught.value.detail == {"errors": "line 1"}
 
 
