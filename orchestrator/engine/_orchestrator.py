@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +49,9 @@ class Orchestrator:
     ) -> None:
         self._settings = settings
         engine = settings.engine
-        self._budget = RateBudget(window_seconds=engine.rate_window_seconds)
+        # wall_clock lets the budget guess the real API's minute-aligned windows
+        # before it has seen one reset; it never makes it send more than allowed
+        self._budget = RateBudget(window_seconds=engine.rate_window_seconds, wall_clock=time.time)
         token = settings.katapult.api_token
         self._client = KatapultClient(
             api_url=settings.katapult.api_url,

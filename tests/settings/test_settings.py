@@ -47,7 +47,7 @@ def test_defaults() -> None:
     )
     assert settings.engine == EngineSettings(
         rate_window_seconds=60,
-        max_in_flight=50,
+        max_in_flight=200,
         max_in_flight_per_data_center=None,
         poll_min_seconds=5,
         poll_max_seconds=60,
@@ -76,7 +76,7 @@ def test_settings_alone_reads_no_environment(monkeypatch: pytest.MonkeyPatch) ->
     """Settings() gives the defaults even when the process environment has values."""
     monkeypatch.setenv("ORCHESTRATOR_MAX_IN_FLIGHT", "3")
     monkeypatch.setenv("ENGINE", '{"max_in_flight": 4}')
-    assert Settings().engine.max_in_flight == 50
+    assert Settings().engine.max_in_flight == 200
 
 
 def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,7 +112,7 @@ def test_journal_path(report: str, journal: str | None, expected: Path) -> None:
             ("ORCHESTRATOR_MAX_IN_FLIGHT", "20"),
             30,
             lambda s: s.engine.max_in_flight,
-            (50, 10, 20, 30),
+            (200, 10, 20, 30),
         ),
         (
             "output.report",
@@ -237,7 +237,7 @@ def test_every_engine_and_output_field_has_its_env_var() -> None:
         ({"ORCHESTRATOR_JUNIT": "j.xml"}, lambda s: s.output.junit, Path("j.xml")),
         ({"ORCHESTRATOR_METRICS": "m.prom"}, lambda s: s.output.metrics, Path("m.prom")),
         ({"ORCHESTRATOR_JOURNAL": "~/j"}, lambda s: s.output.journal, Path("~/j").expanduser()),
-        ({"orchestrator_max_in_flight": "3"}, lambda s: s.engine.max_in_flight, 50),
+        ({"orchestrator_max_in_flight": "3"}, lambda s: s.engine.max_in_flight, 200),
     ],
 )
 def test_environment_values(environ: dict[str, str], read: Any, expected: Any) -> None:
