@@ -16,9 +16,14 @@ from typing import Any, TypeVar
 
 import anyio
 
-__all__ = ["VirtualTimeLoop", "run_virtual", "virtual_backend"]
+__all__ = ["VirtualTimeLoop", "advance", "run_virtual", "virtual_backend"]
 
 T = TypeVar("T")
+
+
+async def advance(seconds: float) -> None:
+    """Let ``seconds`` of virtual time pass (instant in real time on the virtual loop)."""
+    await anyio.sleep(seconds)
 
 
 class _VirtualSelector(selectors.DefaultSelector):

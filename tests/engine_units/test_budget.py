@@ -15,7 +15,7 @@ from orchestrator.engine.budget import RateBudget, RequestKind
 from orchestrator.katapult._transport import ApiRequest
 
 from ._rate_sim import NO_ANSWER, Client, FixedWindowServer, Info
-from ._virtual_time import run_virtual, virtual_backend
+from ._virtual_time import advance, run_virtual, virtual_backend
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +63,7 @@ async def test_first_request_goes_alone_until_its_headers_arrive() -> None:
     async with anyio.create_task_group() as tg:
         for _ in range(10):
             tg.start_soon(wait_for_slot)
-        await anyio.sleep(30)
+        await advance(30)
         assert granted == []
         assert budget.statistics().waiting_polls == 10
         budget.release(first, Info(200, 100, 99))
@@ -112,7 +112,7 @@ async def test_out_of_order_answers_use_the_lowest_remaining_and_detect_resets()
     stats = budget.statistics()
     assert (stats.remaining_estimate, stats.window_ends_at) == (6, end)
 
-    await anyio.sleep(1)
+    await advance(1)
     late = get()
     await budget.acquire(late)
     budget.release(late, Info(200, 10, 9))  # sent after seeing 6, yet sees 9: a new window
@@ -204,7 +204,7 @@ async def test_a_wake_up_a_hair_early_does_not_open_the_next_window_too_soon() -
     """A clock that wakes sleepers a microsecond early still gets one probe, not a burst."""
 
     async def sleep_until(deadline: float) -> None:
-        await anyio.sleep(deadline - anyio.current_time() - 1e-7)
+        await advance(deadline - anyio.current_time() - 1e-7)
 
     budget = RateBudget(window_seconds=60, sleep_until=sleep_until)
     await learned(budget, remaining=1)  # spent: the waiters sleep until the window ends
@@ -217,7 +217,7 @@ async def test_a_wake_up_a_hair_early_does_not_open_the_next_window_too_soon() -
     async with anyio.create_task_group() as tg:
         for _ in range(5):
             tg.start_soon(wait_for_slot)
-        await anyio.sleep(70)
+        await advance(70)
         assert len(granted) == 1  # the probe of the new window, alone
         tg.cancel_scope.cancel()
 
@@ -332,14 +332,14 @@ async def test_waiting_polls_are_served_before_waiting_submits() -> None:
     async with anyio.create_task_group() as tg:
         for name in ("s1", "s2", "s3"):
             tg.start_soon(want, name, "POST")
-        await anyio.sleep(1)
+        await advance(1)
         for name in ("p1", "p2", "p3"):
             tg.start_soon(want, name, "GET")
-        await anyio.sleep(1)
+        await advance(1)
         stats = budget.statistics()
         assert (order, stats.waiting_polls, stats.waiting_submits) == ([], 3, 3)
         assert not budget.has_capacity("poll")
-        await anyio.sleep(65)  # the window ends: the head of the line probes it alone
+        await advance(65)  # the window ends: the head of the line probes it alone
         assert order == ["p1"]
         budget.release(requests["p1"], Info(200, 10, 9))
 
@@ -378,7 +378,7 @@ async def test_submits_leave_the_poll_reserve_to_polls(
 
 async def steal_budget(server: FixedWindowServer, at: float, amount: int) -> None:
     """Another client of the same token spends ``amount`` requests at ``at``."""
-    await anyio.sleep(at - anyio.current_time())
+    await advance(at - anyio.current_time())
     server.spend(anyio.current_time(), amount)
 
 
@@ -428,7 +428,7 @@ async def test_cancelled_waiters_leave_no_trace() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(200):
             tg.start_soon(budget.acquire, post() if i % 2 else get())
-        await anyio.sleep(1)
+        await advance(1)
         stats = budget.statistics()
         assert (stats.waiting_polls, stats.waiting_submits) == (100, 100)
         tg.cancel_scope.cancel()
@@ -492,10 +492,10 @@ def test_no_server_window_is_ever_exceeded(
         while anyio.current_time() < until:
             await client.request("submit" if rng.random() < submit_share else "poll")
             if rng.random() < 0.05:
-                await anyio.sleep(rng.uniform(0, window / 2))  # demand comes and goes
+                await advance(rng.uniform(0, window / 2))  # demand comes and goes
 
     async def main() -> None:
-        await anyio.sleep(start_fraction * window)
+        await advance(start_fraction * window)
         until = anyio.current_time() + 4 * window
         async with anyio.create_task_group() as tg:
             for _ in range(workers):

@@ -13,7 +13,7 @@ import pytest
 
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 
-from ._virtual_time import virtual_backend
+from ._virtual_time import advance, virtual_backend
 
 
 @pytest.fixture
@@ -331,7 +331,7 @@ async def test_wait_wakes_early_for_an_earlier_poll() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(poll_loop)
-        await anyio.sleep(1)
+        await advance(1)
         polls.durations.observe("fast", 4.0)
         polls.add("near", group="fast", submitted_at=anyio.current_time())
         await woke.wait()
@@ -351,7 +351,7 @@ async def test_wait_on_an_empty_scheduler_waits_for_the_first_add() -> None:
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(poll_loop)
-        await anyio.sleep(60)
+        await advance(60)
         assert not done.is_set()
         polls.add("a", group="g", submitted_at=anyio.current_time() - 10)  # already due
         await done.wait()
@@ -363,7 +363,7 @@ async def test_only_one_task_may_wait() -> None:
     polls = PollScheduler(poll_min=2, poll_max=30, durations=DurationModel(default_seconds=10))
     async with anyio.create_task_group() as tg:
         tg.start_soon(polls.wait)
-        await anyio.sleep(1)
+        await advance(1)
         with pytest.raises(RuntimeError, match="already waiting"):
             await polls.wait()
         tg.cancel_scope.cancel()
