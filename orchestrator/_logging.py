@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, cast
 
 import structlog
 
@@ -57,6 +57,26 @@ class Redactor:
         return event_dict
 
 
+class _Stderr:
+    """``sys.stderr`` as it is at each write, not as it was when logging was configured.
+
+    A live progress display swaps ``sys.stderr`` for a proxy that prints above
+    the display; writing through the current ``sys.stderr`` lets log lines take
+    that route instead of garbling the live line.
+    """
+
+    __slots__ = ("__weakref__",)  # structlog keeps a lock per file in a WeakKeyDictionary
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     *,
     fmt: Literal["console", "json"] = "console",
@@ -64,8 +84,12 @@ def configure_logging(
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
 ) -> None:
-    """Send structlog output to ``stream`` (stderr) in ``fmt``, at ``level`` and above."""
-    out = stream if stream is not None else sys.stderr
+    """Send structlog output to ``stream`` (stderr) in ``fmt``, at ``level`` and above.
+
+    Every value of every event passes through a :class:`Redactor` of ``secrets``.
+    """
+    # _Stderr has the three methods PrintLogger uses of a TextIO
+    out = stream if stream is not None else cast("TextIO", _Stderr())
     renderer: Any
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()

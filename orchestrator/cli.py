@@ -1,7 +1,8 @@
 """The ``orchestrator`` command: parse, load settings, call one library entry point, render.
 
 Every command returns its exit code (see :data:`EXIT_CODES`); expected
-failures become a message and a code, never a traceback.
+failures (:class:`~orchestrator.errors.OrchestratorError`) become a message and
+a code, never a traceback. Anything else is a bug and crashes loudly.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -33,6 +35,11 @@ from orchestrator.errors import (
     SpecError,
 )
 
+if TYPE_CHECKING:
+    from orchestrator.report import Report
+    from orchestrator.settings import Settings
+    from orchestrator.spec import Spec
+
 __all__ = ["EXIT_CODES", "cli", "main"]
 
 EXIT_OK = 0
@@ -42,20 +49,31 @@ EXIT_AUTH = 3
 EXIT_PLAN_CHANGES = 4
 EXIT_CANCELLED = 130
 
+#: Every exit code of the command, and when it is used.
 EXIT_CODES = {
     EXIT_OK: "every VM succeeded or already existed (plan: nothing to build)",
-    EXIT_FAILED: "some VMs failed (report says which); report diff: something newly failed",
-    EXIT_USAGE: "bad usage, spec or config (nothing submitted); plan: errors found",
+    EXIT_FAILED: "some VMs failed or were not built (the report says which); "
+    "report diff: something newly failed; plan: the API could not be read",
+    EXIT_USAGE: "bad usage, spec or config: nothing was submitted (plan: problems found)",
     EXIT_AUTH: "authentication or permission stopped the whole run",
-    EXIT_PLAN_CHANGES: "plan: there are VMs to build",
-    EXIT_CANCELLED: "cancelled by the user (report and journal still written)",
+    EXIT_PLAN_CHANGES: "plan only: there are VMs to build",
+    EXIT_CANCELLED: "interrupted (Ctrl-C, SIGTERM): report and journal still written",
 }
+
+#: VMs shown by ``status`` without ``--all``.
+_STATUS_ROWS = 50
+
+#: Width of tables written to a pipe or a file (a terminal's own width is used on a terminal).
+_PIPE_WIDTH = 160
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _out() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
+        console.width = _PIPE_WIDTH
+    return console
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -63,7 +81,28 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
     return code
 
 
-class _Duration(click.ParamType):  # type: ignore[type-arg]
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _expected_error(exc: BaseException) -> OrchestratorError | None:
+    """``exc`` (or, for a task group's exception group, its most telling member) when
+    every error in it is one we raise on purpose; None for anything else (a bug)."""
+    leaves = list(_leaves(exc))
+    errors = [leaf for leaf in leaves if isinstance(leaf, OrchestratorError)]
+    if not errors or len(errors) != len(leaves):
+        return None
+    for error in errors:
+        if isinstance(error, AuthenticationError | PermissionDenied):
+            return error
+    return errors[0]
+
+
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.2
     name = "duration"
 
     def convert(
@@ -77,19 +116,36 @@ class _Duration(click.ParamType):  # type: ignore[type-arg]
             self.fail(str(exc), param, ctx)
 
 
-_EPILOG = "Exit codes: " + "; ".join(f"{code} {text}" for code, text in EXIT_CODES.items())
+def _exit_codes(*codes: tuple[int, str]) -> str:
+    lines = "\n".join(f"  {code:<4} {text}" for code, text in codes)
+    return f"\b\nExit codes:\n{lines}"
+
+
+_PRECEDENCE = (
+    "Every option can also come from the environment or from the --config file: "
+    "a flag wins over the environment, which wins over the file "
+    "(config.example.toml lists every setting)."
+)
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 @click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    epilog=_EPILOG,
+    context_settings=_CONTEXT,
+    epilog="\b\nStart here (no account, no network, nothing real is built):\n"
+    "  orchestrator run --simulate specs/example.toml\n\n"
+    "`orchestrator COMMAND --help` explains each command.\n\n" + _exit_codes(*EXIT_CODES.items()),
 )
 @click.version_option(__version__, prog_name="orchestrator")
 def cli() -> None:
     """Provision Katapult virtual machines in bulk, exactly once.
 
-    Start with `orchestrator run --simulate specs/example.toml`: it runs the
-    built-in Katapult simulator, so it needs no account and no network.
+    You list the VMs you want in a spec file (TOML, YAML or JSON); `run` builds
+    each one that does not exist yet, within the API's rate limit, waits for
+    every build, and writes a report. A rerun never builds a VM twice.
+
+    Against the real API, set KATAPULT_API_KEY (and KATAPULT_ORGANIZATION if
+    the spec names no organization).
     """
 
 
@@ -98,29 +154,41 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--config",
             "config_file",
+            metavar="FILE",
             type=click.Path(dir_okay=False, path_type=Path),
             envvar="ORCHESTRATOR_CONFIG",
-            help="TOML config file ([katapult], [engine], [output]). Env: ORCHESTRATOR_CONFIG.",
+            help="TOML config file with [katapult], [engine] and [output] tables. "
+            "Env: ORCHESTRATOR_CONFIG.",
         ),
-        click.option("--api-url", help="API base URL. Env: KATAPULT_API_URL."),
+        click.option(
+            "--api-url",
+            metavar="URL",
+            help="API base URL (default https://api.katapult.io/core/v1/; plain http:// only "
+            "to 127.0.0.1 or localhost). Env: KATAPULT_API_URL.",
+        ),
         click.option(
             "--organization",
-            help="Default organization (sub_domain or org_ id). Env: KATAPULT_ORGANIZATION.",
+            metavar="ORG",
+            help="Organization for spec entries that name none (sub_domain or org_ id). "
+            "Env: KATAPULT_ORGANIZATION.",
         ),
         click.option(
             "--simulate",
             is_flag=True,
-            help="Run against the built-in simulator (no token, no network).",
+            help="Start the built-in Katapult simulator in-process and use it instead of the "
+            f"API: no token, no network, nothing real is built; time runs "
+            f"{SIMULATED_TIME_SCALE:g}x faster.",
         ),
         click.option(
             "--log-format",
             type=click.Choice(["console", "json"]),
-            help="Log lines for people or JSON lines for machines. Env: ORCHESTRATOR_LOG_FORMAT.",
+            help="Log lines on stderr for people (console, the default) or one JSON object "
+            "per line for machines. Env: ORCHESTRATOR_LOG_FORMAT.",
         ),
         click.option(
             "--log-level",
             type=click.Choice(["debug", "info", "warning", "error"]),
-            help="Lowest level logged (to stderr). Env: ORCHESTRATOR_LOG_LEVEL.",
+            help="Least severe level logged (default info). Env: ORCHESTRATOR_LOG_LEVEL.",
         ),
     ]
     for option in reversed(options):
@@ -144,7 +212,7 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
     return settings, None
 
 
-def _load_spec(path: str, settings: Any) -> tuple[Any, int | None]:
+def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
     from orchestrator.spec import SpecDefaults, load_spec
 
     try:
@@ -160,57 +228,118 @@ def _load_spec(path: str, settings: Any) -> tuple[Any, int | None]:
     return spec, None
 
 
+_NO_CREDENTIALS = (
+    "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
+    "or add --simulate to try the built-in simulator"
+)
+
+
+async def _simulated(stack: AsyncExitStack, settings: Settings) -> Settings:
+    """Start the in-process simulator; ``settings`` pointed at it, durations scaled."""
+    from orchestrator.simulator import SimulatorConfig, run_simulator
+
+    sim = await stack.enter_async_context(
+        run_simulator(SimulatorConfig(time_scale=SIMULATED_TIME_SCALE))
+    )
+    _err.print(
+        f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster; nothing real is built)",
+        markup=False,
+    )
+    return simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
+
+
 # ----------------------------------------------------------------------------- run
 
+_RUN_EPILOG = (
+    "\b\nExamples:\n"
+    "  orchestrator run --simulate specs/example.toml     try it: no account, no network\n"
+    "  orchestrator run fleet.toml                        with KATAPULT_API_KEY set\n"
+    "  orchestrator run fleet.toml --report out/report.json --junit out/junit.xml\n"
+    "  orchestrator run fleet.toml --retry-failed report.json   only what failed last time\n"
+    "  orchestrator run fleet.toml --no-progress --log-format json   for cron and CI\n"
+    "\n"
+    "Reruns are safe: VMs that already exist are skipped, and the journal "
+    "(report.json.journal by default) lets a rerun follow builds that were in flight "
+    "instead of submitting them again. Ctrl-C (or SIGTERM) stops new builds and writes "
+    "the report; a second Ctrl-C exits at once.\n\n"
+    f"{_PRECEDENCE}\n\n"
+    + _exit_codes(
+        (EXIT_OK, "every VM succeeded or already existed"),
+        (EXIT_FAILED, "some VMs failed or were not built (the report says which)"),
+        (EXIT_USAGE, "bad usage, spec or config, or a journal in use: nothing was submitted"),
+        (EXIT_AUTH, "the token or its permissions stopped the whole run"),
+        (EXIT_CANCELLED, "interrupted (Ctrl-C, SIGTERM): report and journal still written"),
+    )
+)
 
-@cli.command()
+
+@cli.command(epilog=_RUN_EPILOG)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_common_options
 @click.option(
     "--report",
+    metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Where to write report.json (default report.json). Env: ORCHESTRATOR_REPORT.",
+    help="Where to write the JSON report (default report.json). Env: ORCHESTRATOR_REPORT.",
 )
 @click.option(
     "--journal",
+    metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="SQLite journal to resume from (default: beside the report). Env: ORCHESTRATOR_JOURNAL.",
+    help="SQLite journal that makes the run resumable (default: the report's path + "
+    "'.journal'; with --simulate, none unless given). Env: ORCHESTRATOR_JOURNAL.",
 )
-@click.option("--no-journal", is_flag=True, help="Run without a journal (no resume after a crash).")
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Keep no journal: a rerun still skips VMs that exist, but cannot follow builds "
+    "that were in flight when a run was killed.",
+)
 @click.option(
     "--max-in-flight",
+    metavar="N",
     type=click.IntRange(min=1),
-    help="Cap on builds submitted and not finished. Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
+    help="At most N builds submitted and not finished (default 50). "
+    "Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
 )
 @click.option(
     "--retry-failed",
+    metavar="REPORT",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Rebuild only the VMs that failed (or were cancelled) in this earlier report.",
+    help="Build only the VMs that failed or were cancelled in this earlier report.",
 )
 @click.option(
-    "--no-progress", is_flag=True, help="No progress display. Env: ORCHESTRATOR_PROGRESS=false."
+    "--no-progress",
+    is_flag=True,
+    help="No progress display (a live line on a terminal, a line every 10 s elsewhere). "
+    "Env: ORCHESTRATOR_PROGRESS=false.",
 )
 @click.option(
     "--deadline",
+    metavar="DURATION",
     type=_Duration(),
-    help="No new submissions after this long (90s, 15m, 1h30m). "
-    "Env: ORCHESTRATOR_DEADLINE_SECONDS.",
+    help="Stop submitting new builds after this long, e.g. 90s, 15m, 1h30m; the VMs not "
+    "built are reported cancelled. Env: ORCHESTRATOR_DEADLINE_SECONDS.",
 )
 @click.option(
     "--junit",
+    metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write JUnit XML (one test case per VM). Env: ORCHESTRATOR_JUNIT.",
+    help="Also write JUnit XML, one test case per VM, for CI. Env: ORCHESTRATOR_JUNIT.",
 )
 @click.option(
     "--metrics",
+    metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write Prometheus text metrics (node-exporter textfile). Env: ORCHESTRATOR_METRICS.",
+    help="Also write Prometheus metrics for the node-exporter textfile collector. "
+    "Env: ORCHESTRATOR_METRICS.",
 )
 @click.option(
     "--wait-until-started",
     is_flag=True,
     default=None,
-    help="A VM succeeds only once it is started (not just built).",
+    help="A VM succeeds only once it is started, not as soon as its build completes. "
+    "Env: ORCHESTRATOR_WAIT_UNTIL_STARTED.",
 )
 def run(
     spec: str,
@@ -231,7 +360,14 @@ def run(
     metrics: Path | None,
     wait_until_started: bool | None,
 ) -> int:
-    """Provision every VM of SPEC (TOML, YAML or JSON), wait for each, write the report."""
+    """Build every VM of SPEC that does not exist yet, wait for each, write the report.
+
+    SPEC is a TOML, YAML or JSON file listing the VMs (see specs/ for examples).
+    The summary goes to stdout, progress and log lines to stderr; report.json
+    holds every VM's outcome, ids and, for a failure, the API's own error.
+    """
+    if journal is not None and no_journal:
+        return _fail("--journal and --no-journal contradict each other: choose one")
     settings, code = _load(
         config_file,
         {
@@ -271,15 +407,26 @@ def run(
     else:
         journal_path = settings.journal_path()
     if not simulate and settings.katapult.api_token is None:
-        return _fail(
-            "no API token: set KATAPULT_API_KEY (or katapult.api_token in the config file), "
-            "or try --simulate"
-        )
+        return _fail(_NO_CREDENTIALS)
+    output = settings.output
+    for label, path in (
+        ("report", output.report),
+        ("journal", journal_path),
+        ("JUnit file", output.junit),
+        ("metrics file", output.metrics),
+    ):
+        if path is not None and not path.parent.is_dir():
+            # found now, not after every VM was built
+            return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
     return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate)
 
 
 async def _run_async(
-    settings: Any, spec: Any, journal_path: Path | None, only_keys: set[str] | None, simulate: bool
+    settings: Settings,
+    spec: Spec,
+    journal_path: Path | None,
+    only_keys: set[str] | None,
+    simulate: bool,
 ) -> int:
     from orchestrator.engine import Orchestrator
     from orchestrator.report import render_summary, write_junit, write_metrics, write_report
@@ -287,49 +434,57 @@ async def _run_async(
     interrupted = False
     async with AsyncExitStack() as stack:
         if simulate:
-            from orchestrator.simulator import SimulatorConfig, run_simulator
-
-            sim = await stack.enter_async_context(
-                run_simulator(SimulatorConfig(time_scale=SIMULATED_TIME_SCALE))
-            )
-            settings = simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
-            _err.print(f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster)")
+            settings = await _simulated(stack, settings)
         orch = await stack.enter_async_context(Orchestrator(settings))
 
-        async def watch_signals(scope: anyio.CancelScope) -> None:
+        async def watch_signals() -> None:
             nonlocal interrupted
             with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                 async for signum in signals:
                     if interrupted:
-                        _err.print("second interrupt: exiting now")
+                        _err.print("second interrupt: exiting at once", markup=False)
+                        _err.show_cursor(True)  # a live progress line had hidden it
                         os._exit(EXIT_CANCELLED)
                     interrupted = True
                     name = signal.Signals(signum).name
                     _err.print(
-                        f"{name}: stopping - no new builds; in-flight builds are recorded "
-                        "(press Ctrl-C again to exit at once)"
+                        f"{name}: stopping - no new builds; builds in flight are recorded "
+                        "and the report is written (Ctrl-C again exits at once)",
+                        markup=False,
                     )
                     orch.request_stop("interrupted")
 
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_signals, tg.cancel_scope)
+                tg.start_soon(watch_signals)
                 if settings.output.progress:
                     tg.start_soon(show_progress, orch.statistics, _err)
                 result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
                 tg.cancel_scope.cancel()
-        except JournalError as exc:
-            return _fail(str(exc))
+        except (OrchestratorError, BaseExceptionGroup) as raw:
+            error = _expected_error(raw)
+            if error is None:
+                raise
+            if isinstance(error, AuthenticationError | PermissionDenied):
+                return _fail(str(error), EXIT_AUTH)
+            return _fail(str(error), EXIT_USAGE if isinstance(error, JournalError) else EXIT_FAILED)
         run_info = orch.current_run
     output = settings.output
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(write_report, result, output.report)
-        if output.junit is not None:
-            await anyio.to_thread.run_sync(write_junit, result, output.junit)
-        if output.metrics is not None:
-            await anyio.to_thread.run_sync(write_metrics, result, output.metrics)
-    render_summary(result, _out(), report_path=str(output.report))
-    _out().print(f"report written to {output.report}", highlight=False)
+    out = _out()
+    render_summary(result, out, report_path=str(output.report))
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(write_report, result, output.report)
+            if output.junit is not None:
+                await anyio.to_thread.run_sync(write_junit, result, output.junit)
+            if output.metrics is not None:
+                await anyio.to_thread.run_sync(write_metrics, result, output.metrics)
+    except (OSError, ReportError) as exc:
+        return _fail(f"cannot write the results: {exc}", EXIT_FAILED)
+    out.print(f"report written to {output.report}", markup=False)
+    hint = None if simulate else _unfinished_hint(result, journal_path)
+    if hint:
+        out.print(hint, markup=False)
     if interrupted:
         return EXIT_CANCELLED
     if run_info is not None and run_info.doomed_run is not None:
@@ -339,10 +494,60 @@ async def _run_async(
     return EXIT_OK
 
 
+def _unfinished_hint(report: Report, journal_path: Path | None) -> str | None:
+    """What to do about the VMs a stopped run left cancelled."""
+    reasons = Counter(vm.reason or "" for vm in report.vms if vm.outcome == "cancelled")
+    if not reasons:
+        return None
+    parts = []
+    if reasons["build_in_progress"]:
+        parts.append(f"{reasons['build_in_progress']} still building on Katapult")
+    if reasons["submission_outcome_unknown"]:
+        parts.append(
+            f"{reasons['submission_outcome_unknown']} submitted with no answer yet (they may exist)"
+        )
+    if reasons["not_submitted"]:
+        parts.append(f"{reasons['not_submitted']} not submitted")
+    other = sum(reasons.values()) - sum(
+        reasons[r] for r in ("build_in_progress", "submission_outcome_unknown", "not_submitted")
+    )
+    if other:
+        parts.append(f"{other} stopped for another reason")
+    text = f"{sum(reasons.values())} VMs were not finished: " + ", ".join(parts) + ". "
+    if journal_path is not None:
+        return text + (
+            f"To finish them, run the same command again: with the journal {journal_path} "
+            "it follows the builds in progress and looks up uncertain submissions by "
+            "hostname, so nothing is built twice."
+        )
+    return text + (
+        "This run kept no journal: a rerun skips every VM that exists by then and builds "
+        "the rest, but a VM whose build is still running may be reported as a conflict."
+    )
+
+
 # ---------------------------------------------------------------------------- plan
 
+_PLAN_EPILOG = (
+    "\b\nExamples:\n"
+    "  orchestrator plan --simulate specs/example.toml\n"
+    "  orchestrator plan fleet.toml && echo 'nothing to build'\n"
+    "\n"
+    f"{_PRECEDENCE}\n\n"
+    + _exit_codes(
+        (EXIT_OK, "nothing to build: every VM exists"),
+        (EXIT_PLAN_CHANGES, "there are VMs to build"),
+        (
+            EXIT_USAGE,
+            "bad usage, spec or config, or problems found (a lookup names nothing, quota)",
+        ),
+        (EXIT_AUTH, "the token or its permissions were refused"),
+        (EXIT_FAILED, "the API could not be read (network, server errors)"),
+    )
+)
 
-@cli.command()
+
+@cli.command(epilog=_PLAN_EPILOG)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_common_options
 def plan(
@@ -354,11 +559,12 @@ def plan(
     log_format: str | None,
     log_level: str | None,
 ) -> int:
-    """Dry run of SPEC against the API: resolve lookups, find existing hostnames, check
-    quota, estimate the duration. Never builds anything.
+    """Dry run of SPEC against the API: what `run` would build and skip. Never builds.
 
-    Exit code 0: nothing to build; 4: VMs to build; 2: errors (bad spec,
-    lookups that name nothing, quota); 3: token or permission refused.
+    Resolves every lookup (organization, data center, zone, package, disk
+    template, network), finds the hostnames that already exist, checks the
+    organizations' VM quota and estimates the duration from the rate budget.
+    It spends a few read requests of the budget, no more.
     """
     settings, code = _load(
         config_file,
@@ -375,22 +581,17 @@ def plan(
     if code is not None:
         return code
     if not simulate and settings.katapult.api_token is None:
-        return _fail("no API token: set KATAPULT_API_KEY, or try --simulate")
+        return _fail(_NO_CREDENTIALS)
     return anyio.run(_plan_async, settings, loaded, simulate)
 
 
-async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
+async def _plan_async(settings: Settings, spec: Spec, simulate: bool) -> int:
     from orchestrator._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 
     async with AsyncExitStack() as stack:
         if simulate:
-            from orchestrator.simulator import SimulatorConfig, run_simulator
-
-            sim = await stack.enter_async_context(
-                run_simulator(SimulatorConfig(time_scale=SIMULATED_TIME_SCALE))
-            )
-            settings = simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
+            settings = await _simulated(stack, settings)
         orch = await stack.enter_async_context(Orchestrator(settings))
         engine = settings.engine
         try:
@@ -402,10 +603,14 @@ async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
                 expected_build_seconds=engine.expected_build_seconds,
                 permitted=lambda: orch.budget_statistics().permitted,
             )
-        except (AuthenticationError, PermissionDenied) as exc:
-            return _fail(str(exc), EXIT_AUTH)
-        except OrchestratorError as exc:
-            return _fail(str(exc), EXIT_FAILED)
+        except (OrchestratorError, BaseExceptionGroup) as raw:
+            # make_plan runs its look-ups in a task group: errors may come grouped
+            error = _expected_error(raw)
+            if error is None:
+                raise
+            if isinstance(error, AuthenticationError | PermissionDenied):
+                return _fail(str(error), EXIT_AUTH)
+            return _fail(str(error), EXIT_FAILED)
     render_plan(result, _out())
     if result.has_errors:
         return EXIT_USAGE
@@ -414,17 +619,44 @@ async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
 
 # ------------------------------------------------------------------------ simulate
 
+_SIMULATE_EPILOG = (
+    "\b\nExamples:\n"
+    "  orchestrator simulate --port 8080 --time-scale 20\n"
+    "  KATAPULT_API_URL=http://127.0.0.1:8080/core/v1/ KATAPULT_API_KEY=sim-token \\\n"
+    "    ORCHESTRATOR_RATE_WINDOW_SECONDS=3 ORCHESTRATOR_EXPECTED_BUILD_SECONDS=2 \\\n"
+    "    ORCHESTRATOR_POLL_MIN_SECONDS=0.25 orchestrator run specs/example.toml\n"
+    "  orchestrator simulate --port 0 --fault-reset-after 0.2 --seed 7   "
+    "ambiguous POSTs, reproducibly\n"
+    "\n"
+    "With --time-scale N, divide the orchestrator's durations by N too (the window, the "
+    "expected build time and the poll interval; the line printed on stderr once listening "
+    "shows them). GET /_simulator/state tells what was really created. SIGINT or SIGTERM "
+    "stops it.\n\n"
+    + _exit_codes(
+        (EXIT_OK, "stopped by SIGINT or SIGTERM"),
+        (EXIT_USAGE, "bad options, or the address cannot be listened on"),
+    )
+)
 
-@cli.command()
+
+@cli.command(epilog=_SIMULATE_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--token", default="sim-token", show_default=True, help="The one valid API token.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one (the 'listening on' line tells which).",
+)
+@click.option(
+    "--token", default="sim-token", show_default=True, help="The one API token it accepts."
+)
 @click.option(
     "--rate-limit",
     type=click.IntRange(min=1),
     default=1000,
     show_default=True,
-    help="Requests per window per token.",
+    help="Requests per window per token (the real API allows 1000 per minute).",
 )
 @click.option(
     "--window-seconds",
@@ -435,17 +667,17 @@ async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
 )
 @click.option(
     "--build-seconds",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0.001),
     default=40.0,
     show_default=True,
     help="Mean build duration (simulated seconds).",
 )
 @click.option(
     "--build-spread",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=1, max_open=True),
     default=0.25,
     show_default=True,
-    help="Relative spread of build durations.",
+    help="Relative spread of build durations (0.25: +/- 25 %).",
 )
 @click.option(
     "--time-scale",
@@ -454,25 +686,46 @@ async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
     show_default=True,
     help="Simulated seconds per real second (60: a 60 s window lasts 1 s).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seeds ids, build durations and fault draws: same seed, same run.",
+)
 @click.option(
     "--retry-after", is_flag=True, help="Send Retry-After on 429 (the real API does not)."
 )
-@click.option("--vm-limit", type=click.IntRange(min=0), help="acme's policy limit of VMs.")
-@click.option("--fault-5xx", type=click.FloatRange(0, 1), default=0.0, help="Rate of JSON 500/503.")
+@click.option(
+    "--vm-limit",
+    type=click.IntRange(min=0),
+    help="Policy limit of VMs per organization (default: none).",
+)
+@click.option(
+    "--fault-5xx",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Rate of JSON 500/503 answers (nothing done).",
+)
 @click.option(
     "--fault-html-502",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Rate of proxy-style HTML 502 pages.",
+    help="Rate of proxy-style HTML 502 pages (nothing done).",
 )
 @click.option(
     "--fault-slow",
     type=click.FloatRange(0, 1),
     default=0.0,
-    help="Rate of responses delayed by --slow-seconds.",
+    help="Rate of answers held for --slow-seconds (the request is acted on).",
 )
-@click.option("--slow-seconds", type=click.FloatRange(min=0), default=5.0, show_default=True)
+@click.option(
+    "--slow-seconds",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Real seconds a slow answer is held.",
+)
 @click.option(
     "--fault-reset-before",
     type=click.FloatRange(0, 1),
@@ -505,43 +758,69 @@ async def _plan_async(settings: Any, spec: Any, simulate: bool) -> int:
 )
 @click.option(
     "--burst-429-every",
+    metavar="N",
     type=click.IntRange(min=1),
-    help="After every N requests, answer the next --burst-429-length with 429.",
+    help="After every N requests, answer the next --burst-429-length with 429 "
+    "(as if another client drained the budget).",
 )
-@click.option("--burst-429-length", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--burst-429-length",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    help="Requests refused by each 429 burst.",
+)
 def simulate(**options: Any) -> int:
-    """Run the Katapult simulator as a standalone HTTP server until interrupted."""
+    """Run the Katapult simulator as a standalone HTTP server until stopped.
+
+    It serves the routes of Core API v1 the orchestrator uses, with the API's
+    error envelopes, status codes and rate-limit headers, over a seeded
+    catalogue (organization acme; data centers uk-lon-01, nl-ams-01,
+    us-nyc-01; packages rock-1, rock-3, rock-6; ...). The first line on stdout
+    is `listening on http://HOST:PORT/core/v1/`. The --fault-* rates are
+    probabilities per request (per build for --fault-build-*).
+    """
     from orchestrator.simulator import FaultConfig, SimulatorConfig, serve
 
-    faults = FaultConfig(
-        error_5xx_rate=options["fault_5xx"],
-        html_502_rate=options["fault_html_502"],
-        slow_rate=options["fault_slow"],
-        slow_seconds=options["slow_seconds"],
-        reset_before_rate=options["fault_reset_before"],
-        reset_after_rate=options["fault_reset_after"],
-        truncated_body_rate=options["fault_truncated"],
-        build_fail_rate=options["fault_build_fail"],
-        build_hang_rate=options["fault_build_hang"],
-        burst_429_every=options["burst_429_every"],
-        burst_429_length=options["burst_429_length"],
-    )
-    config = SimulatorConfig(
-        token=options["token"],
-        rate_limit=options["rate_limit"],
-        window_seconds=options["window_seconds"],
-        retry_after=options["retry_after"],
-        time_scale=options["time_scale"],
-        build_seconds=options["build_seconds"],
-        build_spread=options["build_spread"],
-        seed=options["seed"],
-        faults=faults,
-        vm_limit=options["vm_limit"],
-    )
+    try:
+        faults = FaultConfig(
+            error_5xx_rate=options["fault_5xx"],
+            html_502_rate=options["fault_html_502"],
+            slow_rate=options["fault_slow"],
+            slow_seconds=options["slow_seconds"],
+            reset_before_rate=options["fault_reset_before"],
+            reset_after_rate=options["fault_reset_after"],
+            truncated_body_rate=options["fault_truncated"],
+            build_fail_rate=options["fault_build_fail"],
+            build_hang_rate=options["fault_build_hang"],
+            burst_429_every=options["burst_429_every"],
+            burst_429_length=options["burst_429_length"],
+        )
+        config = SimulatorConfig(
+            token=options["token"],
+            rate_limit=options["rate_limit"],
+            window_seconds=options["window_seconds"],
+            retry_after=options["retry_after"],
+            time_scale=options["time_scale"],
+            build_seconds=options["build_seconds"],
+            build_spread=options["build_spread"],
+            seed=options["seed"],
+            faults=faults,
+            vm_limit=options["vm_limit"],
+        )
+    except ValueError as exc:
+        return _fail(f"simulator options: {exc}")
 
     def ready(url: str) -> None:
         click.echo(f"listening on {url}")
         sys.stdout.flush()
+        default = SimulatorConfig().token
+        key = default if config.token == default else "<your --token>"
+        _err.print(
+            f"try: KATAPULT_API_URL={url} KATAPULT_API_KEY={key}{_scaled_env(config.time_scale)} "
+            "orchestrator run specs/example.toml",
+            markup=False,
+        )
 
     async def main_async() -> None:
         async with anyio.create_task_group() as tg:
@@ -558,44 +837,97 @@ def simulate(**options: Any) -> int:
 
     try:
         anyio.run(main_async)
-    except OSError as exc:
-        return _fail(f"cannot listen on {options['host']}:{options['port']}: {exc.strerror}")
-    _err.print("simulator stopped")
+    except (OSError, BaseExceptionGroup) as raw:
+        # the server starts inside a task group: a bind error may come grouped
+        leaves = list(_leaves(raw))
+        if not all(isinstance(leaf, OSError) for leaf in leaves):
+            raise
+        reason = "; ".join(
+            str(leaf.strerror or leaf) for leaf in leaves if isinstance(leaf, OSError)
+        )
+        return _fail(f"cannot listen on {options['host']}:{options['port']}: {reason}")
+    _err.print("simulator stopped", markup=False)
     return EXIT_OK
+
+
+def _scaled_env(scale: float) -> str:
+    """The environment that scales a run's durations like a simulator's clock."""
+    if scale == 1:
+        return ""
+    from orchestrator.settings import EngineSettings
+
+    engine = EngineSettings()
+    return (
+        f" ORCHESTRATOR_RATE_WINDOW_SECONDS={engine.rate_window_seconds / scale:g}"
+        f" ORCHESTRATOR_EXPECTED_BUILD_SECONDS={engine.expected_build_seconds / scale:g}"
+        f" ORCHESTRATOR_POLL_MIN_SECONDS={engine.poll_min_seconds / scale:g}"
+    )
 
 
 # -------------------------------------------------------------------------- status
 
 
-@cli.command()
+@cli.command(
+    epilog="\b\nExamples:\n"
+    "  orchestrator status report.json.journal\n"
+    "  orchestrator status --all /var/lib/fleet/report.json.journal\n\n"
+    "It only reads: a journal in use by a running `run` can be inspected.\n\n"
+    + _exit_codes(
+        (EXIT_OK, "the journal was shown"),
+        (EXIT_USAGE, "no journal at that path, or a file that is not a journal"),
+    )
+)
 @click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
-def status(journal: Path) -> int:
-    """Show what JOURNAL holds: runs, and per VM its state, ids and last error."""
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help=f"Show every VM (by default the {_STATUS_ROWS} that most need attention: "
+    "unfinished and failed first).",
+)
+def status(journal: Path, show_all: bool) -> int:
+    """Show what JOURNAL holds: its runs, and per VM its state, ids and last error.
+
+    JOURNAL is the SQLite file `run` keeps beside the report
+    (report.json.journal unless --journal said otherwise).
+    """
     from orchestrator.engine.journal import read_journal, render_status
 
     try:
         snapshot = read_journal(journal)
     except JournalError as exc:
         return _fail(str(exc))
-    render_status(snapshot, _out())
+    out = _out()
+    render_status(snapshot, out, limit=None if show_all else _STATUS_ROWS)
+    if not show_all and len(snapshot.entries) > _STATUS_ROWS:
+        out.print(f"(orchestrator status --all {journal} shows every VM)", markup=False)
     return EXIT_OK
 
 
 # -------------------------------------------------------------------------- report
 
 
-@cli.group()
+@cli.group(context_settings=_CONTEXT)
 def report() -> None:
-    """Work with report.json files."""
+    """Work with report.json files written by `run`."""
 
 
-@report.command("diff")
+@report.command(
+    "diff",
+    epilog="\b\nExample (cron, compare two nights):\n"
+    "  orchestrator report diff yesterday.json report.json || alert 'new failures'\n\n"
+    + _exit_codes(
+        (EXIT_OK, "nothing newly failed"),
+        (EXIT_FAILED, "some VM failed in NEW that had not failed in OLD"),
+        (EXIT_USAGE, "a report is missing or is not an orchestrator report"),
+    ),
+)
 @click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
 def report_diff(old: Path, new: Path) -> int:
-    """What changed from OLD to NEW: newly failed, fixed, still failing, missing.
+    """What changed from OLD to NEW: newly failed, fixed, still failing, missing, added.
 
-    Exit code 1 when something newly failed, else 0.
+    A VM is matched by its key (the lower-cased hostname); cancelled counts as failed.
     """
     from orchestrator.report import diff_reports, load_report, render_diff
 
@@ -612,7 +944,7 @@ def report_diff(old: Path, new: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     try:
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -620,8 +952,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_USAGE
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _err.print("interrupted", markup=False)
         return EXIT_CANCELLED
     except OSError as exc:
-        return _fail(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), EXIT_FAILED)
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", EXIT_FAILED)
     return int(code) if isinstance(code, int) else EXIT_OK

@@ -10,13 +10,15 @@ from typing import Any
 import anyio
 
 from orchestrator.engine._retry import retry_get
-from orchestrator.errors import NotFound
+from orchestrator.errors import NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient
 from orchestrator.vm_request import Lookup, VmRequest
 
 __all__ = ["LookupProblem", "Plan", "make_plan"]
 
 _FIELDS = ("zone", "data_center", "package", "disk_template", "network")
+#: organization states that make its VMs a plan problem (not a refused token)
+_ORG_STATES = frozenset({"organization_suspended", "organization_not_activated"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,9 @@ async def make_plan(
     async def org_facts(org: Lookup) -> None:
         try:
             await retry_get(lambda: client.get_organization(org), deadline_seconds=deadline_seconds)
-        except NotFound as exc:
+        except (NotFound, PermissionDenied) as exc:
+            if isinstance(exc, PermissionDenied) and exc.code not in _ORG_STATES:
+                raise
             bad_orgs.add(org)
             plan.problems.append(
                 LookupProblem(
@@ -133,12 +137,18 @@ async def make_plan(
         )
         limits[org] = (policy.max_virtual_machines, len(existing[org]))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(global_listing, "data_center", client.list_data_centers)
-        tg.start_soon(global_listing, "zone", client.list_zones)
-        tg.start_soon(global_listing, "package", client.list_packages)
-        for org in orgs:
-            tg.start_soon(org_facts, org)
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(global_listing, "data_center", client.list_data_centers)
+            tg.start_soon(global_listing, "zone", client.list_zones)
+            tg.start_soon(global_listing, "package", client.list_packages)
+            for org in orgs:
+                tg.start_soon(org_facts, org)
+    except* OrchestratorError as group:
+        # callers catch our errors, not groups: raise the first (auth errors first)
+        errors = [e for e in group.exceptions if isinstance(e, OrchestratorError)]
+        errors.sort(key=lambda e: 0 if getattr(e, "category", None) == "auth" else 1)
+        raise errors[0] from None
 
     missing: dict[tuple[str, str], list[str]] = defaultdict(list)
     for org, reqs in orgs.items():

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from pydantic import SecretStr
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
 from orchestrator.report import write_report
@@ -125,7 +126,7 @@ async def test_invalid_token_stops_the_whole_run() -> None:
         settings = settings.model_copy(
             update={
                 "katapult": settings.katapult.model_copy(
-                    update={"api_token": type(settings.katapult.api_token)("wrong-token")}
+                    update={"api_token": SecretStr("wrong-token")}
                 )
             }
         )

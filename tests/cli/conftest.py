@@ -1,0 +1,61 @@
+"""Fixtures of the CLI tests: a clean environment, a temporary working directory,
+structlog restored after each in-process run, and simulators."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from tests.cli._helpers import ThreadSimulator, thread_simulator
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """aiohttp needs asyncio."""
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KATAPULT_* or ORCHESTRATOR_* variable of the developer's shell leaks in."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("KATAPULT_", "ORCHESTRATOR_")) or name == "COLUMNS":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test runs in its own empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _restore_structlog() -> Iterator[None]:
+    """An in-process run configures structlog for its stderr; put the suite's set-up back."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+@pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, str]], None]:
+    """Set several environment variables for the test."""
+
+    def apply(values: dict[str, str]) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+
+    return apply
+
+
+@pytest.fixture
+def sim() -> Iterator[ThreadSimulator]:
+    """A fresh simulator in a thread, at the tests' time scale."""
+    with thread_simulator() as running:
+        yield running

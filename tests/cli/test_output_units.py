@@ -1,0 +1,139 @@
+"""Units of the CLI's output: log set-up and redaction, and the plan rendering."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+import structlog
+from rich.console import Console
+
+from orchestrator._logging import REDACTED, Redactor, configure_logging
+from orchestrator._render import render_plan
+from orchestrator.engine import LookupProblem, Plan
+from orchestrator.vm_request import Lookup, VmRequest
+
+SECRET = "s3cr3t-token-value"
+
+
+@dataclass
+class _Carrier:
+    note: str
+
+    def __str__(self) -> str:
+        return f"carrier({self.note})"
+
+
+def test_redactor_replaces_the_secret_everywhere_and_drops_nones() -> None:
+    """Every value is scrubbed: nested dicts, lists, tuples, objects; token-named keys hidden."""
+    redact = Redactor([SECRET, ""])
+    event = redact(
+        None,
+        "info",
+        {
+            "event": f"saw {SECRET}",
+            "nested": {"inner": [SECRET, (1, f"x{SECRET}x")]},
+            "obj": _Carrier(SECRET),
+            "Authorization": "Bearer whatever",
+            "api_key": "anything",
+            "count": 3,
+            "missing": None,
+        },
+    )
+    assert SECRET not in repr(event)
+    assert event["event"] == f"saw {REDACTED}"
+    assert event["nested"] == {"inner": [REDACTED, (1, f"x{REDACTED}x")]}
+    assert event["obj"] == f"carrier({REDACTED})"
+    assert event["Authorization"] == event["api_key"] == REDACTED
+    assert event["count"] == 3
+    assert "missing" not in event
+
+
+def test_redactor_without_secrets_leaves_objects_alone() -> None:
+    """With no secret known, values pass through untouched (objects are not stringified)."""
+    carrier = _Carrier("x")
+    assert Redactor()(None, "info", {"obj": carrier})["obj"] is carrier
+
+
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_configured_logging_redacts_and_filters_by_level(fmt: str) -> None:
+    """Lines below the level are dropped; the secret never reaches the stream; JSON is JSON."""
+    stream = io.StringIO()
+    configure_logging(fmt=fmt, level="warning", secrets=[SECRET], stream=stream)  # type: ignore[arg-type]
+    log = structlog.get_logger("orchestrator").bind(run_id="r1")
+    log.info("orchestrator.quiet", value=SECRET)
+    log.warning("orchestrator.loud", value=SECRET, hostname="web-01")
+    text = stream.getvalue()
+    assert "orchestrator.quiet" not in text
+    assert "orchestrator.loud" in text
+    assert SECRET not in text
+    if fmt == "json":
+        (line,) = text.splitlines()
+        record = json.loads(line)
+        assert record["run_id"] == "r1"
+        assert record["hostname"] == "web-01"
+        assert record["level"] == "warning"
+
+
+def test_logging_writes_to_stderr_as_it_is_at_each_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a stream, each line goes to the current ``sys.stderr`` (a live display's proxy)."""
+    configure_logging(fmt="json", level="info")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    structlog.get_logger("orchestrator").info("orchestrator.one")
+    monkeypatch.setattr(sys, "stderr", second)
+    structlog.get_logger("orchestrator").info("orchestrator.two")
+    assert "orchestrator.one" in first.getvalue()
+    assert "orchestrator.two" in second.getvalue()
+    assert "orchestrator.one" not in second.getvalue()
+
+
+def _request(hostname: str) -> VmRequest:
+    return VmRequest(
+        key=hostname,
+        hostname=hostname,
+        organization=Lookup("sub_domain", "acme"),
+        package=Lookup("permalink", "rock-1"),
+        data_center=Lookup("permalink", "uk-lon-01"),
+    )
+
+
+def _render(plan: Plan) -> str:
+    file = io.StringIO()
+    render_plan(plan, Console(file=file, width=200, force_terminal=False))
+    return file.getvalue()
+
+
+def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
+    """Problems show five VMs then a count; ten names per list then a count; hours in the ETA."""
+    plan = Plan(
+        to_build=[_request(f"new-{i:02d}") for i in range(12)],
+        existing=[(_request(f"old-{i:02d}"), f"vm_{i}") for i in range(11)],
+        problems=[
+            LookupProblem(
+                "package",
+                "rock-99",
+                "no package 'rock-99'",
+                tuple(f"new-{i:02d}" for i in range(7)),
+            )
+        ],
+        permitted=1,
+        window_seconds=3600.0,
+        requests_spent=8,
+    )
+    text = _render(plan)
+    assert "Plan: 12 to build, 11 already exist, 1 problem(s)." in text
+    assert "new-04 … (+2)" in text
+    assert "old-09 (vm_9) … (+1)" in text
+    assert "new-09 … (+2)" in text
+    assert "Estimate: about 26 requests, at least 26h00m" in text
+    assert "Requests spent by this plan: 8" in text
+
+
+def test_plan_rendering_with_an_unknown_budget() -> None:
+    """Without a known rate budget the estimate counts requests only."""
+    text = _render(Plan(to_build=[_request("a-1")], permitted=None))
+    assert "rate budget unknown" in text

@@ -1,0 +1,1 @@
+"""Type-checked only, never executed: how users call the public API."""

@@ -1,0 +1,178 @@
+"""The public API as users call it, checked by mypy (``mypy tests/typing``) and never run.
+
+Each function is a small usage a user might write; ``assert_type`` pins the
+types they get back, so a change of signature or return type fails type-checking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import assert_type
+
+import anyio
+
+import orchestrator
+from orchestrator import (
+    ApiError,
+    AuthenticationError,
+    Category,
+    ConfigError,
+    EngineStatistics,
+    EventKind,
+    KatapultClient,
+    Lookup,
+    LookupProblem,
+    Orchestrator,
+    OrchestratorError,
+    Plan,
+    ProgressHook,
+    ProvisionEvent,
+    Report,
+    Settings,
+    Spec,
+    SpecDefaults,
+    SpecError,
+    SpecIssue,
+    VmRequest,
+    VmResult,
+    load_settings,
+    load_spec,
+    make_plan,
+    parse_spec,
+)
+
+
+def settings_like_the_cli() -> Settings:
+    """Defaults < config file < environment < overrides."""
+    settings = load_settings(
+        config_file=Path("config.toml"),
+        overrides={"engine.max_in_flight": 10},
+        environ={"KATAPULT_API_KEY": "token"},
+    )
+    assert_type(settings.engine.max_in_flight, int)
+    assert_type(settings.output.report, Path)
+    assert_type(settings.journal_path(), Path)
+    assert_type(settings.source_of("engine.max_in_flight"), str)
+    return settings
+
+
+def specs() -> Sequence[Spec]:
+    """Specs from a file and from text; their VMs are ``VmRequest``s."""
+    from_file = load_spec("specs/example.toml", defaults=SpecDefaults(organization="acme"))
+    from_text = parse_spec('[[vms]]\nhostname = "a"', source="inline", fmt="toml")
+    assert_type(from_file.vms, tuple[VmRequest, ...])
+    assert_type(from_text.sha256, str)
+    assert_type(from_file.by_key(), dict[str, VmRequest])
+    return [from_file, from_text]
+
+
+def handmade_requests() -> list[VmRequest]:
+    """A library user may build ``VmRequest``s without a spec file."""
+    return [
+        VmRequest(
+            key="web-01",
+            hostname="web-01",
+            organization=Lookup("sub_domain", "acme"),
+            package=Lookup("permalink", "rock-1"),
+            data_center=Lookup("permalink", "uk-lon-01"),
+        )
+    ]
+
+
+def plain_hook(event: ProvisionEvent) -> None:
+    """A hook is any callable taking one event."""
+    assert_type(event.kind, EventKind)
+    assert_type(event.hostname, str)
+    assert_type(event.build_id, str | None)
+
+
+hooks: list[ProgressHook] = [plain_hook, print]
+
+
+async def run_a_spec(settings: Settings, spec: Spec) -> Report:
+    """The README's example, with events and statistics."""
+    async with Orchestrator(settings, hooks=hooks) as orch:
+        assert_type(orch, Orchestrator)
+        assert_type(orch.client, KatapultClient)
+        stats = orch.statistics()
+        assert_type(stats, EngineStatistics | None)
+        if stats is not None:
+            assert_type(stats.done, int)
+            assert_type(stats.permitted, int | None)
+        report = await orch.run(spec, journal="fleet.journal")
+        again = await orch.run(handmade_requests(), journal=None, only_keys={"web-01"})
+        assert_type(again, Report)
+        orch.request_stop()
+        orch.request_stop("deadline")
+    return report
+
+
+async def follow_events(settings: Settings, spec: Spec) -> list[str]:
+    """``events()`` is an async stream of ``ProvisionEvent``."""
+    seen: list[str] = []
+    async with Orchestrator(settings) as orch:
+        events = orch.events()
+        async with anyio.create_task_group() as tg:
+
+            async def consume() -> None:
+                async with events:
+                    async for event in events:
+                        assert_type(event, ProvisionEvent)
+                        seen.append(event.key)
+
+            tg.start_soon(consume)
+            await orch.run(spec)
+            await events.aclose()
+    return seen
+
+
+def read_a_report(report: Report) -> list[str]:
+    """A report's summary and rows are typed."""
+    assert_type(report.summary.failed, int)
+    assert_type(report.summary.by_category, dict[Category, int])
+    assert_type(report.vms, list[VmResult])
+    failed: list[str] = []
+    for vm in report.vms:
+        if vm.outcome in ("failed", "cancelled"):
+            failed.append(vm.hostname)
+        assert_type(vm.category, Category | None)
+        if vm.error is not None:
+            assert_type(vm.error.code, str | None)
+    return failed
+
+
+async def dry_run(settings: Settings, spec: Spec) -> bool:
+    """``make_plan`` on the orchestrator's client."""
+    async with Orchestrator(settings) as orch:
+        plan = await make_plan(orch.client, spec.vms, window_seconds=60.0)
+    assert_type(plan, Plan)
+    problems: list[LookupProblem] = plan.problems
+    return plan.has_changes and not problems
+
+
+def handle_errors(path: str) -> int:
+    """Errors carry what a user needs to report them."""
+    try:
+        load_spec(path)
+        load_settings()
+    except SpecError as exc:
+        issues = exc.issues
+        assert_type(issues, tuple[SpecIssue, ...])
+        return len(issues)
+    except ConfigError as exc:
+        return len(str(exc))
+    except AuthenticationError as exc:
+        assert_type(exc.code, str | None)
+        return exc.http_status
+    except ApiError as exc:
+        assert_type(exc.category, Category)
+        return 1
+    except OrchestratorError:
+        return 2
+    return 0
+
+
+def version() -> str:
+    """``__version__`` is a string."""
+    return orchestrator.__version__
