@@ -39,6 +39,9 @@ def format_duration(seconds: float) -> str:
 
 
 def _reason(vm: VmResult) -> str:
+    if vm.outcome == "cancelled":
+        # what matters is where it was left: not sent, sent, or building
+        return ", ".join(r for r in (vm.reason, vm.stopped_because) if r)
     if vm.error is not None and vm.error.description:
         return vm.error.description
     return vm.stopped_because or vm.reason or ""
@@ -136,7 +139,7 @@ def render_summary(
     failing = [vm for vm in report.vms if vm.is_failure]
     _print_vms(
         console,
-        f"Failed VMs ({len(failing)})",
+        f"Failed or cancelled VMs ({len(failing)})",
         failing,
         more_hint=f"(see {report_path or 'report.json'})",
         max_rows=max_rows,

@@ -81,7 +81,7 @@ def test_run_with_failed_builds_exits_1(
     assert code == 1
     report = validate_report_file(cwd / "report.json")
     assert {vm.category for vm in report.vms} == {"build_failed"}
-    assert "Failed VMs (5)" in out
+    assert "Failed or cancelled VMs (5)" in out
 
 
 def test_run_with_a_wrong_token_exits_3(

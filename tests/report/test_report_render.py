@@ -31,7 +31,7 @@ def test_summary_has_counts_and_failed_hosts(report: Report) -> None:
     assert "By category: cancelled 1, not_found 1" in text
     assert "Requests: 17 total, 2 rate-limited (429)" in text
     assert "Skipped: 1 (already_exists 1)" in text
-    assert "Failed VMs (2)" in text
+    assert "Failed or cancelled VMs (2)" in text
     failed_rows = [line for line in text.splitlines() if "web-02" in line or "web-04" in line]
     assert len(failed_rows) == 2
     assert "package_not_found" in failed_rows[0]
@@ -56,7 +56,7 @@ def test_interrupted_run_says_so() -> None:
 def test_clean_run_has_no_failure_table() -> None:
     """With nothing failed there is no table and no category line."""
     text, _ = _render(report_of([vm("a"), vm("b")], requests=RequestCounts(total=3)))
-    assert "Failed VMs" not in text
+    assert "Failed or cancelled VMs" not in text
     assert "By category" not in text
     assert "Requests: 3 total, 0 rate-limited (429)" in text
 
