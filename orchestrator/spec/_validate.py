@@ -229,6 +229,14 @@ def _entry(index: int, raw: Any, issues: _Collector, fmt: SpecFormat) -> _Entry 
         issues.add(f"each VM must be a table, not {type_noun(raw)}", path=path, entry=index)
         return None
     model = _validate_model(EntryModel, raw, issues, fmt, path=path, entry=index)
+    if model is None:
+        # Unknown keys must not hide the entry's other problems (a bad hostname,
+        # a missing package): check the rest as if they were absent. The issues
+        # of the first pass already refuse the spec; this pass only adds more.
+        known = {k: v for k, v in raw.items() if k in EntryModel.model_fields}
+        if len(known) < len(raw):
+            quiet = _Collector(issues.source, issues.parsed)
+            model = _validate_model(EntryModel, known, quiet, fmt, path=path, entry=index)
     if not isinstance(model, EntryModel):
         return None
     values = _set_values(model)
