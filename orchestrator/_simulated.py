@@ -30,6 +30,7 @@ def simulated_settings(settings: Settings, url: str, token: str, scale: float) -
                     "poll_max_seconds": engine.poll_max_seconds / scale,
                     "expected_build_seconds": engine.expected_build_seconds / scale,
                     "build_timeout_seconds": engine.build_timeout_seconds / scale,
+                    "retry_deadline_seconds": engine.retry_deadline_seconds / scale,
                 }
             ),
         }

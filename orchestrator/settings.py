@@ -491,6 +491,7 @@ def _show(key: str, value: Any, source: str) -> str:
         return ""
     if isinstance(value, str) and key == "katapult.api_url":
         value = re.sub(r"//[^/@]*@", "//***@", value)
+        value = re.sub(r"[?#].*", "?***", value)  # a query may carry a key too
     if isinstance(value, str):
         text = value if source.startswith("environment") and value.isprintable() else repr(value)
     else:

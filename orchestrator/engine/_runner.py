@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from orchestrator.engine._retry import retry_get
+from orchestrator.engine._retry import is_retryable, retry_get
 from orchestrator.engine._track import OrgContext, Track, error_info, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
@@ -132,6 +132,12 @@ class Run:
             for req in requests:
                 self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
         self._poll_slots = anyio.Semaphore(64)
+        # GET retries back off on the same scale as polls (short under --simulate)
+        self._retry: dict[str, float] = {
+            "deadline_seconds": settings.retry_deadline_seconds,
+            "wait_initial": min(0.2, settings.poll_min_seconds),
+            "wait_max": min(10.0, settings.poll_max_seconds),
+        }
         self._doom_all: tuple[Category, ErrorInfo] | None = None
         self._stop_reason: str | None = None
         self._failures = 0
@@ -234,11 +240,8 @@ class Run:
             await self._classify(track, entries.get(track.key))
 
     async def _prepare_org(self, org: OrgContext) -> None:
-        deadline = self._settings.retry_deadline_seconds
         try:
-            info = await retry_get(
-                lambda: self._client.get_organization(org.lookup), deadline_seconds=deadline
-            )
+            info = await retry_get(lambda: self._client.get_organization(org.lookup), **self._retry)
             org.infrastructure_domain = info.infrastructure_domain
 
             async def listing() -> dict[str, str]:
@@ -248,7 +251,7 @@ class Run:
                     if vm.hostname
                 }
 
-            org.existing = await retry_get(listing, deadline_seconds=deadline)
+            org.existing = await retry_get(listing, **self._retry)
         except ApiError as exc:
             self._doom_for(org, exc, force_org=True)
         except TransportError as exc:
@@ -490,14 +493,19 @@ class Run:
         self._scheduler.poll_soon(track.key, group=track.group)
         return True
 
-    async def _find_hostname(self, track: Track) -> str | None:
-        """The id of the VM with this VM's hostname, or None. Fails the VM on hard errors."""
+    async def _find_hostname(self, track: Track, *, quiet: bool = True) -> str | None:
+        """The id of the VM with this VM's hostname, or None. Fails the VM on hard errors.
+
+        A lookup that got no usable answer (429, 5xx, transport) gives None too,
+        unless ``quiet`` is false: then its error is raised, so that a poll can
+        tell "not there" from "could not look".
+        """
         fqdn = track.org.fqdn(track.key)
         try:
             if fqdn is not None:
                 vm = await retry_get(
                     lambda: self._client.get_vm(Lookup("fqdn", fqdn)),
-                    deadline_seconds=self._settings.retry_deadline_seconds,
+                    **self._retry,
                 )
                 return vm.id
 
@@ -507,7 +515,7 @@ class Run:
                         return vm.id
                 return None
 
-            return await retry_get(scan, deadline_seconds=self._settings.retry_deadline_seconds)
+            return await retry_get(scan, **self._retry)
         except NotFound:
             return None
         except (ApiError, TransportError) as exc:
@@ -523,6 +531,8 @@ class Run:
             self._note_error(track, exc)
             if isinstance(exc, ApiError):
                 self._doom_for(track.org, exc)
+            if not quiet and is_retryable(exc):
+                raise
             return None
 
     def _adopt(self, track: Track, vm_id: str) -> None:
@@ -570,22 +580,41 @@ class Run:
                     tg.start_soon(self._poll_one, track)
 
     async def _poll_one(self, track: Track) -> None:
+        kind = track.poll_kind
         try:
-            if self._timed_out(track):
-                await self._finish(
-                    track,
-                    "failed",
-                    category="timeout",
-                    error=ErrorInfo(
-                        code="build_timeout",
-                        description=(
-                            f"not finished after {self._settings.build_timeout_seconds:g} s; "
-                            "the build may still complete on Katapult"
-                        ),
+            answered = await self._poll_or_fail(track)
+        finally:
+            self._poll_slots.release()
+        # A timeout is judged on evidence, never instead of a poll: a build whose
+        # polls were held (429s, an outage) may well have finished meanwhile. It
+        # takes an answer saying "not finished", or polls failing for longer than
+        # the retry deadline past the timeout. A poll that changed what to poll
+        # (adopted a VM found by hostname, a task that named its build) is
+        # followed at once by the poll that tells.
+        if track.result is not None or track.poll_kind != kind:
+            return
+        grace = 0.0 if answered else self._settings.retry_deadline_seconds
+        if self._timed_out(track, grace=grace):
+            await self._finish(
+                track,
+                "failed",
+                category="timeout",
+                error=ErrorInfo(
+                    code="build_timeout",
+                    description=(
+                        f"not finished after {self._settings.build_timeout_seconds:g} s; "
+                        "the build may still complete on Katapult"
                     ),
-                    stopped_because="build_timeout_seconds",
-                )
-                return
+                ),
+                stopped_because="build_timeout_seconds",
+            )
+
+    async def _poll_or_fail(self, track: Track) -> bool:
+        """One poll of ``track``; errors are counted, remembered or made its result.
+
+        False when the API gave no usable answer (429, 5xx, transport, garbage).
+        """
+        try:
             await self._poll(track)
         except NotFound as exc:
             track.poll_errors += 1
@@ -598,11 +627,11 @@ class Run:
             track.poll_errors += 1
             self._note_error(track, exc)
             self._repoll(track)
+            return False
         except ApiError as exc:
             self._doom_for(track.org, exc)
             await self._finish(track, "failed", category=exc.category, error=error_info(exc))
-        finally:
-            self._poll_slots.release()
+        return True
 
     def _poll_stretch(self) -> float:
         """How much later than expected to poll: later when the budget is the bottleneck.
@@ -614,10 +643,10 @@ class Run:
         stats = self._budget.statistics()
         return _STRETCH_WHEN_SHORT if stats.waiting_submits or stats.waiting_polls else 1.0
 
-    def _timed_out(self, track: Track) -> bool:
+    def _timed_out(self, track: Track, *, grace: float = 0.0) -> bool:
         started = track.submitted_clock
         return started is not None and (
-            self._clock() - started > self._settings.build_timeout_seconds
+            self._clock() - started > self._settings.build_timeout_seconds + grace
         )
 
     def _repoll(self, track: Track, *, progress: float | None = None, soon: bool = False) -> None:
@@ -671,7 +700,7 @@ class Run:
                 self._emit("building", track)
                 self._repoll(track)
         elif kind == "hostname":
-            found = await self._find_hostname(track)
+            found = await self._find_hostname(track, quiet=False)
             if track.result is not None:
                 return
             if found is not None:
@@ -687,9 +716,14 @@ class Run:
 
     async def _built(self, track: Track, vm_state: str | None) -> None:
         if track.submitted_clock is not None:
-            self._scheduler.completed(
-                track.key, group=track.group, duration=self._clock() - track.submitted_clock
-            )
+            duration = self._clock() - track.submitted_clock
+            if track.key in self._scheduler and self._scheduler.polls(track.key) == 0:
+                # Seen done at its first poll: the build took *at most* this long,
+                # and the poll itself may have waited for the budget. Learning the
+                # full span would feed every wait back into later first polls
+                # (polls later, builds seen later, durations longer...).
+                duration = min(duration, self._scheduler.durations.expected(track.group))
+            self._scheduler.completed(track.key, group=track.group, duration=duration)
         if self._settings.wait_until_started and vm_state != "started":
             track.poll_kind = "vm"
             self._repoll(track, soon=True)

@@ -261,6 +261,10 @@ class KatapultClient:
         if code is None:
             what = "non-JSON body" if payload is _NOT_JSON else "JSON body without an error code"
             description = _describe_body(what, response)
+        # a server or proxy that echoes the request must not put the token in
+        # our exceptions, and from there in reports, journals and logs
+        description = self._redact(description)
+        detail = self._redact(detail)
         return api_error_for(
             http_status=response.status,
             code=code,
@@ -272,13 +276,28 @@ class KatapultClient:
             retry_after=RateLimitInfo.from_response(response).retry_after,
         )
 
+    def _redact(self, value: Any) -> Any:
+        """``value`` with every occurrence of the token replaced by ``***``."""
+        if self._token is None:
+            return value
+        secret = self._token.get_secret_value()
+        if not secret:
+            return value
+        if isinstance(value, str):
+            return value.replace(secret, "***")
+        if isinstance(value, dict):
+            return {self._redact(k): self._redact(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._redact(v) for v in value]
+        return value
+
     def _unexpected(
         self, request: ApiRequest, response: ApiResponse, description: str
     ) -> UnexpectedResponse:
         return UnexpectedResponse(
             http_status=response.status,
             code=None,
-            description=description,
+            description=self._redact(description),
             request_id=response.header("x-request-id"),
             method=request.method,
             path="/" + request.path,
