@@ -1,0 +1,124 @@
+"""The orchestrator alone in a process, measuring its own CPU time and memory.
+
+Run by the ``overhead`` scenario as ``python -m benchmarks._overhead_child
+URL N SCALE [--journal PATH] [--max-in-flight M]``; prints one JSON object.
+The CPU time is the process's own (``getrusage(RUSAGE_SELF)``, threads
+included: the journal writes from one), measured from just before the VM
+requests are made to just after the report. Memory is the resident set
+sampled every 10 ms over the same span (``ru_maxrss`` alone will not do: importing
+the package peaks higher, briefly, than a small run ever does); its peak minus
+the resident set at the start is the run's memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import structlog
+
+from benchmarks._engine import engine_settings, make_requests
+from orchestrator.engine import Orchestrator
+
+__all__ = ["main"]
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _maxrss_kib() -> int:
+    # Linux reports ru_maxrss in KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _rss_kib() -> int:
+    try:
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            pages = int(handle.read().split()[1])
+    except OSError:
+        return _maxrss_kib()
+    return pages * resource.getpagesize() // 1024
+
+
+class _RssSampler:
+    """Samples the resident set in a thread until stopped; keeps the peak."""
+
+    def __init__(self, every: float = 0.01) -> None:
+        self.peak_kib = _rss_kib()
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak_kib = max(self.peak_kib, _rss_kib())
+
+    def __enter__(self) -> _RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_kib = max(self.peak_kib, _rss_kib())
+
+
+async def _run(args: argparse.Namespace) -> dict[str, object]:
+    settings = engine_settings(args.url, args.scale, max_in_flight=args.max_in_flight)
+    rss_before = _rss_kib()
+    maxrss_before = _maxrss_kib()
+    cpu_before = _cpu()
+    started = time.monotonic()
+    with _RssSampler() as sampler:
+        requests = make_requests(args.n)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(requests, journal=args.journal)
+    wall = time.monotonic() - started
+    cpu = _cpu() - cpu_before
+    keys = [vm.key for vm in report.vms]
+    return {
+        "n": args.n,
+        "journal": args.journal is not None,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "rss_before_kib": rss_before,
+        "maxrss_before_kib": maxrss_before,
+        "maxrss_kib": _maxrss_kib(),
+        "peak_rss_kib": sampler.peak_kib,
+        "outcomes": dict(Counter(vm.outcome for vm in report.vms)),
+        "rows": len(keys),
+        "unique_keys": len(set(keys)),
+        "all_keys": set(keys) == {r.key for r in requests},
+        "requests": report.summary.requests.total,
+        "rate_limited": report.summary.requests.rate_limited,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run once, print the measurements as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks._overhead_child")
+    parser.add_argument("url")
+    parser.add_argument("n", type=int)
+    parser.add_argument("scale", type=float)
+    parser.add_argument("--journal", type=Path, default=None)
+    parser.add_argument("--max-in-flight", type=int, default=50)
+    args = parser.parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    result = anyio.run(_run, args)
+    json.dump(result, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick`` end to end.
+
+Only correctness is asserted (no duplicate, every VM accounted, the table and
+the Markdown report produced); timing figures are never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = {"rate-bound", "baseline", "overhead", "faults"}
+
+
+@pytest.mark.timeout(180)
+def test_quick_mode_runs_every_scenario_exactly_once(tmp_path: Path) -> None:
+    """The quick benchmark runs every scenario with no duplicate and no lost VM, and reports."""
+    figures, doc = tmp_path / "figures.json", tmp_path / "benchmarks.md"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--quick",
+            "--json",
+            str(figures),
+            "--output",
+            str(doc),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = json.loads(figures.read_text(encoding="utf-8"))
+    assert {r["name"] for r in results} == SCENARIOS
+    for result in results:
+        assert result["correct"], result["checks"]
+        assert result["checks"], result["name"]
+        assert result["rows"], result["name"]
+    by_name = {r["name"]: r["data"] for r in results}
+    for name in ("rate-bound", "faults"):
+        data = by_name[name]
+        assert data["duplicates"] == 0
+        assert data["lost"] == 0
+        assert data["rows"] == data["n"]
+        assert data["repeated_rows"] == 0
+    assert "correctness: all" in done.stdout
+    assert "wall / lower bound" in done.stdout
+    text = doc.read_text(encoding="utf-8")
+    assert "| scenario | metric | measured | target | result |" in text
+    assert "## Targets" in text
