@@ -27,6 +27,7 @@ from benchmarks._probe import Traffic
 from benchmarks._results import ScenarioResult
 from benchmarks._sim import SimParams, SimulatorProcess
 from orchestrator.report import Report
+from orchestrator.settings import EngineSettings
 from orchestrator.vm_request import VmRequest
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Context", "Sizes"]
@@ -630,7 +631,7 @@ async def overhead(ctx: Context) -> ScenarioResult:
         "overhead",
         f"N={small:,} and N={big:,} VMs, no rate limit, builds of 1 simulated s at time scale "
         f"{scale:g} (1 ms); the orchestrator alone in a child process, default settings "
-        "(max_in_flight=50), with a journal"
+        f"(max_in_flight={EngineSettings().max_in_flight}), with a journal"
         + (" and without" if s.overhead_without_journal else ""),
     )
     runs: dict[tuple[int, bool], dict[str, Any]] = {}
