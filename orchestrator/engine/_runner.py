@@ -66,8 +66,8 @@ _DOOM_ORG = frozenset(
         "permission_denied",
     }
 )
-#: a submission is given up after this many POSTs that surely or maybe failed
-MAX_SUBMIT_ATTEMPTS = 5
+#: after this many POSTs with an uncertain outcome, no more are sent for a VM
+MAX_SUBMIT_ATTEMPTS = 8
 #: consecutive "not found" answers while polling before the build is declared lost
 MAX_POLL_NOT_FOUND = 5
 _VM_SETTLED = frozenset({"started", "starting"})
@@ -352,13 +352,22 @@ class Run:
                 return
             if track.uncertain and await self._reconcile(track):
                 return
-            if track.attempts >= MAX_SUBMIT_ATTEMPTS:
+            if track.tries >= MAX_SUBMIT_ATTEMPTS:
+                # an earlier POST may still have taken: never fail a VM that may
+                # exist; watch its hostname until the build timeout instead
+                self._give_up_watching(track)
+                return
+            now = self._clock()
+            refused_for = now - track.refused_since if track.refused_since is not None else 0.0
+            # an API that refuses without acting (429, connection refused) is
+            # waited out as long as a build may take, then the VM fails unbuilt
+            if refused_for > self._settings.build_timeout_seconds:
                 await self._finish(
                     track,
                     "failed",
-                    category=track.last_category or "server_error",
+                    category=track.last_category or "network",
                     error=track.last_error,
-                    stopped_because=f"gave up after {track.attempts} attempts",
+                    stopped_because=f"the API refused every POST for {refused_for:.0f} s",
                 )
                 return
             track.attempts += 1
@@ -371,20 +380,39 @@ class Run:
             except RateLimited as exc:
                 # a 429 means the server did not act: sending again is safe
                 self._note_error(track, exc)
+                self._refused_without_effect(track)
                 self._emit("retrying", track, message=str(exc))
             except ApiError as exc:
+                track.refused_since = None
                 if await self._refused(track, exc):
                     return
             except TransportError as exc:
                 self._note_error(track, exc)
                 if exc.maybe_sent:
+                    track.refused_since = None
                     await self._mark_uncertain(track, exc)
                 else:
+                    self._refused_without_effect(track)
                     self._emit("retrying", track, message=str(exc))
                     await self._backoff(track)
             else:
                 await self._submitted(track, created)
                 return
+
+    def _refused_without_effect(self, track: Track) -> None:
+        if track.refused_since is None:
+            track.refused_since = self._clock()
+
+    def _give_up_watching(self, track: Track) -> None:
+        track.gave_up = True
+        track.poll_kind = "hostname"
+        self._set_phase(track, "building")
+        self._emit(
+            "reconciling",
+            track,
+            message=f"{track.tries} uncertain POSTs: watching the hostname until the timeout",
+        )
+        self._scheduler.poll_soon(track.key, group=track.group)
 
     async def _post(self, track: Track) -> CreatedBuild:
         req = track.request
@@ -467,8 +495,10 @@ class Run:
 
     async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
         track.uncertain = True
+        track.tries += 1
+        track.last_post_clock = self._clock()
         if track.submitted_clock is None:
-            track.submitted_clock = self._clock()
+            track.submitted_clock = track.last_post_clock
         if self._journal is not None:
             await self._journal.record_uncertain(track.key, error=str(exc))
         self._emit("reconciling", track, message=str(exc))
@@ -480,7 +510,7 @@ class Run:
             # a build creates its VM some time after the POST: look again once that
             # time has passed, so a POST that did take is not sent a second time
             settle = self._settings.expected_build_seconds * 0.6
-            since = self._clock() - (track.submitted_clock or self._clock())
+            since = self._clock() - (track.last_post_clock or self._clock())
             if since < settle:
                 await anyio.sleep(settle - since)
             vm_id = await self._find_hostname(track)
@@ -594,7 +624,18 @@ class Run:
         if track.result is not None or track.poll_kind != kind:
             return
         grace = 0.0 if answered else self._settings.retry_deadline_seconds
-        if self._timed_out(track, grace=grace):
+        if self._timed_out(track, grace=grace) and track.gave_up:
+            await self._finish(
+                track,
+                "failed",
+                category=track.last_category or "server_error",
+                error=track.last_error,
+                stopped_because=(
+                    f"gave up after {track.tries} uncertain POSTs; the hostname did not "
+                    "appear within build_timeout_seconds"
+                ),
+            )
+        elif self._timed_out(track, grace=grace):
             await self._finish(
                 track,
                 "failed",

@@ -71,6 +71,14 @@ class Track:
     fqdn: str | None = None
     submitted_at: datetime | None = None
     submitted_clock: float | None = None
+    #: POSTs whose outcome was uncertain (what MAX_SUBMIT_ATTEMPTS bounds)
+    tries: int = 0
+    #: when the latest uncertain POST went out: its VM may appear only later
+    last_post_clock: float | None = None
+    #: since when POSTs have been refused without effect (429, connection refused)
+    refused_since: float | None = None
+    #: tries ran out after an uncertain POST: watching the hostname until the timeout
+    gave_up: bool = False
     poll_kind: PollKind = "build"
     poll_errors: int = 0
     adopted: bool = False

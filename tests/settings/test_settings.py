@@ -297,7 +297,7 @@ _TLS = (
         ),
         (
             "https://example.com/?a=1",
-            "https://example.com/?a=1",
+            "https://example.com/?***",
             "must not have a query string or fragment",
         ),
         (
