@@ -146,3 +146,16 @@ async def test_wait_until_started_waits_for_the_vm(tmp_path: Path) -> None:
     assert report.summary.succeeded == 3
     assert states == ["started"] * 3
     await _valid(report, tmp_path)
+
+
+async def test_a_budget_that_never_recovers_is_rate_limited(tmp_path: Path) -> None:
+    """When every request is refused with 429, VMs end failed/rate_limited, none built."""
+    faults = FaultConfig(burst_429_every=1, burst_429_length=1_000_000)
+    requests = vms(2)
+    async with run_simulator(sim_config(faults=faults)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests)
+    assert {(vm.outcome, vm.category) for vm in report.vms} == {("failed", "rate_limited")}
+    assert all(vm.error and vm.error.code == "rate_limit_reached" for vm in report.vms)
+    assert created_hostnames(sim) == []
+    await _valid(report, tmp_path)
