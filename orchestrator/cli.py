@@ -639,6 +639,33 @@ _SIMULATE_EPILOG = (
 )
 
 
+_FAULT_RATES: tuple[tuple[str, str, str], ...] = (
+    ("--fault-5xx", "error_5xx_rate", "Rate of JSON 500/503 answers (nothing done)."),
+    ("--fault-html-502", "html_502_rate", "Rate of proxy-style HTML 502 pages (nothing done)."),
+    (
+        "--fault-slow",
+        "slow_rate",
+        "Rate of answers held for --slow-seconds (the request is acted on).",
+    ),
+    ("--fault-reset-before", "reset_before_rate", "Rate of connections dropped before acting."),
+    (
+        "--fault-reset-after",
+        "reset_after_rate",
+        "Rate of connections dropped after acting (the ambiguous POST).",
+    ),
+    ("--fault-truncated", "truncated_body_rate", "Rate of cut-off bodies after acting."),
+    ("--fault-build-fail", "build_fail_rate", "Rate of builds that end failed."),
+    ("--fault-build-hang", "build_hang_rate", "Rate of builds that never finish."),
+)
+
+
+def _fault_rate_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """One ``--fault-*`` option per rate of :class:`FaultConfig` (see _FAULT_RATES)."""
+    for flag, field, text in reversed(_FAULT_RATES):
+        func = click.option(flag, field, type=click.FloatRange(0, 1), default=0.0, help=text)(func)
+    return func
+
+
 @cli.command(epilog=_SIMULATE_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -702,59 +729,11 @@ _SIMULATE_EPILOG = (
     help="Policy limit of VMs per organization (default: none).",
 )
 @click.option(
-    "--fault-5xx",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of JSON 500/503 answers (nothing done).",
-)
-@click.option(
-    "--fault-html-502",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of proxy-style HTML 502 pages (nothing done).",
-)
-@click.option(
-    "--fault-slow",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of answers held for --slow-seconds (the request is acted on).",
-)
-@click.option(
     "--slow-seconds",
     type=click.FloatRange(min=0),
     default=5.0,
     show_default=True,
     help="Real seconds a slow answer is held.",
-)
-@click.option(
-    "--fault-reset-before",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of connections dropped before acting.",
-)
-@click.option(
-    "--fault-reset-after",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of connections dropped after acting (the ambiguous POST).",
-)
-@click.option(
-    "--fault-truncated",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of cut-off bodies after acting.",
-)
-@click.option(
-    "--fault-build-fail",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of builds that end failed.",
-)
-@click.option(
-    "--fault-build-hang",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Rate of builds that never finish.",
 )
 @click.option(
     "--burst-429-every",
@@ -770,6 +749,7 @@ _SIMULATE_EPILOG = (
     show_default=True,
     help="Requests refused by each 429 burst.",
 )
+@_fault_rate_options
 def simulate(**options: Any) -> int:
     """Run the Katapult simulator as a standalone HTTP server until stopped.
 
@@ -784,15 +764,8 @@ def simulate(**options: Any) -> int:
 
     try:
         faults = FaultConfig(
-            error_5xx_rate=options["fault_5xx"],
-            html_502_rate=options["fault_html_502"],
-            slow_rate=options["fault_slow"],
+            **{field: options[field] for _, field, _ in _FAULT_RATES},
             slow_seconds=options["slow_seconds"],
-            reset_before_rate=options["fault_reset_before"],
-            reset_after_rate=options["fault_reset_after"],
-            truncated_body_rate=options["fault_truncated"],
-            build_fail_rate=options["fault_build_fail"],
-            build_hang_rate=options["fault_build_hang"],
             burst_429_every=options["burst_429_every"],
             burst_429_length=options["burst_429_length"],
         )
