@@ -21,13 +21,13 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
 from orchestrator.engine._retry import is_retryable, retry_get
-from orchestrator.engine._track import OrgContext, Track, error_info, utcnow
+from orchestrator.engine._track import OrgContext, Phase, Track, error_info, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
     ApiError,
@@ -40,7 +40,7 @@ from orchestrator.errors import (
     detail_messages,
 )
 from orchestrator.katapult import build_spec_xml
-from orchestrator.report import ErrorInfo, VmResult
+from orchestrator.report import ErrorInfo, Outcome, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ class Run:
             if settings.deadline_seconds is not None
             else math.inf
         )
-        self._not_in_journal_spec: list[str] = []
+        self._removed: list[str] = []
 
     # ------------------------------------------------------------------ public
 
@@ -172,7 +172,7 @@ class Run:
     @property
     def removed_from_spec(self) -> list[str]:
         """Hostnames the journal knows that the spec no longer lists (never deleted)."""
-        return list(self._not_in_journal_spec)
+        return list(self._removed)
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Stop now: no new submissions, no more polls; in-flight VMs end ``cancelled``."""
@@ -230,9 +230,7 @@ class Run:
         entries: dict[str, JournalEntry] = {}
         if self._journal is not None:
             entries = await self._journal.entries()
-            self._not_in_journal_spec = sorted(
-                e.hostname for k, e in entries.items() if k not in self._tracks
-            )
+            self._removed = sorted(e.hostname for k, e in entries.items() if k not in self._tracks)
             await self._journal.add_pending(
                 [(t.key, t.hostname) for t in self._tracks.values() if t.key not in entries]
             )
@@ -805,7 +803,7 @@ class Run:
     async def _finish(
         self,
         track: Track,
-        outcome: Any,
+        outcome: Outcome,
         *,
         category: Category | None = None,
         error: ErrorInfo | None = None,
@@ -836,7 +834,7 @@ class Run:
             with anyio.CancelScope(shield=True):
                 await self._journal.record_finished(track.key, result)
 
-    def _set_phase(self, track: Track, phase: Any) -> None:
+    def _set_phase(self, track: Track, phase: Phase) -> None:
         if track.phase != phase:
             self._phases[track.phase] -= 1
             self._phases[phase] += 1
