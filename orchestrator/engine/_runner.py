@@ -344,6 +344,14 @@ class Run:
 
     async def _submit(self, track: Track) -> None:
         """POST until the build is known to exist exactly once, or the VM fails."""
+        if track.request.uses_spec_xml:
+            try:
+                self._spec_xml(track.request)
+            except ValueError as exc:
+                # a library caller's request the API could not read: fail it unsent
+                error = ErrorInfo(code="invalid_spec", description=str(exc))
+                await self._finish(track, "failed", category="invalid_spec", error=error)
+                return
         while track.result is None:
             if self._blocked(track):
                 await self._finish_blocked(track)
@@ -412,26 +420,31 @@ class Run:
         )
         self._scheduler.poll_soon(track.key, group=track.group)
 
+    @staticmethod
+    def _spec_xml(req: VmRequest) -> str:
+        """The build_from_spec XML of ``req``; ``ValueError`` for values it cannot carry."""
+        return build_spec_xml(
+            hostname=req.hostname,
+            package=req.package,
+            zone=req.zone,
+            data_center=req.data_center,
+            disk_template=req.disk_template,
+            disk_template_options=req.disk_template_options,
+            network=req.network,
+            cpu_cores=req.cpu_cores,
+            memory_gb=req.memory_gb,
+            system_disk_gb=req.system_disk_gb,
+            ssh_keys=req.ssh_keys,
+            tags=req.tags,
+            name=req.name,
+            description=req.description,
+            group=req.group,
+        )
+
     async def _post(self, track: Track) -> CreatedBuild:
         req = track.request
         if req.uses_spec_xml:
-            xml = build_spec_xml(
-                hostname=req.hostname,
-                package=req.package,
-                zone=req.zone,
-                data_center=req.data_center,
-                disk_template=req.disk_template,
-                disk_template_options=req.disk_template_options,
-                network=req.network,
-                cpu_cores=req.cpu_cores,
-                memory_gb=req.memory_gb,
-                system_disk_gb=req.system_disk_gb,
-                ssh_keys=req.ssh_keys,
-                tags=req.tags,
-                name=req.name,
-                description=req.description,
-                group=req.group,
-            )
+            xml = self._spec_xml(req)
             return await self._client.build_vm_from_spec(organization=req.organization, xml=xml)
         return await self._client.build_vm(
             organization=req.organization,

@@ -161,15 +161,15 @@ async def test_a_budget_that_never_recovers_is_rate_limited(tmp_path: Path) -> N
     await _valid(report, tmp_path)
 
 
-async def test_a_spec_the_api_cannot_read_is_invalid_spec(tmp_path: Path) -> None:
-    """A build_from_spec the API refuses as bad XML ends failed/invalid_spec, not retried."""
+async def test_a_request_the_spec_xml_cannot_carry_is_invalid_spec(tmp_path: Path) -> None:
+    """A library request with values build_from_spec cannot carry fails invalid_spec, unsent."""
     request = dataclasses.replace(vms(1)[0], cpu_cores=0)  # the spec loader forbids this
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             report = await orch.run([request])
     (vm,) = report.vms
-    assert (vm.outcome, vm.category, vm.attempts) == ("failed", "invalid_spec", 1)
+    assert (vm.outcome, vm.category, vm.attempts) == ("failed", "invalid_spec", 0)
     assert vm.error is not None
-    assert vm.error.code == "invalid_spec_xml"
+    assert "cpu_cores" in (vm.error.description or "")
     assert created_hostnames(sim) == []
     await _valid(report, tmp_path)
