@@ -171,9 +171,10 @@ async def test_mixed_faults_lose_and_double_nothing(seed: int, tmp_path: Path) -
             requests,
             tmp_path,
             read_timeout_seconds=0.2,
-            # 1 real second: hung builds end soon, and a VM whose POSTs met
-            # several faults still has time to be built, even on a busy machine
-            build_timeout_seconds=400.0,
+            # 2.5 real seconds: hung builds end soon, and a VM whose POSTs met
+            # several faults (each a 0.2 s read timeout, then lookups) still has
+            # time to be built, even on a busy machine (1 s flaked under load)
+            build_timeout_seconds=1000.0,
             max_in_flight=8,
         )
     keys = [r.key for r in requests]
