@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Any, Self
 import aiohttp
 import anyio
 from anyio.abc import Process
+
+from orchestrator.simulator import simulate_argv, url_from_line
 
 __all__ = ["SimParams", "SimulatorProcess"]
 
@@ -41,31 +42,14 @@ class SimParams:
 
     def argv(self) -> list[str]:
         """The command line that starts this simulator on a free loopback port."""
-        args = [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "simulate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--time-scale",
-            f"{self.time_scale:g}",
-            "--rate-limit",
-            str(self.rate_limit),
-            "--window-seconds",
-            f"{self.window_seconds:g}",
-            "--build-seconds",
-            f"{self.build_seconds:g}",
-            "--build-spread",
-            f"{self.build_spread:g}",
-            "--seed",
-            str(self.seed),
-        ]
-        for name, rate in sorted(self.faults.items()):
-            args += [f"--{name}", f"{rate:g}"]
-        return args
+        options: dict[str, object] = {
+            "rate-limit": self.rate_limit,
+            "window-seconds": self.window_seconds,
+            "build-seconds": self.build_seconds,
+            "build-spread": self.build_spread,
+        }
+        options.update(sorted(self.faults.items()))
+        return simulate_argv(time_scale=self.time_scale, seed=self.seed, options=options)
 
 
 class SimulatorProcess:
@@ -125,10 +109,10 @@ class SimulatorProcess:
             while b"\n" not in buffer:
                 buffer += await process.stdout.receive()
         line = buffer.split(b"\n", 1)[0].decode()
-        prefix = "listening on "
-        if not line.startswith(prefix):
+        url = url_from_line(line)
+        if url is None:
             raise RuntimeError(f"unexpected first line from the simulator: {line!r}")
-        return line.removeprefix(prefix).strip()
+        return url
 
     async def _stop(self) -> None:
         process, self._process = self._process, None

@@ -760,7 +760,7 @@ def simulate(**options: Any) -> int:
     is `listening on http://HOST:PORT/core/v1/`. The --fault-* rates are
     probabilities per request (per build for --fault-build-*).
     """
-    from orchestrator.simulator import FaultConfig, SimulatorConfig, serve
+    from orchestrator.simulator import FaultConfig, SimulatorConfig, listening_line, serve
 
     try:
         faults = FaultConfig(
@@ -785,7 +785,7 @@ def simulate(**options: Any) -> int:
         return _fail(f"simulator options: {exc}")
 
     def ready(url: str) -> None:
-        click.echo(f"listening on {url}")
+        click.echo(listening_line(url))
         sys.stdout.flush()
         default = SimulatorConfig().token
         key = default if config.token == default else "<your --token>"

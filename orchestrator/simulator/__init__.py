@@ -35,6 +35,11 @@ Where the real API is unknown, it picks one reading (marked *inferred*):
 
 from __future__ import annotations
 
+from orchestrator.simulator._command import (
+    listening_line,
+    simulate_argv,
+    url_from_line,
+)
 from orchestrator.simulator._config import FaultConfig, SimulatorConfig
 from orchestrator.simulator._server import RunningSimulator, create_app, run_simulator, serve
 from orchestrator.simulator._state import Clock, ScaledClock, SimulatorState
@@ -47,6 +52,9 @@ __all__ = [
     "SimulatorConfig",
     "SimulatorState",
     "create_app",
+    "listening_line",
     "run_simulator",
     "serve",
+    "simulate_argv",
+    "url_from_line",
 ]

@@ -19,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from orchestrator.simulator import simulate_argv, url_from_line
+
 __all__ = [
     "Killed",
     "SimProcess",
@@ -52,24 +54,9 @@ class SimProcess:
     ) -> None:
         self.time_scale = time_scale
         self.token = token
-        argv = [
-            sys.executable,
-            "-m",
-            "orchestrator",
-            "simulate",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--time-scale",
-            f"{time_scale:g}",
-            "--seed",
-            str(seed),
-            "--token",
-            token,
-        ]
-        for name, value in (options or {}).items():
-            argv += [f"--{name}"] if value is True else [f"--{name}", str(value)]
+        argv = simulate_argv(
+            time_scale=time_scale, seed=seed, options={"token": token, **(options or {})}
+        )
         self._argv = argv
         self._process: subprocess.Popen[bytes] | None = None
         self.url = ""
@@ -81,10 +68,11 @@ class SimProcess:
         )
         assert self._process.stdout is not None
         line = self._process.stdout.readline().decode()
-        if not line.startswith("listening on "):
+        url = url_from_line(line)
+        if url is None:
             self.__exit__(None, None, None)
             raise RuntimeError(f"the simulator did not start: {line!r}")
-        self.url = line.removeprefix("listening on ").strip()
+        self.url = url
         return self
 
     def __exit__(
