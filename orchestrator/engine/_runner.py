@@ -344,9 +344,10 @@ class Run:
 
     async def _submit(self, track: Track) -> None:
         """POST until the build is known to exist exactly once, or the VM fails."""
+        xml: str | None = None
         if track.request.uses_spec_xml:
             try:
-                self._spec_xml(track.request)
+                xml = self._spec_xml(track.request)  # built once, sent with every attempt
             except ValueError as exc:
                 # a library caller's request the API could not read: fail it unsent
                 error = ErrorInfo(code="invalid_spec", description=str(exc))
@@ -382,7 +383,7 @@ class Run:
                 await self._journal.record_intent(track.key, attempt=track.attempts)
             self._emit("submitting", track)
             try:
-                created = await self._post(track)
+                created = await self._post(track, xml)
             except RateLimited as exc:
                 # a 429 means the server did not act: sending again is safe
                 self._note_error(track, exc)
@@ -441,10 +442,9 @@ class Run:
             group=req.group,
         )
 
-    async def _post(self, track: Track) -> CreatedBuild:
+    async def _post(self, track: Track, xml: str | None) -> CreatedBuild:
         req = track.request
-        if req.uses_spec_xml:
-            xml = self._spec_xml(req)
+        if xml is not None:
             return await self._client.build_vm_from_spec(organization=req.organization, xml=xml)
         return await self._client.build_vm(
             organization=req.organization,
