@@ -8,7 +8,7 @@ from typing import Literal
 
 import anyio
 
-from orchestrator.errors import ApiError, Category, TransportError
+from orchestrator.errors import ApiError, Category
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -24,17 +24,15 @@ def utcnow() -> datetime:
 
 
 def error_info(exc: Exception) -> ErrorInfo:
-    """The report's view of an exception: the API's own words where it gave any."""
+    """The report's view of an exception (see :meth:`ErrorInfo.of`).
+
+    An error that is not the API's is named by its class in ``code``
+    (``ApiConnectError``, ``ApiTimeout``...), so reports can be grouped by it.
+    """
+    info = ErrorInfo.of(exc)
     if isinstance(exc, ApiError):
-        return ErrorInfo(
-            code=exc.code,
-            description=exc.description or str(exc),
-            detail=exc.detail,
-            http_status=exc.http_status,
-        )
-    if isinstance(exc, TransportError):
-        return ErrorInfo(code=type(exc).__name__, description=str(exc))
-    return ErrorInfo(code=type(exc).__name__, description=str(exc))
+        return info
+    return info.model_copy(update={"code": type(exc).__name__})
 
 
 @dataclass(slots=True, eq=False)
