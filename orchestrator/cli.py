@@ -25,6 +25,13 @@ from orchestrator._duration import parse_duration
 from orchestrator._logging import configure_logging
 from orchestrator._progress import show_progress
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
+from orchestrator._simulator_options import (
+    FAULT_RATES,
+    fault_rate_options,
+    reading_options,
+    readings_given,
+    simulator_config,
+)
 from orchestrator.errors import (
     AuthenticationError,
     ConfigError,
@@ -234,13 +241,14 @@ _NO_CREDENTIALS = (
 )
 
 
-async def _simulated(stack: AsyncExitStack, settings: Settings) -> Settings:
+async def _simulated(
+    stack: AsyncExitStack, settings: Settings, readings: dict[str, Any] | None = None
+) -> Settings:
     """Start the in-process simulator; ``settings`` pointed at it, durations scaled."""
-    from orchestrator.simulator import SimulatorConfig, run_simulator
+    from orchestrator.simulator import run_simulator
 
-    sim = await stack.enter_async_context(
-        run_simulator(SimulatorConfig(time_scale=SIMULATED_TIME_SCALE))
-    )
+    config = simulator_config(readings, time_scale=SIMULATED_TIME_SCALE)
+    sim = await stack.enter_async_context(run_simulator(config))
     _err.print(
         f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster; nothing real is built)",
         markup=False,
@@ -341,6 +349,7 @@ _RUN_EPILOG = (
     help="A VM succeeds only once it is started, not as soon as its build completes. "
     "Env: ORCHESTRATOR_WAIT_UNTIL_STARTED.",
 )
+@reading_options
 def run(
     spec: str,
     config_file: Path | None,
@@ -359,6 +368,7 @@ def run(
     junit: Path | None,
     metrics: Path | None,
     wait_until_started: bool | None,
+    readings: dict[str, Any],
 ) -> int:
     """Build every VM of SPEC that does not exist yet, wait for each, write the report.
 
@@ -368,6 +378,13 @@ def run(
     """
     if journal is not None and no_journal:
         return _fail("--journal and --no-journal contradict each other: choose one")
+    if not simulate and readings_given(readings):
+        return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
+    if simulate:
+        try:
+            simulator_config(readings)
+        except ValueError as exc:
+            return _fail(f"simulator options: {exc}")
     settings, code = _load(
         config_file,
         {
@@ -418,7 +435,7 @@ def run(
         if path is not None and not path.parent.is_dir():
             # found now, not after every VM was built
             return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
-    return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate)
+    return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate, readings)
 
 
 async def _run_async(
@@ -427,6 +444,7 @@ async def _run_async(
     journal_path: Path | None,
     only_keys: set[str] | None,
     simulate: bool,
+    readings: dict[str, Any] | None = None,
 ) -> int:
     from orchestrator.engine import Orchestrator
     from orchestrator.report import render_summary, write_junit, write_metrics, write_report
@@ -434,7 +452,7 @@ async def _run_async(
     interrupted = False
     async with AsyncExitStack() as stack:
         if simulate:
-            settings = await _simulated(stack, settings)
+            settings = await _simulated(stack, settings, readings)
         orch = await stack.enter_async_context(Orchestrator(settings))
 
         async def watch_signals() -> None:
@@ -639,33 +657,6 @@ _SIMULATE_EPILOG = (
 )
 
 
-_FAULT_RATES: tuple[tuple[str, str, str], ...] = (
-    ("--fault-5xx", "error_5xx_rate", "Rate of JSON 500/503 answers (nothing done)."),
-    ("--fault-html-502", "html_502_rate", "Rate of proxy-style HTML 502 pages (nothing done)."),
-    (
-        "--fault-slow",
-        "slow_rate",
-        "Rate of answers held for --slow-seconds (the request is acted on).",
-    ),
-    ("--fault-reset-before", "reset_before_rate", "Rate of connections dropped before acting."),
-    (
-        "--fault-reset-after",
-        "reset_after_rate",
-        "Rate of connections dropped after acting (the ambiguous POST).",
-    ),
-    ("--fault-truncated", "truncated_body_rate", "Rate of cut-off bodies after acting."),
-    ("--fault-build-fail", "build_fail_rate", "Rate of builds that end failed."),
-    ("--fault-build-hang", "build_hang_rate", "Rate of builds that never finish."),
-)
-
-
-def _fault_rate_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """One ``--fault-*`` option per rate of :class:`FaultConfig` (see _FAULT_RATES)."""
-    for flag, field, text in reversed(_FAULT_RATES):
-        func = click.option(flag, field, type=click.FloatRange(0, 1), default=0.0, help=text)(func)
-    return func
-
-
 @cli.command(epilog=_SIMULATE_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
@@ -749,8 +740,9 @@ def _fault_rate_options(func: Callable[..., Any]) -> Callable[..., Any]:
     show_default=True,
     help="Requests refused by each 429 burst.",
 )
-@_fault_rate_options
-def simulate(**options: Any) -> int:
+@fault_rate_options
+@reading_options
+def simulate(readings: dict[str, Any], **options: Any) -> int:
     """Run the Katapult simulator as a standalone HTTP server until stopped.
 
     It serves the routes of Core API v1 the orchestrator uses, with the API's
@@ -758,18 +750,21 @@ def simulate(**options: Any) -> int:
     catalogue (organization acme; data centers uk-lon-01, nl-ams-01,
     us-nyc-01; packages rock-1, rock-3, rock-6; ...). The first line on stdout
     is `listening on http://HOST:PORT/core/v1/`. The --fault-* rates are
-    probabilities per request (per build for --fault-build-*).
+    probabilities per request (per build for --fault-build-*). The reading
+    options (--hostname-taken-at ... --pessimistic) play the API's unconfirmed
+    behaviours.
     """
     from orchestrator.simulator import FaultConfig, SimulatorConfig, listening_line, serve
 
     try:
         faults = FaultConfig(
-            **{field: options[field] for _, field, _ in _FAULT_RATES},
+            **{field: options[field] for _, field, _ in FAULT_RATES},
             slow_seconds=options["slow_seconds"],
             burst_429_every=options["burst_429_every"],
             burst_429_length=options["burst_429_length"],
         )
-        config = SimulatorConfig(
+        config = simulator_config(
+            readings,
             token=options["token"],
             rate_limit=options["rate_limit"],
             window_seconds=options["window_seconds"],

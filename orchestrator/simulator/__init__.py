@@ -15,20 +15,30 @@ answer, fixed rate windows, the build/task/VM life cycle, pagination with
 ``large_set``, and the 201 build answer with ``build`` and
 ``virtual_machine_build``.
 
-Where the real API is unknown, it picks one reading (marked *inferred*):
+Where the real API is unconfirmed and it matters to an exactly-once client,
+it plays either reading, chosen by a field of :class:`SimulatorConfig`
+(``hostname_taken_at``, ``vm_record_at``, ``duplicate_hostnames``,
+``failed_build_leaves_vm``, ``copy_annotations``; each documented there with
+what is known and what is guessed; ``SimulatorConfig.pessimistic()`` sets the
+hardest combination). By default:
 
 - a taken hostname (trash included, case-insensitive, reserved from the moment
   the POST is accepted) is ``422 validation_error`` with
-  ``["Hostname has already been taken"]``; a bad hostname is
-  ``422 validation_error`` (``Hostname is invalid`` / ``is too long``);
-- without a hostname the server picks a random one (``amber-otter-x1y2z3``);
+  ``["Hostname has already been taken"]``;
+- a build's VM record appears at 45% of its duration;
 - a failed build never gets a VM and frees its hostname when it fails;
+- annotations given to a build stick to its VM.
+
+Elsewhere it picks one reading (marked *inferred*):
+
+- a bad hostname is ``422 validation_error`` (``Hostname is invalid`` /
+  ``is too long``);
+- without a hostname the server picks a random one (``amber-otter-x1y2z3``);
 - authentication errors and unknown routes spend no rate budget; their
   headers show the token's window unchanged;
 - a spec XML naming an unknown object, or no location, is
   ``400 invalid_spec_xml``; a zone or network outside the chosen data center
   is ``422 validation_error``;
-- annotations given to a build stick to its VM;
 - the seeded disk templates are universal: listed only with
   ``include_universal=true`` (as the real templates are).
 """

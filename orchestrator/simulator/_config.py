@@ -7,11 +7,28 @@ change ``config.faults`` while a server runs (every request reads it afresh).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["FaultConfig", "SimulatorConfig"]
+__all__ = [
+    "PENDING_END",
+    "PESSIMISTIC_READINGS",
+    "VM_AT",
+    "DuplicateHostnames",
+    "FaultConfig",
+    "HostnameTakenAt",
+    "SimulatorConfig",
+]
 
 _DEFAULT_FAULT_METHODS: frozenset[str] = frozenset({"GET", "POST"})
+
+#: Fraction of a build's duration it stays ``pending``.
+PENDING_END = 0.03
+#: Fraction of a build's duration at which its VM record appears by default
+#: (the recording: VM present 17 s into a ~40 s build).
+VM_AT = 0.45
+
+HostnameTakenAt = Literal["post", "vm_record"]
+DuplicateHostnames = Literal["refuse", "accept"]
 
 
 @dataclass
@@ -27,6 +44,9 @@ class FaultConfig:
         error_5xx_rate: answer a JSON ``500 unhandled_exception`` or
             ``503 service_unavailable`` (half each) after authentication and
             rate limiting; the action is NOT taken.
+        error_5xx_after_rate: handle the request (e.g. accept the build), THEN
+            answer a JSON ``500``/``503`` as above instead of its real answer:
+            the POST that "failed" but acted.
         html_502_rate: answer a proxy-style ``502 Bad Gateway`` HTML page
             (``text/html``, no rate-limit headers); the request never reached
             the API, so nothing is counted against the budget or done.
@@ -42,7 +62,10 @@ class FaultConfig:
             ``Content-Length`` larger than what follows and half of the body,
             and close the connection.
         build_fail_rate: a build accepted now will end ``failed`` (task
-            ``failed``, build ``failed``, no VM, its hostname freed again).
+            ``failed``, build ``failed``). What it leaves behind is
+            :attr:`SimulatorConfig.failed_build_leaves_vm`: by default no VM
+            (it fails at 40% of its duration, before its VM record, and frees
+            its hostname).
         build_hang_rate: a build accepted now never finishes (stays
             ``building`` with its VM ``stopped``; task ``running`` forever).
         burst_429_every: a schedule independent of the real budget: after every
@@ -55,6 +78,7 @@ class FaultConfig:
     """
 
     error_5xx_rate: float = 0.0
+    error_5xx_after_rate: float = 0.0
     html_502_rate: float = 0.0
     slow_rate: float = 0.0
     slow_seconds: float = 5.0
@@ -70,6 +94,7 @@ class FaultConfig:
     def __post_init__(self) -> None:
         rates = {
             "error_5xx_rate": self.error_5xx_rate,
+            "error_5xx_after_rate": self.error_5xx_after_rate,
             "html_502_rate": self.html_502_rate,
             "slow_rate": self.slow_rate,
             "reset_before_rate": self.reset_before_rate,
@@ -102,6 +127,7 @@ class FaultConfig:
             + self.reset_before_rate
             + self.reset_after_rate
             + self.truncated_body_rate
+            + self.error_5xx_after_rate
         )
 
 
@@ -138,6 +164,50 @@ class SimulatorConfig:
             null (1000 on the real API).
         vm_start_seconds: simulated seconds a VM stays ``starting`` after its
             build completed, before it is ``started``.
+
+    The readings below play what nobody has confirmed about the real API
+    (``shared/katapult/README.md``, "Unconfirmed, so build for every
+    reading"). Each default is today's reading; :meth:`pessimistic` turns on
+    the hardest combination for an exactly-once client.
+
+    Attributes:
+        hostname_taken_at: when a build's hostname becomes taken. Known: the
+            API keeps hostnames unique in an organization, trash included.
+            Guessed: the moment. ``"post"`` (default): from the accepted POST,
+            so a second POST is refused at once. ``"vm_record"``: only once
+            the build's VM record exists (the recording shows it 7-17 s after
+            the POST); until then a second build with the hostname is
+            accepted, and under ``duplicate_hostnames="refuse"`` the build
+            whose VM record comes second fails at that moment (build and task
+            ``failed``, no VM).
+        vm_record_at: when a build's VM record appears, as a fraction of its
+            duration drawn uniformly from ``[lo, hi]`` per build. Known: one
+            recording (about 17 s into a 37 s build). Guessed: the spread.
+            Default ``(0.45, 0.45)``, a fixed point (no draw).
+        duplicate_hostnames: what a build whose hostname is taken gets. Known:
+            hostnames are documented as unique. Guessed: that the API enforces
+            it. ``"refuse"`` (default): ``422 validation_error`` with
+            ``["Hostname has already been taken"]`` (the error itself is
+            inferred). ``"accept"``: the build goes ahead and the organization
+            ends with several VMs of that hostname; the VM list shows each;
+            an fqdn lookup answers the oldest (its VM record first created,
+            trash included, so a trashed oldest gives ``406``).
+        failed_build_leaves_vm: what a build that fails leaves. Known: builds
+            can end ``failed``. Guessed: the rest. ``False`` (default): a
+            failed build leaves nothing and frees its hostname (it fails at
+            40% of its duration; a VM record that appeared earlier, see
+            ``vm_record_at``, is removed). ``True``: a failing build fails at
+            a point drawn uniformly between its VM record and its end, and
+            leaves that VM in state ``failed`` with its hostname held.
+        copy_annotations: whether the ``annotations`` sent with a build
+            (``/build`` and ``build_from_spec``) are copied onto its VM. Known:
+            both build endpoints take ``annotations``, the build answer and
+            the build object echo them, the VM object has ``annotations`` and
+            the VM list filters on them (``annotations[][key]``/``[value]``).
+            Guessed: the copy. ``True`` (default: the schema's most plausible
+            reading, since builds are the only documented way to annotate a
+            VM at creation). ``False``: the VM's annotations stay ``[]``; the
+            build keeps its own.
     """
 
     token: str = field(default="sim-token", repr=False)
@@ -154,6 +224,21 @@ class SimulatorConfig:
     per_page_default: int = 30
     large_set_threshold: int = 1000
     vm_start_seconds: float = 4.0
+    hostname_taken_at: HostnameTakenAt = "post"
+    vm_record_at: tuple[float, float] = (VM_AT, VM_AT)
+    duplicate_hostnames: DuplicateHostnames = "refuse"
+    failed_build_leaves_vm: bool = False
+    copy_annotations: bool = True
+
+    @classmethod
+    def pessimistic(cls, **overrides: Any) -> SimulatorConfig:
+        """The readings hardest on an exactly-once client, with ``overrides`` on top.
+
+        Hostnames taken only once the VM record exists, that record appearing
+        anywhere between 30% and 95% of the build, duplicates accepted, failed
+        builds leaving their VM, annotations not copied.
+        """
+        return cls(**{**PESSIMISTIC_READINGS, **overrides})
 
     def __post_init__(self) -> None:
         if self.rate_limit is not None and self.rate_limit < 1:
@@ -174,8 +259,37 @@ class SimulatorConfig:
             raise ValueError("large_set_threshold must not be negative")
         if self.vm_start_seconds < 0:
             raise ValueError("vm_start_seconds must not be negative")
+        if self.hostname_taken_at not in ("post", "vm_record"):
+            raise ValueError("hostname_taken_at must be 'post' or 'vm_record'")
+        if self.duplicate_hostnames not in ("refuse", "accept"):
+            raise ValueError("duplicate_hostnames must be 'refuse' or 'accept'")
+        lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))
+        if not PENDING_END <= lo <= hi <= 1.0:
+            raise ValueError(
+                f"vm_record_at must be two fractions {PENDING_END} <= lo <= hi <= 1, got {lo}, {hi}"
+            )
+
+    def readings(self) -> dict[str, Any]:
+        """The readings of the unconfirmed API this config plays (JSON-ready)."""
+        return {
+            "hostname_taken_at": self.hostname_taken_at,
+            "vm_record_at": list(self.vm_record_at),
+            "duplicate_hostnames": self.duplicate_hostnames,
+            "failed_build_leaves_vm": self.failed_build_leaves_vm,
+            "copy_annotations": self.copy_annotations,
+        }
 
     @property
     def permitted(self) -> int:
         """The ``X-Ratelimit-Permitted`` value (1000000 when unlimited)."""
         return self.rate_limit if self.rate_limit is not None else 1_000_000
+
+
+#: The readings :meth:`SimulatorConfig.pessimistic` sets.
+PESSIMISTIC_READINGS: dict[str, Any] = {
+    "hostname_taken_at": "vm_record",
+    "vm_record_at": (0.30, 0.95),
+    "duplicate_hostnames": "accept",
+    "failed_build_leaves_vm": True,
+    "copy_annotations": False,
+}

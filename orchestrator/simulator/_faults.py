@@ -35,6 +35,7 @@ class Fault(enum.Enum):
     SLOW = "slow"
     RESET_AFTER = "reset_after"
     TRUNCATED = "truncated_body"
+    ERROR_5XX_AFTER = "error_5xx_after"
 
 
 class FaultInjector:
@@ -58,6 +59,7 @@ class FaultInjector:
             (Fault.SLOW, faults.slow_rate),
             (Fault.RESET_AFTER, faults.reset_after_rate),
             (Fault.TRUNCATED, faults.truncated_body_rate),
+            (Fault.ERROR_5XX_AFTER, faults.error_5xx_after_rate),
         ):
             if draw < rate:
                 return fault

@@ -7,7 +7,8 @@
 4. rate limit of the token's fixed window (and the 429 burst schedule)
 5. ``error_5xx`` fault (the action is not taken)
 6. arguments (query, JSON body, path) and the endpoint
-7. ``slow``, ``reset_after`` and ``truncated_body`` faults strike after acting
+7. ``slow``, ``reset_after``, ``truncated_body`` and ``error_5xx_after``
+   faults strike after acting
 
 Requests refused at steps 2-3 do not spend budget; their rate-limit headers
 show the configured token's window unchanged. Every answer but the proxy
@@ -224,8 +225,7 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             raise _rate_limited(state, now, headers)
         if fault is Fault.ERROR_5XX:
             state.faults[fault.value] += 1
-            status = injector.error_5xx_status()
-            raise api_error("unhandled_exception" if status == 500 else "service_unavailable")
+            raise _server_error(injector)
         body = await request.read()
         values = deep_merge(
             parse_query(request.query.items()),
@@ -236,6 +236,13 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         headers["Cache-Control"] = "max-age=0, private, must-revalidate"
     except SimApiError as error:
         status, payload = error.status, error.body()
+        headers["X-Api-Schema"] = "json-error"
+        headers["Cache-Control"] = "no-cache"
+    if fault is Fault.ERROR_5XX_AFTER:
+        # acted (or refused) as above, then answers a 5xx anyway
+        state.faults[fault.value] += 1
+        after = _server_error(injector)
+        status, payload = after.status, after.body()
         headers["X-Api-Schema"] = "json-error"
         headers["Cache-Control"] = "no-cache"
     state.count_response(status)
@@ -251,6 +258,12 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         state.faults[fault.value] += 1
         return await send_truncated(request, status, headers, data)
     return web.Response(status=status, body=data, headers=headers)
+
+
+def _server_error(injector: FaultInjector) -> SimApiError:
+    """A JSON ``500 unhandled_exception`` or ``503 service_unavailable``, half each."""
+    status = injector.error_5xx_status()
+    return api_error("unhandled_exception" if status == 500 else "service_unavailable")
 
 
 def _rate_limited(state: SimulatorState, now: float, headers: dict[str, str]) -> SimApiError:

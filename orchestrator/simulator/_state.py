@@ -8,7 +8,7 @@ a build getting its VM, and a failed build freeing its hostname - are kept in
 a heap of timed events that :meth:`SimulatorState.advance` applies lazily, so
 10,000 builds cost nothing while nobody looks at them.
 
-A build's life (``D`` = its duration, drawn per build)::
+A build's life (``D`` = its duration, drawn per build) with the default readings::
 
     0 ........ 3% D ............ 40% D ... 45% D ..................... D ... D + start
     pending    building (vm null)           building (vm ``stopped``)   complete (vm
@@ -16,7 +16,11 @@ A build's life (``D`` = its duration, drawn per build)::
                                             failed builds end here      then ``started``)
                                             (task/build ``failed``, no VM, hostname freed)
 
-A hanging build gets its VM at 45% and then stays ``building`` forever.
+A hanging build gets its VM and then stays ``building`` forever. The readings
+of :class:`SimulatorConfig` move the VM record (``vm_record_at``), let a
+failed build keep its VM (``failed_build_leaves_vm``: it then fails between
+its VM record and its end), and decide when a hostname is taken and whether
+a taken one is refused (``hostname_taken_at``, ``duplicate_hostnames``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from orchestrator.simulator._catalogue import (
     build_catalogue,
     make_id,
 )
-from orchestrator.simulator._config import FaultConfig, SimulatorConfig
+from orchestrator.simulator._config import PENDING_END, FaultConfig, SimulatorConfig
 from orchestrator.simulator._errors import api_error, validation_error
 
 __all__ = [
@@ -59,10 +63,8 @@ Clock = Callable[[], float]
 BuildState = Literal["pending", "building", "complete", "failed"]
 Fate = Literal["complete", "failed", "hang"]
 
-#: Fractions of a build's duration at which its phases begin.
-PENDING_END = 0.03
+#: Fraction of a build's duration at which a failing build fails (when it leaves no VM).
 FAIL_AT = 0.40
-VM_AT = 0.45
 #: How long VMs stay in the trash (the API keeps them ~48 h).
 TRASH_KEEP_SECONDS = 48 * 3600
 
@@ -146,6 +148,8 @@ class VirtualMachine:
         build = self.build
         if build is None:
             return "started"
+        if build.fate == "failed":
+            return "failed" if now >= build.failed_at else "stopped"
         if build.fate == "hang" or now < build.finished_at:
             return "stopped"
         if now < build.finished_at + start_seconds:
@@ -166,6 +170,8 @@ class Build:
     created_at: float
     duration: float
     fate: Fate
+    vm_at: float  # when its VM record appears (unless it fails first)
+    failed_at: float  # when it fails, if its fate is "failed"
     zone: Zone
     network: Network
     package: Package | None
@@ -176,21 +182,12 @@ class Build:
     annotations: list[dict[str, str | None]]
     spec_xml: str = ""
     vm: VirtualMachine | None = None
+    released: bool = False  # failed, and no longer counted against the VM limit
 
     @property
     def running_at(self) -> float:
         """When the build leaves ``pending``."""
         return self.created_at + PENDING_END * self.duration
-
-    @property
-    def vm_at(self) -> float:
-        """When the build gets its VM (never for a failed build)."""
-        return self.created_at + VM_AT * self.duration
-
-    @property
-    def failed_at(self) -> float:
-        """When a failing build fails."""
-        return self.created_at + FAIL_AT * self.duration
 
     @property
     def finished_at(self) -> float:
@@ -228,9 +225,16 @@ class Build:
 
 @dataclass(slots=True)
 class _OrgState:
-    hostnames: dict[str, Build | VirtualMachine] = field(default_factory=dict)
+    # builds holding their hostname from the POST (hostname_taken_at="post")
+    claims: dict[str, Build] = field(default_factory=dict)
+    # VM records by hostname, trash included, oldest first (several when duplicates are accepted)
+    named: dict[str, list[VirtualMachine]] = field(default_factory=dict)
     vms: list[VirtualMachine] = field(default_factory=list)  # visible, creation order
     live: int = 0  # VMs and builds that count against the VM limit
+
+    def taken(self, hostname: str, *, by_claims: bool) -> bool:
+        """Whether a VM record (or, ``by_claims``, an accepted build) holds ``hostname``."""
+        return bool(self.named.get(hostname)) or (by_claims and hostname in self.claims)
 
 
 @dataclass(slots=True)
@@ -268,6 +272,7 @@ class SimulatorState:
         self.by_status: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.taken_refusals: Counter[str] = Counter()
+        self.taken_build_failures: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ time
 
@@ -288,6 +293,16 @@ class SimulatorState:
         return now
 
     def _materialize(self, build: Build, when: float) -> None:
+        org = self._orgs[build.org.id]
+        if build.released:
+            return
+        if self.config.duplicate_hostnames == "refuse" and org.named.get(build.hostname):
+            # taken by another VM record since the POST (hostname_taken_at="vm_record")
+            self.taken_build_failures[f"{build.org.sub_domain}/{build.hostname}"] += 1
+            build.fate = "failed"
+            build.failed_at = when
+            self._fail(build)
+            return
         self._serial += 1
         vm = VirtualMachine(
             id=build.vm_id,
@@ -302,21 +317,35 @@ class SimulatorState:
             memory_in_gb=build.memory_in_gb,
             description=build.description,
             tags=build.tags,
-            annotations=build.annotations,
+            annotations=list(build.annotations) if self.config.copy_annotations else [],
             build=build,
             serial=self._serial,
         )
         build.vm = vm
         self._vms[vm.id] = vm
-        org = self._orgs[build.org.id]
         org.vms.append(vm)
-        org.hostnames[build.hostname] = vm
+        org.named.setdefault(build.hostname, []).append(vm)
+        if org.claims.get(build.hostname) is build:
+            del org.claims[build.hostname]
 
     def _fail(self, build: Build) -> None:
+        if build.released:
+            return
         org = self._orgs[build.org.id]
-        if org.hostnames.get(build.hostname) is build:
-            del org.hostnames[build.hostname]
+        if org.claims.get(build.hostname) is build:
+            del org.claims[build.hostname]
+        vm = build.vm
+        if vm is not None and self.config.failed_build_leaves_vm:
+            return  # the VM stays, state failed, hostname held, still counted
+        build.released = True
         org.live -= 1
+        if vm is not None:
+            # a failed build leaves nothing: the VM record it had is removed
+            build.vm = None
+            self._vms.pop(vm.id, None)
+            if vm in org.vms:
+                org.vms.remove(vm)
+            org.named[build.hostname].remove(vm)
 
     def _next_id(self, prefix: str) -> str:
         self._serial += 1
@@ -373,8 +402,8 @@ class SimulatorState:
         org = self.catalogue.org_by_domain(domain)
         if org is None:
             return None
-        found = self._orgs[org.id].hostnames.get(hostname)
-        return found if isinstance(found, VirtualMachine) else None
+        found = self._orgs[org.id].named.get(hostname)
+        return found[0] if found else None  # the oldest, when duplicates were accepted
 
     def vms_of(self, org: Organization) -> list[VirtualMachine]:
         """The organization's VMs outside the trash, in creation order (do not mutate)."""
@@ -425,7 +454,10 @@ class SimulatorState:
                 problems.append("Hostname is invalid")
             if problems:
                 raise validation_error(*problems)
-            if hostname in org_state.hostnames:
+            by_claims = config.hostname_taken_at == "post"
+            if config.duplicate_hostnames == "refuse" and org_state.taken(
+                hostname, by_claims=by_claims
+            ):
                 self.taken_refusals[f"{org.sub_domain}/{hostname}"] += 1
                 # config.hostname_taken_error names the one reading implemented (inferred)
                 assert config.hostname_taken_error == "validation_error"
@@ -440,6 +472,12 @@ class SimulatorState:
         elif draw < faults.build_fail_rate + faults.build_hang_rate:
             fate = "hang"
         spread = config.build_spread * (2 * self._rng.random() - 1)
+        duration = config.build_seconds * (1 + spread)
+        lo, hi = config.vm_record_at
+        vm_at = now + duration * (lo if lo == hi else self._rng.uniform(lo, hi))
+        failed_at = now + FAIL_AT * duration
+        if fate == "failed" and config.failed_build_leaves_vm:
+            failed_at = vm_at + self._rng.random() * (now + duration - vm_at)
         build = Build(
             id=self._next_id("vmbuild"),
             task_id=self._next_id("task"),
@@ -448,8 +486,10 @@ class SimulatorState:
             hostname=hostname,
             name=name or hostname,
             created_at=now,
-            duration=config.build_seconds * (1 + spread),
+            duration=duration,
             fate=fate,
+            vm_at=vm_at,
+            failed_at=failed_at,
             zone=zone,
             network=network,
             package=package,
@@ -463,13 +503,15 @@ class SimulatorState:
         self._builds[build.id] = build
         self._tasks[build.task_id] = build
         self._records.append(build)
-        org_state.hostnames[hostname] = build
+        if config.hostname_taken_at == "post":
+            org_state.claims.setdefault(hostname, build)
         org_state.live += 1
-        self._serial += 1
+        if fate != "failed" or vm_at < failed_at or config.failed_build_leaves_vm:
+            self._serial += 1
+            heapq.heappush(self._events, (vm_at, self._serial, "vm", build))
         if fate == "failed":
-            heapq.heappush(self._events, (build.failed_at, self._serial, "fail", build))
-        else:
-            heapq.heappush(self._events, (build.vm_at, self._serial, "vm", build))
+            self._serial += 1
+            heapq.heappush(self._events, (failed_at, self._serial, "fail", build))
         return build
 
     def _random_hostname(self, org_state: _OrgState) -> str:
@@ -478,7 +520,7 @@ class SimulatorState:
                 self._rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(6)
             )
             name = f"{self._rng.choice(_WORDS_A)}-{self._rng.choice(_WORDS_B)}-{suffix}"
-            if name not in org_state.hostnames:
+            if not org_state.taken(name, by_claims=True):
                 return name
 
     # ---------------------------------------------------------- test helpers
@@ -502,7 +544,7 @@ class SimulatorState:
             raise ValueError("unknown zone or package")
         hostname = hostname.lower()
         org_state = self._orgs[org.id]
-        if hostname in org_state.hostnames:
+        if org_state.taken(hostname, by_claims=True):
             raise ValueError(f"hostname {hostname!r} is taken in {org_sub_domain!r}")
         self._serial += 1
         vm = VirtualMachine(
@@ -524,7 +566,7 @@ class SimulatorState:
         )
         self._vms[vm.id] = vm
         self._records.append(vm)
-        org_state.hostnames[hostname] = vm
+        org_state.named.setdefault(hostname, []).append(vm)
         org_state.vms.append(vm)
         org_state.live += 1
         if in_trash:
@@ -556,16 +598,28 @@ class SimulatorState:
 
         ``virtual_machines`` lists every VM counted as created: a build is
         counted from the moment its POST was accepted (``created_at``), until
-        it fails (then it moves to ``failed_builds``). Pre-existing VMs carry
-        ``"preexisting": true`` and ``build_id: null``.
+        it fails without leaving a VM (then it is only in ``failed_builds``).
+        A failed build that left its VM (``failed_build_leaves_vm``) is in
+        both, and in ``failed_vms``. Pre-existing VMs carry ``"preexisting":
+        true`` and ``build_id: null``. Each entry's ``vm_state`` is its VM
+        record's state now (``null`` while it has none), ``in_trash`` whether
+        it is in the trash. ``duplicates`` names every hostname of an
+        organization that more than one entry of ``virtual_machines`` holds.
+        ``hostname_taken_refusals`` counts the POSTs refused because the
+        hostname was taken, and (``builds_failed``) the builds that failed
+        when their VM record found it taken (``hostname_taken_at="vm_record"``).
+        ``readings`` are the config's readings of the unconfirmed API.
         """
         now = self.advance()
+        start_seconds = self.config.vm_start_seconds
         vms: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        failed_vms: list[dict[str, Any]] = []
         live_names: Counter[tuple[str, str]] = Counter()
         for record in self._records:
             if isinstance(record, Build):
                 state = record.state(now)
+                vm = record.vm
                 entry: dict[str, Any] = {
                     "id": record.vm_id,
                     "hostname": record.hostname,
@@ -574,12 +628,15 @@ class SimulatorState:
                     "created_at": int(record.created_at),
                     "organization": record.org.sub_domain,
                     "build_state": state,
-                    "visible": record.vm is not None,
+                    "visible": vm is not None,
                     "preexisting": False,
+                    "vm_state": None if vm is None else vm.state(now, start_seconds),
+                    "in_trash": vm is not None and vm.trash is not None,
                 }
                 if state == "failed":
                     failed.append(entry)
-                    continue
+                    if vm is None:
+                        continue
             else:
                 entry = {
                     "id": record.id,
@@ -591,9 +648,12 @@ class SimulatorState:
                     "build_state": None,
                     "visible": True,
                     "preexisting": True,
+                    "vm_state": record.state(now, start_seconds),
+                    "in_trash": record.trash is not None,
                 }
-            entry["in_trash"] = self._in_trash(entry["id"])
             vms.append(entry)
+            if entry["vm_state"] == "failed":
+                failed_vms.append(entry)
             live_names[(record.org.sub_domain, record.hostname)] += 1
         duplicates = [
             {"organization": org, "hostname": host, "count": count}
@@ -604,10 +664,12 @@ class SimulatorState:
             "time": int(now),
             "virtual_machines": vms,
             "failed_builds": failed,
+            "failed_vms": failed_vms,
             "duplicates": duplicates,
             "hostname_taken_refusals": {
                 "total": sum(self.taken_refusals.values()),
                 "hostnames": dict(self.taken_refusals),
+                "builds_failed": sum(self.taken_build_failures.values()),
             },
             "requests": {
                 "total": self.requests_total,
@@ -615,8 +677,5 @@ class SimulatorState:
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             },
             "faults": dict(self.faults),
+            "readings": self.config.readings(),
         }
-
-    def _in_trash(self, vm_id: str) -> bool:
-        vm = self._vms.get(vm_id)
-        return vm is not None and vm.trash is not None

@@ -57,6 +57,24 @@ async def test_5xx_is_json_and_takes_no_action(faulty: Api, state: SimulatorStat
     assert state.snapshot()["faults"] == {"error_5xx": 12}
 
 
+@pytest.mark.parametrize("config", [SimulatorConfig(faults=FaultConfig(error_5xx_after_rate=1.0))])
+async def test_5xx_after_acts_then_answers_json_5xx(faulty: Api, state: SimulatorState) -> None:
+    """error_5xx_after accepts the build, then answers 500 or 503 in the API's envelope."""
+    statuses = set()
+    for n in range(8):
+        reply = await faulty.post(BUILD, build_body(f"after-{n}"))
+        statuses.add(reply.status)
+        assert reply.headers["x-api-schema"] == "json-error"
+        assert "x-ratelimit-remaining" in reply.headers
+        assert reply.code == {500: "unhandled_exception", 503: "service_unavailable"}[reply.status]
+    assert statuses == {500, 503}
+    assert created(state) == [f"after-{n}" for n in range(8)]
+    assert state.snapshot()["faults"] == {"error_5xx_after": 8}
+    again = await faulty.post(BUILD, build_body("after-0"))  # refused (taken), still a 5xx
+    assert again.status in (500, 503)
+    assert state.snapshot()["hostname_taken_refusals"]["total"] == 1
+
+
 @pytest.mark.parametrize("config", [SimulatorConfig(faults=FaultConfig(html_502_rate=1.0))])
 async def test_html_502_comes_from_a_proxy(faulty: Api, state: SimulatorState) -> None:
     """html_502 answers an HTML page without API headers, builds nothing, spends no budget."""
