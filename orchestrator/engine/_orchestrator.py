@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._runner import Run
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
@@ -132,13 +133,16 @@ class Orchestrator:
         only_keys: set[str] | None = None,
         spec_path: str | None = None,
         spec_sha256: str | None = None,
+        fleet: str | None = None,
     ) -> Report:
         """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
 
         ``journal`` names the SQLite journal to resume from and write ahead to
         (None: no journal). ``only_keys`` limits building to those VMs
         (``--retry-failed``); the others are reported from the journal or as
-        ``skipped``/``not_selected``.
+        ``skipped``/``not_selected``. ``fleet`` names the fleet in the ownership
+        annotations every build carries (default: the spec file's name without
+        its suffix; ``"default"`` for a list of requests).
         """
         if isinstance(spec, Sequence):
             requests = list(spec)
@@ -148,6 +152,7 @@ class Orchestrator:
             requests = list(spec.vms)
             path, sha = spec.path, spec.sha256
         run_id = uuid.uuid4().hex[:16]
+        fleet = fleet or default_fleet(path)
         started = utcnow()
         base_total = self._client.requests_total
         base_limited = self._client.rate_limited_total
@@ -171,6 +176,7 @@ class Orchestrator:
                 hooks=self._hooks,
                 run_id=run_id,
                 only_keys=only_keys,
+                fleet=fleet,
             )
             results = await self._run.execute()
         finally:
@@ -194,4 +200,5 @@ class Orchestrator:
             interrupted=self._run.stopped_because is not None,
             stopped_because=self._run.stopped_because,
             removed_from_spec=self._run.removed_from_spec,
+            ownership=self._run.ownership,
         )

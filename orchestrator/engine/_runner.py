@@ -1,17 +1,25 @@
 """One run of the engine: submit every VM once, follow every build, one result each.
 
-Exactly-once, in short:
+Exactly-once, in short (each rule holds on every reading of the API listed as
+unconfirmed in ``docs/guarantees.md``):
 
+* every build carries annotations naming the VM and its fleet
+  (:mod:`orchestrator.engine._ownership`); a VM found by hostname is judged by
+  them: ours, someone else's, or unknown (the API does not copy annotations);
 * the journal records the intent before a POST goes out, the ids as soon as
   the 201 arrives;
 * a POST whose outcome is unknown (timeout, reset, 5xx, a body that is not the
-  API's) is never sent again blindly: the hostname is looked up first, once at
-  once and once after the time a build takes to create its VM; only a
-  hostname that is still free is submitted again;
-* a "hostname taken" refusal is ours when an earlier POST of this VM was
-  uncertain (then we wait for that VM to appear and adopt it), someone
-  else's otherwise (``conflict``);
-* VMs whose hostname existed before the run are ``skipped`` (``already_exists``).
+  API's) is never sent again blindly: the hostname is looked up at once and
+  again once it has stayed free past the learned time a build takes to show
+  its VM record (:mod:`orchestrator.engine._appearance`); only a hostname still
+  free then is submitted again;
+* a taken hostname (refusal or lookup) is adopted when the VM is ours, or when
+  ownership cannot be told and an earlier POST of this VM was uncertain; it is
+  a ``conflict`` when the VM is someone else's;
+* a VM whose hostname existed before the run is looked at once: in state
+  ``failed`` (or when the journal recorded its build as failed) it ends
+  ``failed``/``build_failed`` and is never rebuilt over; someone else's is a
+  ``conflict``; otherwise it is ``skipped`` (``already_exists``).
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from typing import TYPE_CHECKING
 import anyio
 import structlog
 
+from orchestrator.engine._appearance import AppearanceModel
+from orchestrator.engine._ownership import Ownership, Verdict, ownership_annotations
 from orchestrator.engine._retry import is_retryable, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -40,14 +50,14 @@ from orchestrator.errors import (
     detail_messages,
 )
 from orchestrator.katapult import build_spec_xml
-from orchestrator.report import ErrorInfo, Outcome, VmResult
+from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.journal import Journal, JournalEntry
     from orchestrator.engine.scheduler import PollScheduler
-    from orchestrator.katapult import CreatedBuild, KatapultClient
+    from orchestrator.katapult import CreatedBuild, KatapultClient, VirtualMachine
     from orchestrator.settings import EngineSettings
 
 __all__ = ["Run", "is_hostname_taken"]
@@ -71,6 +81,10 @@ MAX_SUBMIT_ATTEMPTS = 8
 #: consecutive "not found" answers while polling before the build is declared lost
 MAX_POLL_NOT_FOUND = 5
 _VM_SETTLED = frozenset({"started", "starting"})
+#: VM states of a build still under way: an existing VM of ours in one is followed, not skipped
+_VM_BUILDING = frozenset({"allocating", "allocated"})
+#: VM states that make an existing VM unusable: it must be deleted before it can be rebuilt
+_VM_BROKEN = frozenset({"failed", "orphaned"})
 #: poll intervals are scaled by this while requests queue for the rate budget
 _STRETCH_WHEN_SHORT = 1.3
 
@@ -108,6 +122,7 @@ class Run:
         hooks: Sequence[ProgressHook] = (),
         run_id: str = "",
         only_keys: set[str] | None = None,
+        fleet: str = "default",
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self._client = client
@@ -151,6 +166,9 @@ class Run:
             else math.inf
         )
         self._removed: list[str] = []
+        self._ownership = Ownership(fleet=fleet)
+        self._appearance = AppearanceModel(expected_build_seconds=settings.expected_build_seconds)
+        self._probing_ownership = False
 
     # ------------------------------------------------------------------ public
 
@@ -173,6 +191,12 @@ class Run:
     def removed_from_spec(self) -> list[str]:
         """Hostnames the journal knows that the spec no longer lists (never deleted)."""
         return list(self._removed)
+
+    @property
+    def ownership(self) -> OwnershipInfo:
+        """Whether this run could verify ownership by annotations, and how it found out."""
+        own = self._ownership
+        return OwnershipInfo(fleet=own.fleet, verifiable=own.verifiable, evidence=own.evidence)
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Stop now: no new submissions, no more polls; in-flight VMs end ``cancelled``."""
@@ -262,7 +286,12 @@ class Run:
         )
 
     async def _classify(self, track: Track, entry: JournalEntry | None) -> None:
-        """Decide where a VM starts: done, poll, reconcile, skip or submit."""
+        """Decide where a VM starts: done, poll, judge an existing VM, reconcile or submit.
+
+        Nothing here sends a request; a VM whose hostname exists is judged by
+        :meth:`_judge_existing` when its turn comes.
+        """
+        existing = track.org.existing.get(track.key)
         if entry is not None:
             track.attempts = entry.attempts
             final = entry.result if entry.state == "finished" else None
@@ -278,20 +307,23 @@ class Run:
                 return
             if entry.state in ("intent", "uncertain"):
                 track.uncertain = True
-                existing = track.org.existing.get(track.key)
-                if existing is not None:
-                    self._adopt(track, existing)
+                # the POST went out at the latest when the entry was written
+                ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
+                track.last_post_clock = self._clock() - ago
+                track.existing_vm = existing
                 return
+            if final is not None and final.category == "build_failed":
+                track.prior_build_failed = True
+                if final.virtual_machine is not None and existing is None:
+                    # its VM may be hidden from the list (e.g. in the trash): look it up
+                    existing = final.virtual_machine.id
         if self._only_keys is not None and track.key not in self._only_keys:
             self._settle(
                 track,
                 track.make_result("skipped", reason="not_selected"),
             )
             return
-        existing = track.org.existing.get(track.key)
-        if existing is not None:
-            track.vm_id, track.fqdn = existing, track.org.fqdn(track.key)
-            await self._finish(track, "skipped", reason="already_exists")
+        track.existing_vm = existing
 
     # ------------------------------------------------------------ submission
 
@@ -300,6 +332,10 @@ class Run:
         async with self._in_flight, dc if dc is not None else contextlib.nullcontext():
             if track.result is not None:
                 return
+            if track.existing_vm is not None and not (track.task_id or track.build_id):
+                await self._judge_existing(track)
+                if track.result is not None:
+                    return
             if track.task_id or track.build_id or track.adopted:
                 # resumed from the journal, or adopted: it may be done already
                 self._set_phase(track, "building")
@@ -308,6 +344,75 @@ class Run:
                 await self._submit(track)
             if track.result is None:
                 await track.done.wait()
+
+    async def _judge_existing(self, track: Track) -> None:
+        """A VM with this hostname existed before the run: look at it once and decide.
+
+        The decisions, in order: someone else's VM (by its annotations) is a
+        ``conflict``; a VM in state ``failed``/``orphaned``, or one whose build
+        the journal recorded as failed, ends ``failed``/``build_failed`` and is
+        never built over; after an uncertain POST of ours, or while it is still
+        being built and is ours, it is adopted and followed; otherwise it is
+        ``skipped``/``already_exists``.
+        """
+        vm_id = track.existing_vm
+        track.existing_vm = None
+        if vm_id is None:
+            return
+        vm = await self._look_up(track, Lookup("id", vm_id))
+        if track.result is not None:
+            return
+        if vm is None:
+            if track.uncertain or track.prior_build_failed:
+                return  # gone meanwhile: reconcile / submit as if it never was
+            # could not look (or it vanished): keep today's rule, it exists
+            track.vm_id, track.fqdn = vm_id, track.org.fqdn(track.key)
+            await self._finish(track, "skipped", reason="already_exists")
+            return
+        verdict = self._ownership.judge(track.key, vm.annotations)
+        self._seen_vm(track, vm)
+        if verdict == "theirs":
+            await self._conflict(track, None, "its annotations name another VM or fleet")
+        elif vm.state in _VM_BROKEN or track.prior_build_failed:
+            await self._finish(
+                track,
+                "failed",
+                category="build_failed",
+                error=ErrorInfo(
+                    code="build_failed",
+                    description=(
+                        f"virtual machine {vm.id} ({track.hostname}) is in state "
+                        f"{vm.state or 'unknown'} after a failed build; delete it before "
+                        "it can be rebuilt"
+                    ),
+                ),
+                reason="failed_vm_exists",
+            )
+        elif track.uncertain or (verdict == "ours" and vm.state in _VM_BUILDING):
+            self._adopt(track, vm.id)
+        else:
+            await self._finish(track, "skipped", reason="already_exists")
+
+    def _seen_vm(self, track: Track, vm: VirtualMachine) -> None:
+        track.vm_id = vm.id
+        track.fqdn = vm.fqdn or track.org.fqdn(track.key)
+        track.vm_state = vm.state or track.vm_state
+
+    async def _conflict(self, track: Track, exc: ApiError | None, why: str) -> None:
+        await self._finish(
+            track,
+            "failed",
+            category="conflict",
+            error=error_info(exc)
+            if exc is not None
+            else ErrorInfo(
+                code="hostname_taken",
+                description=f"the hostname {track.hostname} is taken by a VM this fleet did "
+                f"not build ({why})",
+            ),
+            reason="hostname_taken",
+            stopped_because="the hostname belongs to a VM this run did not create",
+        )
 
     def _blocked(self, track: Track) -> bool:
         return (
@@ -444,8 +549,11 @@ class Run:
 
     async def _post(self, track: Track, xml: str | None) -> CreatedBuild:
         req = track.request
+        annotations = {**req.annotations, **ownership_annotations(req.key, self._ownership.fleet)}
         if xml is not None:
-            return await self._client.build_vm_from_spec(organization=req.organization, xml=xml)
+            return await self._client.build_vm_from_spec(
+                organization=req.organization, xml=xml, annotations=annotations
+            )
         return await self._client.build_vm(
             organization=req.organization,
             package=req.package,
@@ -455,14 +563,23 @@ class Run:
             disk_template=req.disk_template,
             disk_template_options=req.disk_template_options or None,
             network=req.network,
-            annotations=req.annotations or None,
+            annotations=annotations,
         )
 
     async def _refused(self, track: Track, exc: ApiError) -> bool:
         """Handle an error answer to a POST; True when the VM's fate is settled."""
         self._note_error(track, exc)
         if is_hostname_taken(exc):
-            if track.uncertain:
+            vm = await self._find_hostname(track)
+            if track.result is not None:
+                return True
+            verdict: Verdict = (
+                self._ownership.judge(track.key, vm.annotations) if vm is not None else "unknown"
+            )
+            if vm is not None and verdict != "theirs" and (verdict == "ours" or track.uncertain):
+                self._take(track, vm)
+                return True
+            if vm is None and track.uncertain:
                 # our earlier POST most likely took: wait for its VM to appear
                 self._set_phase(track, "building")
                 track.poll_kind = "hostname"
@@ -470,14 +587,7 @@ class Run:
                 self._emit("reconciling", track, message="hostname taken after an uncertain POST")
                 self._scheduler.poll_soon(track.key, group=track.group)
                 return True
-            await self._finish(
-                track,
-                "failed",
-                category="conflict",
-                error=error_info(exc),
-                reason="hostname_taken",
-                stopped_because="the hostname belongs to a VM this run did not create",
-            )
+            await self._conflict(track, exc, "the API refused it as taken")
             return True
         if exc.outcome_uncertain:
             await self._mark_uncertain(track, exc)
@@ -515,66 +625,99 @@ class Run:
         self._emit("reconciling", track, message=str(exc))
 
     async def _reconcile(self, track: Track) -> bool:
-        """After an uncertain POST: adopt the VM if it exists. True when adopted/settled."""
-        vm_id = await self._find_hostname(track)
-        if vm_id is None and track.result is None:
-            # a build creates its VM some time after the POST: look again once that
-            # time has passed, so a POST that did take is not sent a second time
-            settle = self._settings.expected_build_seconds * 0.6
+        """After an uncertain POST: adopt the VM if it is there. True when adopted/settled.
+
+        A hostname that is free now may still be taken by that POST's build
+        later (on an API that takes it only with the VM record): it is looked
+        up again once it has stayed free past the learned time builds take to
+        show their VM, and only then is the POST sent again.
+        """
+        vm = await self._find_hostname(track)
+        if vm is None and track.result is None:
+            settle = self._appearance.settle_seconds()
             since = self._clock() - (track.last_post_clock or self._clock())
             if since < settle:
+                self._emit(
+                    "reconciling",
+                    track,
+                    message=f"hostname free; looking again in {settle - since:.0f} s before re-sending",
+                )
                 await anyio.sleep(settle - since)
-            vm_id = await self._find_hostname(track)
+            vm = await self._find_hostname(track)
         if track.result is not None:
             return True
-        if vm_id is None:
+        if vm is None:
             return False
-        self._adopt(track, vm_id)
-        self._set_phase(track, "building")
-        self._scheduler.poll_soon(track.key, group=track.group)
+        if self._ownership.judge(track.key, vm.annotations) == "theirs":
+            await self._conflict(track, None, "found by hostname after an uncertain POST")
+            return True
+        self._take(track, vm)
         return True
 
-    async def _find_hostname(self, track: Track, *, quiet: bool = True) -> str | None:
-        """The id of the VM with this VM's hostname, or None. Fails the VM on hard errors.
+    def _take(self, track: Track, vm: VirtualMachine) -> None:
+        """Adopt ``vm`` as this VM's and follow it until it has settled."""
+        self._seen_vm(track, vm)
+        self._adopt(track, vm.id)
+        self._set_phase(track, "building")
+        self._scheduler.poll_soon(track.key, group=track.group)
 
-        A lookup that got no usable answer (429, 5xx, transport) gives None too,
-        unless ``quiet`` is false: then its error is raised, so that a poll can
-        tell "not there" from "could not look".
+    async def _find_hostname(
+        self, track: Track, *, quiet: bool = True
+    ) -> VirtualMachine | None:
+        """The VM with this VM's hostname (with its annotations), or None.
+
+        Fails the VM on hard errors. A lookup that got no usable answer (429,
+        5xx, transport) gives None too, unless ``quiet`` is false: then its
+        error is raised, so that a poll can tell "not there" from "could not look".
         """
         fqdn = track.org.fqdn(track.key)
+        if fqdn is not None:
+            return await self._look_up(track, Lookup("fqdn", fqdn), quiet=quiet)
+
+        async def scan() -> str | None:
+            async for vm in self._client.list_vms(track.org.lookup):
+                if vm.hostname and vm.hostname.lower() == track.key:
+                    return vm.id
+            return None
+
         try:
-            if fqdn is not None:
-                vm = await retry_get(
-                    lambda: self._client.get_vm(Lookup("fqdn", fqdn)),
-                    **self._retry,
-                )
-                return vm.id
+            vm_id = await retry_get(scan, **self._retry)
+        except (ApiError, TransportError) as exc:
+            await self._lookup_failed(track, exc, quiet=quiet)
+            return None
+        if vm_id is None:
+            return None
+        return await self._look_up(track, Lookup("id", vm_id), quiet=quiet)
 
-            async def scan() -> str | None:
-                async for vm in self._client.list_vms(track.org.lookup):
-                    if vm.hostname and vm.hostname.lower() == track.key:
-                        return vm.id
-                return None
-
-            return await retry_get(scan, **self._retry)
+    async def _look_up(
+        self, track: Track, lookup: Lookup, *, quiet: bool = True
+    ) -> VirtualMachine | None:
+        """``GET`` one VM (with retries); None when it is not there or could not be read."""
+        try:
+            return await retry_get(lambda: self._client.get_vm(lookup), **self._retry)
         except NotFound:
             return None
         except (ApiError, TransportError) as exc:
-            if isinstance(exc, ApiError) and exc.code == "object_in_trash":
-                await self._finish(
-                    track,
-                    "failed",
-                    category="conflict",
-                    error=error_info(exc),
-                    reason="hostname_in_trash",
-                )
-                return None
-            self._note_error(track, exc)
-            if isinstance(exc, ApiError):
-                self._doom_for(track.org, exc)
-            if not quiet and is_retryable(exc):
-                raise
+            await self._lookup_failed(track, exc, quiet=quiet)
             return None
+
+    async def _lookup_failed(
+        self, track: Track, exc: ApiError | TransportError, *, quiet: bool
+    ) -> None:
+        if isinstance(exc, ApiError) and exc.code == "object_in_trash":
+            await self._finish(
+                track,
+                "failed",
+                category="conflict",
+                error=error_info(exc),
+                reason="hostname_in_trash",
+            )
+            return
+        self._note_error(track, exc)
+        if isinstance(exc, ApiError):
+            self._doom_for(track.org, exc)
+        if not quiet and is_retryable(exc):
+            raise exc
 
     def _adopt(self, track: Track, vm_id: str) -> None:
         track.vm_id = vm_id
@@ -716,11 +859,18 @@ class Run:
             track.poll_errors = 0
             vm = build.virtual_machine
             if vm is not None:
-                track.vm_id, track.fqdn = vm.id, vm.fqdn
+                self._seen_vm(track, vm)
+                await self._vm_appeared(track)
             if build.state == "complete" and vm is not None:
                 await self._built(track, vm.state)
             elif build.state == "failed":
-                await self._build_failed(track, f"build {track.build_id} ended failed")
+                left = (
+                    f"; it left virtual machine {vm.id} in state {vm.state or 'unknown'}: "
+                    "delete it before it can be rebuilt"
+                    if vm is not None
+                    else ""
+                )
+                await self._build_failed(track, f"build {track.build_id} ended failed{left}")
             else:
                 self._emit("building", track)
                 self._repoll(track)
@@ -743,7 +893,7 @@ class Run:
             vm_id = track.vm_id
             vm = await self._client.get_vm(Lookup("id", vm_id))
             track.poll_errors = 0
-            track.fqdn = vm.fqdn or track.fqdn
+            self._seen_vm(track, vm)
             if vm.state == "failed":
                 await self._build_failed(track, f"virtual machine {vm.id} is in state failed")
             elif vm.state in self._settled_states():
@@ -755,13 +905,41 @@ class Run:
             found = await self._find_hostname(track, quiet=False)
             if track.result is not None:
                 return
-            if found is not None:
-                self._adopt(track, found)
-                self._repoll(track, soon=True)
-            else:
+            if found is None:
                 self._repoll(track)
+            elif self._ownership.judge(track.key, found.annotations) == "theirs":
+                await self._conflict(track, None, "it appeared while its hostname was watched")
+            else:
+                self._seen_vm(track, found)
+                self._adopt(track, found.id)
+                self._repoll(track, soon=True)
         else:  # pragma: no cover - every track that polls has an id
             raise AssertionError("unreachable")
+
+    async def _vm_appeared(self, track: Track) -> None:
+        """A build of this run showed its VM: learn when, and (once) whether annotations stick."""
+        if track.vm_seen:
+            return
+        track.vm_seen = True
+        if track.submitted_clock is not None and not track.adopted:
+            self._appearance.observe(self._clock() - track.submitted_clock)
+        if self._ownership.copied is not None or self._probing_ownership or track.vm_id is None:
+            return
+        self._probing_ownership = True
+        try:
+            vm = await retry_get(
+                lambda: self._client.get_vm(Lookup("id", track.vm_id or "")), **self._retry
+            )
+        except (ApiError, TransportError) as exc:
+            self._log.info("orchestrator.ownership.unknown", error=str(exc))
+            self._probing_ownership = False  # another VM will tell
+            return
+        self._ownership.learn_from_own_build(track.key, vm.annotations)
+        self._log.info(
+            "orchestrator.ownership.learned",
+            verifiable=self._ownership.copied,
+            evidence=self._ownership.evidence,
+        )
 
     def _settled_states(self) -> frozenset[str]:
         return frozenset({"started"}) if self._settings.wait_until_started else _VM_SETTLED

@@ -80,6 +80,14 @@ class Track:
     poll_kind: PollKind = "build"
     poll_errors: int = 0
     adopted: bool = False
+    #: a VM with this hostname existed when the run began (its id): judged before anything is sent
+    existing_vm: str | None = None
+    #: the journal recorded this VM's build as failed (a VM left by it is not rebuilt over)
+    prior_build_failed: bool = False
+    #: the build object has shown its VM (the appearance time was learned from it)
+    vm_seen: bool = False
+    #: the VM's state when it was last looked at
+    vm_state: str | None = None
     last_error: ErrorInfo | None = None
     last_category: Category | None = None
     result: VmResult | None = None
@@ -114,7 +122,7 @@ class Track:
         duration = None
         if self.submitted_at is not None:
             duration = round((finished - self.submitted_at).total_seconds(), 3)
-        vm = VmRef(id=self.vm_id, fqdn=self.fqdn) if self.vm_id else None
+        vm = VmRef(id=self.vm_id, fqdn=self.fqdn, state=self.vm_state) if self.vm_id else None
         return VmResult(
             key=self.key,
             hostname=self.hostname,

@@ -408,12 +408,25 @@ class KatapultClient:
         answer = await self._call("POST", "organizations/_/virtual_machines/build", json=body)
         return self._parse(CreatedBuild, answer.data, answer, "the build response")
 
-    async def build_vm_from_spec(self, *, organization: Lookup, xml: str) -> CreatedBuild:
+    async def build_vm_from_spec(
+        self,
+        *,
+        organization: Lookup,
+        xml: str,
+        annotations: Mapping[str, str] | None = None,
+    ) -> CreatedBuild:
         """``POST organizations/_/virtual_machines/build_from_spec`` with a spec document.
 
         See :func:`~orchestrator.katapult.build_spec_xml`. Not idempotent.
+        ``annotations`` go in the JSON body beside the XML (the XML has no place
+        for them), as ``[{key, value}]``.
         """
-        body = {"organization": lookup_arg("organization", organization), "xml": xml}
+        body: dict[str, Any] = {
+            "organization": lookup_arg("organization", organization),
+            "xml": xml,
+        }
+        if annotations:
+            body["annotations"] = _key_values(annotations)
         answer = await self._call(
             "POST", "organizations/_/virtual_machines/build_from_spec", json=body
         )
@@ -437,13 +450,28 @@ class KatapultClient:
     # ------------------------------------------------------------ VMs
 
     async def get_vm(self, lookup: Lookup) -> VirtualMachine:
-        """``GET virtual_machines/_`` by ``id`` or ``fqdn``."""
-        return await self._get_one(
+        """``GET virtual_machines/_`` by ``id`` or ``fqdn``.
+
+        The answer's ``annotations`` (a sibling of ``virtual_machine`` in the
+        envelope) become :attr:`VirtualMachine.annotations`.
+        """
+        answer = await self._call(
+            "GET",
             "virtual_machines/_",
-            "virtual_machine",
-            VirtualMachine,
-            {"virtual_machine": lookup_arg("virtual_machine", lookup)},
+            params={"virtual_machine": lookup_arg("virtual_machine", lookup)},
         )
+        vm = self._parse(
+            VirtualMachine, answer.data.get("virtual_machine"), answer, "the response's 'virtual_machine'"
+        )
+        pairs = answer.data.get("annotations")
+        if isinstance(pairs, list):
+            found = {
+                str(p["key"]): str(p.get("value", ""))
+                for p in pairs
+                if isinstance(p, Mapping) and isinstance(p.get("key"), str)
+            }
+            vm = vm.model_copy(update={"annotations": found})
+        return vm
 
     async def list_vms(
         self, organization: Lookup, *, per_page: int = 100

@@ -275,6 +275,9 @@ class VirtualMachine(_Model):
     organization: Organization | None = None
     ip_addresses: tuple[IpAddress, ...] = ()
     tag_names: tuple[str, ...] = ()
+    #: the annotations the API returned beside the VM (``GET virtual_machines/_`` only);
+    #: None when the answer carried none at all
+    annotations: dict[str, str] | None = None
 
 
 class VirtualMachineSummary(_Model):

@@ -82,6 +82,8 @@ class VmRef(_Model):
 
     id: str
     fqdn: str | None = None
+    #: the VM's state when it was last looked at (None when it was not looked at)
+    state: str | None = None
 
 
 class VmResult(_Model):
@@ -170,6 +172,18 @@ class ApiInfo(_Model):
     organization: str | None = None
 
 
+class OwnershipInfo(_Model):
+    """Whether this run could tell its fleet's VMs from others' by their annotations."""
+
+    #: the fleet name every build's ``orchestrator.spec`` annotation carries
+    fleet: str
+    #: True: the API copies build annotations onto VMs, so ownership was verified;
+    #: False: it does not (the run fell back to the journal and to what it sent);
+    #: None: the run never looked at a VM that could tell
+    verifiable: bool | None = None
+    evidence: str | None = None
+
+
 class Report(_Model):
     """``report.json``. Build it with :meth:`build` so the summary always agrees."""
 
@@ -184,6 +198,7 @@ class Report(_Model):
     interrupted: bool = False
     stopped_because: str | None = None
     removed_from_spec: list[str] = Field(default_factory=list)
+    ownership: OwnershipInfo | None = None
 
     _check_utc = field_validator("started_at", "finished_at")(_utc)
 
@@ -201,6 +216,7 @@ class Report(_Model):
         interrupted: bool = False,
         stopped_because: str | None = None,
         removed_from_spec: list[str] | None = None,
+        ownership: OwnershipInfo | None = None,
     ) -> Report:
         """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
@@ -214,6 +230,7 @@ class Report(_Model):
             interrupted=interrupted,
             stopped_because=stopped_because,
             removed_from_spec=removed_from_spec or [],
+            ownership=ownership,
         )
 
     @property
