@@ -640,7 +640,7 @@ class Run:
                 self._emit(
                     "reconciling",
                     track,
-                    message=f"hostname free; looking again in {settle - since:.0f} s before re-sending",
+                    message=f"hostname free; look again in {settle - since:.0f} s, then re-send",
                 )
                 await anyio.sleep(settle - since)
             vm = await self._find_hostname(track)
@@ -661,9 +661,7 @@ class Run:
         self._set_phase(track, "building")
         self._scheduler.poll_soon(track.key, group=track.group)
 
-    async def _find_hostname(
-        self, track: Track, *, quiet: bool = True
-    ) -> VirtualMachine | None:
+    async def _find_hostname(self, track: Track, *, quiet: bool = True) -> VirtualMachine | None:
         """The VM with this VM's hostname (with its annotations), or None.
 
         Fails the VM on hard errors. A lookup that got no usable answer (429,

@@ -461,7 +461,10 @@ class KatapultClient:
             params={"virtual_machine": lookup_arg("virtual_machine", lookup)},
         )
         vm = self._parse(
-            VirtualMachine, answer.data.get("virtual_machine"), answer, "the response's 'virtual_machine'"
+            VirtualMachine,
+            answer.data.get("virtual_machine"),
+            answer,
+            "the response's 'virtual_machine'",
         )
         pairs = answer.data.get("annotations")
         if isinstance(pairs, list):
