@@ -20,8 +20,11 @@ from pathlib import Path
 import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
+from pydantic import SecretStr
 
 from orchestrator import (
+    EngineSettings,
+    KatapultSettings,
     Orchestrator,
     ProvisionEvent,
     Report,
@@ -41,17 +44,16 @@ FINAL = ("succeeded", "failed", "skipped", "cancelled")
 
 def simulated(url: str, token: str) -> Settings:
     """Settings for the simulator: its URL and token, and every duration scaled like its clock."""
-    defaults = Settings().engine
+    defaults = EngineSettings()
     return load_settings(
-        overrides={
-            "katapult.api_url": url,
-            "katapult.api_token": token,
-            "engine.rate_window_seconds": defaults.rate_window_seconds / TIME_SCALE,
-            "engine.poll_min_seconds": defaults.poll_min_seconds / TIME_SCALE,
-            "engine.poll_max_seconds": defaults.poll_max_seconds / TIME_SCALE,
-            "engine.expected_build_seconds": defaults.expected_build_seconds / TIME_SCALE,
-            "engine.build_timeout_seconds": defaults.build_timeout_seconds / TIME_SCALE,
-        }
+        katapult=KatapultSettings(api_url=url, api_token=SecretStr(token)),
+        engine=EngineSettings(
+            rate_window_seconds=defaults.rate_window_seconds / TIME_SCALE,
+            poll_min_seconds=defaults.poll_min_seconds / TIME_SCALE,
+            poll_max_seconds=defaults.poll_max_seconds / TIME_SCALE,
+            expected_build_seconds=defaults.expected_build_seconds / TIME_SCALE,
+            build_timeout_seconds=defaults.build_timeout_seconds / TIME_SCALE,
+        ),
     )
 
 

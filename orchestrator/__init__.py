@@ -61,7 +61,14 @@ from orchestrator.errors import (
 )
 from orchestrator.katapult import KatapultClient
 from orchestrator.report import Report, VmResult
-from orchestrator.settings import Settings, load_settings
+from orchestrator.settings import (
+    EngineSettings,
+    KatapultSettings,
+    OutputSettings,
+    Settings,
+    SettingsWarning,
+    load_settings,
+)
 from orchestrator.spec import Spec, SpecDefaults, load_spec, parse_spec
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -76,16 +83,19 @@ __all__ = [
     "Category",
     "ConfigError",
     "ConnectionLost",
+    "EngineSettings",
     "EngineStatistics",
     "EventKind",
     "InvalidRequest",
     "JournalError",
     "KatapultClient",
+    "KatapultSettings",
     "Lookup",
     "LookupProblem",
     "NotFound",
     "Orchestrator",
     "OrchestratorError",
+    "OutputSettings",
     "PermissionDenied",
     "Plan",
     "ProgressHook",
@@ -95,6 +105,7 @@ __all__ = [
     "ReportError",
     "ServerError",
     "Settings",
+    "SettingsWarning",
     "Spec",
     "SpecDefaults",
     "SpecError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
@@ -204,12 +205,24 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int | None]:
-    from orchestrator.settings import load_settings
+    from orchestrator.settings import SettingsWarning, load_settings
 
-    try:
-        settings = load_settings(config_file=config_file, overrides=overrides)
-    except ConfigError as exc:
-        return None, _fail(str(exc))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SettingsWarning)
+        try:
+            settings = load_settings(config_file=config_file, overrides=overrides)
+        except ConfigError as exc:
+            settings = None
+            error = str(exc)
+    for warning in caught:
+        if issubclass(warning.category, SettingsWarning):
+            _err.print(f"warning: {warning.message}", markup=False)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if settings is None:
+        return None, _fail(error)
     token = settings.katapult.api_token
     configure_logging(
         fmt=settings.output.log_format,

@@ -1,18 +1,28 @@
-"""Settings: built-in defaults < config file (TOML) < environment < command-line overrides.
+"""Settings: built-in defaults < config file (TOML) < environment < flags and arguments.
 
-:func:`load_settings` layers the sources, remembers where each value came from,
-and validates once. A wrong value raises :class:`~orchestrator.errors.ConfigError`
+:class:`Settings` is a pydantic-settings ``BaseSettings`` over three sections
+(``katapult``, ``engine``, ``output``) that reads, through pydantic-settings'
+own sources (see :mod:`orchestrator._settings_sources`), the arguments it is
+given, then the environment, then the config file, and remembers where each
+value came from. A wrong value raises :class:`~orchestrator.errors.ConfigError`
 whose text names the setting and its source::
 
     engine.max_in_flight = -1 (from environment variable ORCHESTRATOR_MAX_IN_FLIGHT): must be >= 1
     config.toml:3: unknown key 'engin' (did you mean 'engine'?)
 
-Environment variables (exact, upper-case names; empty ones count as unset):
+From code, sections are typed models, and only the fields you set count::
+
+    Settings(engine=EngineSettings(max_in_flight=10))   # the rest from env, file, defaults
+    load_settings(environ={}, engine=EngineSettings(max_in_flight=10))  # ignore os.environ
+
+Environment variables (names as pydantic-settings reads them: case-insensitive;
+blank ones count as unset):
 
 * ``KATAPULT_API_KEY`` (or ``KATAPULT_API_TOKEN``; the first wins),
   ``KATAPULT_API_URL``, ``KATAPULT_ORGANIZATION``, ``KATAPULT_DATA_CENTER``;
 * ``ORCHESTRATOR_<FIELD>`` for every field of ``[engine]`` and ``[output]``
-  (``ORCHESTRATOR_MAX_IN_FLIGHT``, ``ORCHESTRATOR_REPORT``, ...);
+  (``ORCHESTRATOR_MAX_IN_FLIGHT``, ``ORCHESTRATOR_REPORT``, ...); any other
+  ``ORCHESTRATOR_*`` variable is warned about (:class:`SettingsWarning`);
 * ``ORCHESTRATOR_CONFIG``: the config file, when none is passed.
 
 Durations (``*_seconds``) take a number of seconds or text such as ``90s``,
@@ -29,13 +39,17 @@ import ipaddress
 import math
 import os
 import re
-import tomllib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -47,13 +61,25 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from orchestrator._duration import parse_duration
+from orchestrator._settings_sources import (
+    Arguments,
+    ConfigFile,
+    Origin,
+    SectionEnvironment,
+    env_names,
+    join_messages,
+)
 from orchestrator.errors import ConfigError
-from orchestrator.spec._lines import TomlLines
 from orchestrator.spec._model import LOOKUP_KINDS, parse_lookup
-from orchestrator.spec._suggest import closest, unknown_key_message
+from orchestrator.spec._suggest import closest
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -63,6 +89,7 @@ __all__ = [
     "KatapultSettings",
     "OutputSettings",
     "Settings",
+    "SettingsWarning",
     "describe_settings",
     "load_settings",
 ]
@@ -73,6 +100,14 @@ DEFAULT_API_URL = "https://api.katapult.io/core/v1/"
 CONFIG_ENV_VAR = "ORCHESTRATOR_CONFIG"
 
 _MAX_TEXT = 1024
+#: Largest count (builds in flight, failures) a setting takes.
+MAX_COUNT = 1_000_000
+#: Longest duration a setting takes: a year.
+MAX_SECONDS = 365 * 24 * 3600.0
+
+
+class SettingsWarning(UserWarning):
+    """A setting that is probably a mistake but does not stop the run (an unknown variable)."""
 
 
 def _err(message: str) -> PydanticCustomError:
@@ -124,13 +159,18 @@ def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
-_Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0, allow_inf_nan=False)]
-_Count = Annotated[int, BeforeValidator(_whole), Field(ge=1)]
+_Seconds = Annotated[
+    float, BeforeValidator(_seconds), Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)
+]
+_Count = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_COUNT)]
 _Path = Annotated[Path, BeforeValidator(_path)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # hide_input_in_errors: a ValidationError never echoes a value (the token among them)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, hide_input_in_errors=True
+    )
 
 
 # ---------------------------------------------------------------------- models
@@ -139,8 +179,12 @@ class _Section(BaseModel):
 class KatapultSettings(_Section):
     """``[katapult]``: how to reach the API, and defaults for specs."""
 
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
     #: bearer token (KATAPULT_API_KEY); never shown
-    api_token: SecretStr | None = None
+    api_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("KATAPULT_API_KEY", "KATAPULT_API_TOKEN")
+    )
     #: base URL of Core API v1; always ends with "/"
     api_url: str = DEFAULT_API_URL
     #: sub_domain or org_ id used by spec entries that name none
@@ -286,21 +330,80 @@ class OutputSettings(_Section):
     progress: Annotated[bool, BeforeValidator(_lower)] = True
 
 
-class Settings(BaseSettings):
-    """Every setting, by section. Build it with :func:`load_settings`.
+_SECTIONS: dict[str, type[_Section]] = {
+    "katapult": KatapultSettings,
+    "engine": EngineSettings,
+    "output": OutputSettings,
+}
 
-    ``Settings()`` alone gives the built-in defaults and reads nothing: the
-    config file, environment and overrides are layered by :func:`load_settings`,
-    which also remembers each value's source for messages.
+#: dotted setting -> its environment variables, first one winning.
+ENV_VARS: Mapping[str, tuple[str, ...]] = {
+    f"{section}.{name}": env_names(section, name, model)
+    for section, model in _SECTIONS.items()
+    for name in model.model_fields
+}
+
+
+@dataclass
+class _Load:
+    """What one :class:`Settings` construction reads, and the sources it made."""
+
+    environ: Mapping[str, str] | None = None
+    config_file: str | os.PathLike[str] | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: list[Origin] = field(default_factory=list)
+
+
+_LOAD: ContextVar[_Load | None] = ContextVar("orchestrator_settings_load", default=None)
+
+
+@contextmanager
+def _loading(load: _Load) -> Iterator[_Load]:
+    token = _LOAD.set(load)
+    try:
+        yield load
+    finally:
+        _LOAD.reset(token)
+
+
+class Settings(BaseSettings):
+    """Every setting, by section, read like any pydantic-settings class.
+
+    ``Settings()`` reads the environment and the config file named by
+    ``ORCHESTRATOR_CONFIG``; keyword arguments win over both
+    (``Settings(engine=EngineSettings(max_in_flight=10))``: only the fields set
+    in a section count). :func:`load_settings` also takes an explicit config
+    file, an environment mapping and command-line flags. A bad value raises
+    :class:`ConfigError` naming the setting and its source.
     """
 
-    model_config = SettingsConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     katapult: KatapultSettings = Field(default_factory=KatapultSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        load = _LOAD.get() or _Load()
+        problems: list[str] = []
+        with _loading(load):
+            try:
+                super().__init__(**values)
+            except ValidationError as exc:
+                problems = _describe(exc.errors(), load.sources)
+        _warn_unknown_variables(load)
+        if problems:
+            # raised outside the except block so no ValidationError (which may
+            # hold input values, the token among them) rides along as __context__
+            raise ConfigError(join_messages(problems))
+        self._sources = {
+            f"{section}.{name}": where
+            for section, model in _SECTIONS.items()
+            for name in model.model_fields
+            if (where := _origin(load.sources, section, name)) is not None
+        }
 
     @classmethod
     def settings_customise_sources(
@@ -311,8 +414,25 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only what :func:`load_settings` passes: it does the layering itself."""
-        return (init_settings,)
+        """Flags, arguments, then the environment, then the config file."""
+        load = _LOAD.get() or _Load()
+        environ = os.environ if load.environ is None else load.environ
+        config_file = load.config_file
+        if config_file is None and environ.get(CONFIG_ENV_VAR, "").strip():
+            config_file = environ[CONFIG_ENV_VAR].strip()
+        given = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
+        sources: list[Origin] = [
+            Arguments(settings_cls, load.overrides, "the command line"),
+            Arguments(settings_cls, given, "an argument"),
+        ]
+        sources += [
+            SectionEnvironment(settings_cls, section, model, environ)
+            for section, model in _SECTIONS.items()
+        ]
+        if config_file is not None:
+            sources.append(ConfigFile(settings_cls, config_file, _SECTIONS))
+        load.sources = sources
+        return tuple(source for source in sources if isinstance(source, PydanticBaseSettingsSource))
 
     def journal_path(self) -> Path:
         """The journal: ``output.journal``, else ``<report>.journal`` beside the report."""
@@ -326,30 +446,6 @@ class Settings(BaseSettings):
         return self._sources.get(key, "default")
 
 
-_SECTIONS: dict[str, type[_Section]] = {
-    "katapult": KatapultSettings,
-    "engine": EngineSettings,
-    "output": OutputSettings,
-}
-
-
-def _env_names() -> dict[str, tuple[str, ...]]:
-    names: dict[str, tuple[str, ...]] = {
-        "katapult.api_token": ("KATAPULT_API_KEY", "KATAPULT_API_TOKEN"),
-        "katapult.api_url": ("KATAPULT_API_URL",),
-        "katapult.organization": ("KATAPULT_ORGANIZATION",),
-        "katapult.data_center": ("KATAPULT_DATA_CENTER",),
-    }
-    for section in ("engine", "output"):
-        for name in _SECTIONS[section].model_fields:
-            names[f"{section}.{name}"] = (f"ORCHESTRATOR_{name.upper()}",)
-    return names
-
-
-#: dotted setting -> its environment variables, first one winning.
-ENV_VARS: Mapping[str, tuple[str, ...]] = _env_names()
-
-
 # ---------------------------------------------------------------------- loading
 
 
@@ -358,9 +454,14 @@ def load_settings(
     config_file: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    katapult: KatapultSettings | None = None,
+    engine: EngineSettings | None = None,
+    output: OutputSettings | None = None,
 ) -> Settings:
-    """Defaults < ``config_file`` (TOML) < ``environ`` < ``overrides``, validated.
+    """Defaults < ``config_file`` (TOML) < ``environ`` < arguments < ``overrides``, validated.
 
+    ``katapult``, ``engine`` and ``output`` are typed sections of which only the
+    fields set count (``engine=EngineSettings(max_in_flight=10)``).
     ``overrides`` holds dotted keys from command-line flags
     (``{"engine.max_in_flight": 10}``); None values are ignored, an unknown key
     is a ``ValueError`` (a bug in the caller). ``environ`` defaults to
@@ -368,118 +469,50 @@ def load_settings(
     may name one. Raises :class:`ConfigError` naming each bad setting and its
     source; the message never contains the token.
     """
-    env = os.environ if environ is None else environ
-    layered: dict[str, dict[str, Any]] = {section: {} for section in _SECTIONS}
-    sources: dict[str, str] = {}
-
-    if config_file is None and env.get(CONFIG_ENV_VAR, "").strip():
-        config_file = env[CONFIG_ENV_VAR].strip()
-    if config_file is not None:
-        _read_config(os.fspath(config_file), layered, sources)
-
-    for key, names in ENV_VARS.items():
-        for name in names:
-            value = env.get(name)
-            if value is not None and value.strip():
-                section, field = key.split(".", 1)
-                layered[section][field] = value
-                sources[key] = f"environment variable {name}"
-                break
-
+    nested: dict[str, dict[str, Any]] = {}
     for key, value in (overrides or {}).items():
-        if value is None:
-            continue
         if key not in ENV_VARS:
             raise ValueError(f"unknown setting {key!r} in overrides")
-        section, field = key.split(".", 1)
-        layered[section][field] = value
-        sources[key] = "the command line"
-
-    messages: list[str] = []
-    try:
-        settings = Settings.model_validate(layered)
-    except ValidationError as exc:
-        messages = [_describe_error(error, layered, sources) for error in exc.errors()]
-    if messages:
-        # raised outside the except block so no ValidationError (which echoes
-        # input values, the token among them) rides along as __context__
-        raise ConfigError(_join(messages))
-    settings._sources = sources
-    return settings
+        if value is not None:
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = value
+    sections = {"katapult": katapult, "engine": engine, "output": output}
+    load = _Load(environ=environ, config_file=config_file, overrides=nested)
+    with _loading(load):
+        return Settings(**{name: value for name, value in sections.items() if value is not None})
 
 
-def _join(messages: list[str]) -> str:
-    if len(messages) == 1:
-        return messages[0]
-    return f"{len(messages)} settings are invalid:\n" + "\n".join(f"  - {m}" for m in messages)
+def _warn_unknown_variables(load: _Load) -> None:
+    environ = os.environ if load.environ is None else load.environ
+    known = {name.lower() for names in ENV_VARS.values() for name in names}
+    known.add(CONFIG_ENV_VAR.lower())
+    for name in sorted(environ):
+        lowered = name.lower()
+        if lowered.startswith("orchestrator_") and lowered not in known:
+            suggestion = closest(lowered, known)
+            hint = f" (did you mean {suggestion.upper()}?)" if suggestion else ""
+            warnings.warn(
+                f"environment variable {name} is not a setting and is ignored{hint}",
+                SettingsWarning,
+                stacklevel=4,
+            )
 
 
-def _read_config(path: str, layered: dict[str, dict[str, Any]], sources: dict[str, str]) -> None:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(16 * 1024 * 1024)
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the config file: {exc.strerror or type(exc).__name__}"
-        ) from None
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(f"{path}:{line}: the config file is not UTF-8 text") from None
-    error: str | None = None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        found = re.search(r"\(at line (\d+), column (\d+)\)", message)
-        at = f"{path}:{found.group(1)}" if found else path
-        if found:
-            message = message[: found.start()].rstrip() + f" (column {found.group(2)})"
-        error = f"{at}: invalid TOML: {message}"
-    except RecursionError:
-        error = f"{path}: invalid TOML: nested too deeply"
-    if error is not None:
-        raise ConfigError(error)
-
-    lines = TomlLines(text)
-
-    def locate(*parts: str) -> str:
-        line = lines.line(parts)
-        return f"{path}:{line}" if line is not None else path
-
-    problems: list[str] = []
-    for section, table in data.items():
-        model = _SECTIONS.get(section)
-        if model is None:
-            problems.append(f"{locate(section)}: {_unknown(section, None)}")
-            continue
-        if not isinstance(table, dict):
-            problems.append(f"{locate(section)}: '{section}' must be a table ([{section}])")
-            continue
-        for field, value in table.items():
-            if field not in model.model_fields:
-                problems.append(f"{locate(section, field)}: {_unknown(field, section)}")
-                continue
-            layered[section][field] = value
-            sources[f"{section}.{field}"] = locate(section, field)
-    if problems:
-        raise ConfigError(_join(problems))
+def _origin(sources: list[Origin], section: str, name: str) -> str | None:
+    for source in sources:
+        if name in source.values.get(section, {}):
+            return source.origin(section, name)
+    return None
 
 
-def _unknown(key: str, section: str | None) -> str:
-    if section is None:
-        # a setting written outside its table: point at the right table
-        for name, model in _SECTIONS.items():
-            if key in model.model_fields:
-                return f"unknown key '{key}' (did you mean '{name}.{key}' under [{name}]?)"
-        return unknown_key_message(key, _SECTIONS)
-    for name, model in _SECTIONS.items():
-        if name != section and key in model.model_fields:
-            return f"unknown key '{section}.{key}' (did you mean '{name}.{key}'?)"
-    suggestion = closest(key, _SECTIONS[section].model_fields)
-    text = f"unknown key '{section}.{key}'"
-    return text + (f" (did you mean '{suggestion}'?)" if suggestion else "")
+def _value(sources: list[Origin], section: str, name: str) -> tuple[Any, str]:
+    for source in sources:
+        values = source.values.get(section, {})
+        if name in values:
+            return values[name], source.origin(section, name)
+    model = _SECTIONS.get(section)
+    info = model.model_fields.get(name) if model else None
+    return (info.default if info is not None else None), "default"
 
 
 _SECRET_KEYS = frozenset({"katapult.api_token"})
@@ -501,34 +534,44 @@ def _show(key: str, value: Any, source: str) -> str:
     return f" = {text}"
 
 
-def _describe_error(
-    error: ErrorDetails, layered: dict[str, dict[str, Any]], sources: dict[str, str]
-) -> str:
-    loc = [part for part in error["loc"] if isinstance(part, str)]
-    kind = error["type"]
-    if kind == "poll_bounds":
-        low, high = "engine.poll_min_seconds", "engine.poll_max_seconds"
-        return f"{_setting(low, layered, sources)}: must be <= {_setting(high, layered, sources)}"
-    key = ".".join(loc[:2])
-    return f"{_setting(key, layered, sources)}: {_message(error)}"
-
-
-def _setting(key: str, layered: dict[str, dict[str, Any]], sources: dict[str, str]) -> str:
-    section, _, field = key.partition(".")
-    source = sources.get(key, "default")
-    if field in layered.get(section, {}):
-        value = layered[section][field]
-    else:
-        model = _SECTIONS.get(section)
-        info = model.model_fields.get(field) if model else None
-        value = info.default if info is not None else None
+def _setting(key: str, sources: list[Origin]) -> str:
+    section, _, name = key.partition(".")
+    value, source = _value(sources, section, name)
     return f"{key}{_show(key, value, source)} (from {source})"
+
+
+def _describe(errors: list[ErrorDetails], sources: list[Origin]) -> list[str]:
+    messages = []
+    for error in errors:
+        if error["type"] == "poll_bounds":
+            low, high = "engine.poll_min_seconds", "engine.poll_max_seconds"
+            messages.append(f"{_setting(low, sources)}: must be <= {_setting(high, sources)}")
+            continue
+        loc = [part for part in error["loc"] if isinstance(part, str)]
+        if len(loc) >= 2 and loc[1] in _aliases(loc[0]):
+            loc[1] = _aliases(loc[0])[loc[1]]
+        messages.append(f"{_setting('.'.join(loc[:2]), sources)}: {_message(error)}")
+    return messages
+
+
+def _aliases(section: str) -> dict[str, str]:
+    model = _SECTIONS.get(section)
+    if model is None:
+        return {}
+    return {
+        alias: name
+        for name, info in model.model_fields.items()
+        if isinstance(info.validation_alias, AliasChoices)
+        for alias in info.validation_alias.choices
+        if isinstance(alias, str)
+    }
 
 
 _TYPE_MESSAGES = {
     "int_type": "must be a whole number",
     "int_parsing": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "int_parsing_size": "must be a whole number",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
     "finite_number": "must be a finite number",
@@ -549,6 +592,10 @@ def _message(error: ErrorDetails) -> str:
         return f"must be > {ctx.get('gt')}"
     if kind == "greater_than_equal":
         return f"must be >= {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        limit = ctx.get("le")
+        shown = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+        return f"must be <= {shown}"
     if kind == "literal_error":
         return f"must be {ctx.get('expected')}"
     if kind in _TYPE_MESSAGES:
@@ -562,9 +609,9 @@ def describe_settings(settings: Settings) -> list[tuple[str, str, str]]:
     rows: list[tuple[str, str, str]] = []
     for section, model in _SECTIONS.items():
         values = getattr(settings, section)
-        for field in model.model_fields:
-            key = f"{section}.{field}"
-            value = getattr(values, field)
+        for name in model.model_fields:
+            key = f"{section}.{name}"
+            value = getattr(values, name)
             if isinstance(value, SecretStr):
                 shown = "**********"
             elif value is None:

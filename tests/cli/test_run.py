@@ -185,6 +185,20 @@ def test_bad_environment_value_exits_2_naming_setting_and_source(
     assert list(cwd.iterdir()) == []
 
 
+def test_unknown_orchestrator_variable_is_a_warning_line(
+    cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An ORCHESTRATOR_* variable that is no setting gets one warning line; the run goes on."""
+    setenv({"ORCHESTRATOR_MAX_INFLIGHT": "3"})
+    code = main(["run", "--simulate", "--no-progress", str(EXAMPLE_SPEC)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert (
+        "warning: environment variable ORCHESTRATOR_MAX_INFLIGHT is not a setting and is "
+        "ignored (did you mean ORCHESTRATOR_MAX_IN_FLIGHT?)"
+    ) in err
+
+
 def test_bad_config_file_value_exits_2_naming_file_and_line(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

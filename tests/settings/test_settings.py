@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from orchestrator.errors import ConfigError
 from orchestrator.settings import (
@@ -16,6 +17,7 @@ from orchestrator.settings import (
     KatapultSettings,
     OutputSettings,
     Settings,
+    SettingsWarning,
     describe_settings,
     load_settings,
 )
@@ -72,11 +74,63 @@ def test_defaults() -> None:
     assert settings == Settings()
 
 
-def test_settings_alone_reads_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings() gives the defaults even when the process environment has values."""
+def test_settings_reads_the_environment_like_any_pydantic_settings_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Settings() reads the documented variables (not pydantic's nested JSON ones)."""
     monkeypatch.setenv("ORCHESTRATOR_MAX_IN_FLIGHT", "3")
-    monkeypatch.setenv("ENGINE", '{"max_in_flight": 4}')
-    assert Settings().engine.max_in_flight == 200
+    monkeypatch.setenv("ENGINE", '{"poll_min_seconds": 4}')
+    settings = Settings()
+    assert settings.engine.max_in_flight == 3
+    assert settings.engine.poll_min_seconds == 5
+    assert settings.source_of("engine.max_in_flight") == (
+        "environment variable ORCHESTRATOR_MAX_IN_FLIGHT"
+    )
+
+
+def test_typed_sections_set_only_the_fields_given(tmp_path: Path) -> None:
+    """A section model given in code wins for the fields set in it; the rest still layer."""
+    config = _config(tmp_path, "[engine]\npoll_max_seconds = 30\n")
+    environ = {"ORCHESTRATOR_MAX_IN_FLIGHT": "9", "ORCHESTRATOR_POLL_MIN_SECONDS": "2"}
+    settings = load_settings(
+        config_file=config, environ=environ, engine=EngineSettings(poll_min_seconds=1)
+    )
+    assert (settings.engine.poll_min_seconds, settings.engine.max_in_flight) == (1, 9)
+    assert settings.engine.poll_max_seconds == 30
+    assert settings.source_of("engine.poll_min_seconds") == "an argument"
+    assert settings.source_of("engine.poll_max_seconds") == f"{config}:2"
+    flagged = load_settings(
+        environ=environ,
+        engine=EngineSettings(max_in_flight=4),
+        overrides={"engine.max_in_flight": 5},
+    )
+    assert flagged.engine.max_in_flight == 5
+    assert flagged.source_of("engine.max_in_flight") == "the command line"
+
+
+def test_settings_takes_typed_sections_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings(engine=EngineSettings(...)) merges with the environment, field by field."""
+    monkeypatch.setenv("ORCHESTRATOR_POLL_MIN_SECONDS", "2")
+    settings = Settings(engine=EngineSettings(max_in_flight=8))
+    assert (settings.engine.max_in_flight, settings.engine.poll_min_seconds) == (8, 2)
+
+
+def test_a_bad_argument_names_the_setting() -> None:
+    """A bad value given in code is a ConfigError naming the setting and 'an argument'."""
+    with pytest.raises(ConfigError, match=r"^output\.log_level = 'loud' \(from an argument\)"):
+        Settings(output={"log_level": "loud"})
+
+
+def test_unknown_orchestrator_variables_are_warned_about() -> None:
+    """An ORCHESTRATOR_* variable that is no setting warns, naming the closest one."""
+    environ = {"ORCHESTRATOR_MAX_INFLIGHT": "3", "KATAPULT_OTHER": "x", "ORCHESTRATOR_CONFIG": ""}
+    with pytest.warns(SettingsWarning) as record:
+        settings = load_settings(environ=environ)
+    assert [str(w.message) for w in record] == [
+        "environment variable ORCHESTRATOR_MAX_INFLIGHT is not a setting and is ignored "
+        "(did you mean ORCHESTRATOR_MAX_IN_FLIGHT?)"
+    ]
+    assert settings.engine.max_in_flight == 200
 
 
 def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,7 +291,7 @@ def test_every_engine_and_output_field_has_its_env_var() -> None:
         ({"ORCHESTRATOR_JUNIT": "j.xml"}, lambda s: s.output.junit, Path("j.xml")),
         ({"ORCHESTRATOR_METRICS": "m.prom"}, lambda s: s.output.metrics, Path("m.prom")),
         ({"ORCHESTRATOR_JOURNAL": "~/j"}, lambda s: s.output.journal, Path("~/j").expanduser()),
-        ({"orchestrator_max_in_flight": "3"}, lambda s: s.engine.max_in_flight, 200),
+        ({"orchestrator_max_in_flight": "3"}, lambda s: s.engine.max_in_flight, 3),
     ],
 )
 def test_environment_values(environ: dict[str, str], read: Any, expected: Any) -> None:
@@ -334,6 +388,16 @@ def test_rejected_api_urls(url: str, shown: str, message: str) -> None:
             {"ORCHESTRATOR_MAX_IN_FLIGHT_PER_DATA_CENTER": "0"},
             "engine.max_in_flight_per_data_center = 0 (from environment variable "
             "ORCHESTRATOR_MAX_IN_FLIGHT_PER_DATA_CENTER): must be >= 1",
+        ),
+        (
+            {"ORCHESTRATOR_MAX_IN_FLIGHT": "99999999999999999999999"},
+            "engine.max_in_flight = 99999999999999999999999 (from environment variable "
+            "ORCHESTRATOR_MAX_IN_FLIGHT): must be <= 1000000",
+        ),
+        (
+            {"ORCHESTRATOR_BUILD_TIMEOUT_SECONDS": "1e300"},
+            "engine.build_timeout_seconds = 1e300 (from environment variable "
+            "ORCHESTRATOR_BUILD_TIMEOUT_SECONDS): must be <= 31536000",
         ),
         (
             {"ORCHESTRATOR_BUILD_TIMEOUT_SECONDS": "0"},
@@ -485,6 +549,21 @@ def test_missing_config_file(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ["fifo", "directory"])
+def test_a_config_file_that_is_no_regular_file_is_refused_at_once(
+    tmp_path: Path, kind: str
+) -> None:
+    """A FIFO or a directory as the config file is refused without opening it (never blocks)."""
+    path = tmp_path / "c.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+        reason = "not a regular file"
+    else:
+        path.mkdir()
+        reason = "Is a directory"
+    assert _error(config_file=path) == f"{path}: cannot read the config file: {reason}"
+
+
 def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     """A config file that is not UTF-8 is a ConfigError with the line."""
     path = tmp_path / "c.toml"
@@ -570,6 +649,14 @@ def test_describe_settings_lists_every_setting_with_its_source(tmp_path: Path) -
     assert ("engine.max_in_flight", "5", f"{config}:2") in rows
     assert ("katapult.api_token", "(unset)", "default") in rows
     assert ("output.report", "report.json", "default") in rows
+
+
+def test_section_models_never_echo_a_value() -> None:
+    """A section model refusing a token raises a ValidationError that does not show it."""
+    with pytest.raises(ValidationError) as info:
+        KatapultSettings(api_token=CANARY + " x")
+    assert CANARY not in str(info.value)
+    assert CANARY not in repr(info.value)
 
 
 def test_token_override_may_be_a_secret() -> None:

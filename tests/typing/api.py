@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import assert_type
 
 import anyio
+from pydantic import SecretStr
 
 import orchestrator
 from orchestrator import (
@@ -18,13 +19,16 @@ from orchestrator import (
     AuthenticationError,
     Category,
     ConfigError,
+    EngineSettings,
     EngineStatistics,
     EventKind,
     KatapultClient,
+    KatapultSettings,
     Lookup,
     LookupProblem,
     Orchestrator,
     OrchestratorError,
+    OutputSettings,
     Plan,
     ProgressHook,
     ProvisionEvent,
@@ -54,6 +58,18 @@ def settings_like_the_cli() -> Settings:
     assert_type(settings.output.report, Path)
     assert_type(settings.journal_path(), Path)
     assert_type(settings.source_of("engine.max_in_flight"), str)
+    return settings
+
+
+def settings_from_code() -> Settings:
+    """Typed sections: only the fields set count; the environment fills the rest."""
+    settings = load_settings(
+        environ={},
+        katapult=KatapultSettings(api_url="http://127.0.0.1:8080/core/v1/"),
+        engine=EngineSettings(max_in_flight=10),
+    )
+    assert_type(settings.katapult.api_token, SecretStr | None)
+    assert_type(Settings(output=OutputSettings(log_level="debug")).output.progress, bool)
     return settings
 
 
