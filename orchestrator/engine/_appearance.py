@@ -29,8 +29,9 @@ MIN_SAMPLES = 8
 QUANTILE = 0.95
 #: the learned quantile is multiplied by this
 MARGIN = 1.25
-#: before anything is learned: this many expected build times
-DEFAULT_BUILD_MULTIPLE = 1.5
+#: before anything is learned: this many expected build times (a build three
+#: times slower than expected still shows its VM before the wait ends)
+DEFAULT_BUILD_MULTIPLE = 3.0
 #: samples kept (the most recent; enough for a stable 95th percentile)
 _KEEP = 512
 

@@ -84,6 +84,8 @@ class BuildOperation:
         )
         self._probing_ownership = False
         self._xml: dict[str, str] = {}
+        #: how long uncertain POSTs waited for their hostname to stay free (simulated s)
+        self.waited_seconds = 0.0
 
     # ----------------------------------------------------------- where it starts
 
@@ -114,6 +116,13 @@ class BuildOperation:
                 ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
                 track.last_post_clock = run.clock() - ago
                 track.existing_vm = existing
+                return
+            if final is not None and final.category == "timeout" and final.build_id:
+                # a build that timed out may still finish: follow it, never re-send
+                track.task_id, track.build_id = final.task_id, final.build_id
+                track.submitted_at = final.submitted_at
+                track.submitted_clock = run.clock()
+                track.poll_kind = "build"
                 return
             if final is not None and final.category == "build_failed":
                 track.prior_build_failed = True
@@ -297,18 +306,27 @@ class BuildOperation:
         show their VM, and only then is the POST sent again.
         """
         run = self._run
-        vm = await run.find_hostname(track)
-        if vm is None and track.result is None:
-            settle = self._appearance.settle_seconds()
-            since = run.clock() - (track.last_post_clock or run.clock())
-            if since < settle:
-                run.emit(
-                    "reconciling",
-                    track,
-                    message=f"hostname free; look again in {settle - since:.0f} s, then re-send",
-                )
-                await run.sleep(settle - since)
-            vm = await run.find_hostname(track)
+        try:
+            vm = await run.find_hostname(track, quiet=False)
+            if vm is None and track.result is None:
+                settle = self._appearance.settle_seconds()
+                since = run.clock() - (track.last_post_clock or run.clock())
+                if since < settle:
+                    wait = settle - since
+                    run.emit(
+                        "reconciling",
+                        track,
+                        message=f"hostname free; look again in {wait:.0f} s, then re-send",
+                    )
+                    self.waited_seconds += wait
+                    await run.sleep(wait)
+                vm = await run.find_hostname(track, quiet=False)
+        except (ApiError, TransportError):
+            # the lookups got no answer (after their retries): "free" is not
+            # known, so nothing is re-sent; the hostname is watched instead
+            if track.result is None:
+                self.give_up(track)
+            return True
         if track.result is not None:
             return True
         if vm is None:
@@ -328,7 +346,12 @@ class BuildOperation:
         run.scheduler.poll_soon(track.key, group=track.group)
 
     def give_up(self, track: Track) -> None:
-        """An earlier POST may still take: never fail a VM that may exist; watch its hostname."""
+        """An earlier POST may still take: never fail a VM that may exist; watch its hostname.
+
+        After :data:`~orchestrator.engine._runner.MAX_SUBMIT_ATTEMPTS` uncertain
+        POSTs, or when the lookups that would tell whether the hostname is
+        free got no answer.
+        """
         run = self._run
         track.gave_up = True
         track.poll_kind = "hostname"

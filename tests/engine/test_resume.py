@@ -11,7 +11,7 @@ import pytest
 from orchestrator.engine import Orchestrator
 from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.errors import JournalError
-from orchestrator.simulator import SimulatorConfig, run_simulator
+from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
 
@@ -100,3 +100,21 @@ async def test_second_run_on_a_locked_journal_refuses(tmp_path: Path) -> None:
                 await held.close()
             report = await first.run(requests, journal=journal)
     assert report.summary.succeeded == 2
+
+
+async def test_a_timed_out_build_is_followed_again_not_resubmitted(tmp_path: Path) -> None:
+    """A rerun on the journal polls a build that timed out; it never POSTs a second one."""
+    requests = vms(3)
+    journal = tmp_path / "j.sqlite"
+    config = dataclasses.replace(sim_config(), faults=FaultConfig(build_hang_rate=1.0))
+    async with run_simulator(config) as sim:
+        settings = settings_for(sim, build_timeout_seconds=120.0)
+        async with Orchestrator(settings) as orch:
+            first = await orch.run(requests, journal=journal)
+        async with Orchestrator(settings) as orch:
+            second = await orch.run(requests, journal=journal)
+        snapshot = sim.state.snapshot()
+    assert {(v.outcome, v.category) for v in first.vms} == {("failed", "timeout")}
+    assert {(v.outcome, v.category) for v in second.vms} == {("failed", "timeout")}
+    assert [v.build_id for v in second.vms] == [v.build_id for v in first.vms]
+    assert len(snapshot["virtual_machines"]) == 3

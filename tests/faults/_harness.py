@@ -20,15 +20,25 @@ from orchestrator.vm_request import VmRequest
 
 from ._invariants import check_journal, write_and_check
 
-__all__ = ["SCALE", "Outcome", "run_engine", "settings_for", "sim_config"]
+__all__ = ["APIS", "SCALE", "Outcome", "run_engine", "settings_for", "sim_config"]
 
 #: simulated seconds per real second: a 40 s build takes 0.1 s, a 60 s window 0.15 s
 SCALE = 400.0
 
 
-def sim_config(seed: int = 11, **kw: Any) -> SimulatorConfig:
-    """A simulator policy at :data:`SCALE` with ``kw`` replaced."""
-    return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=seed), **kw)
+#: the APIs every fault case runs against: the readings we guessed, and the
+#: most pessimistic combination of the unconfirmed ones (SimulatorConfig.pessimistic)
+APIS = ("default", "pessimistic")
+
+
+def sim_config(seed: int = 11, *, api: str = "default", **kw: Any) -> SimulatorConfig:
+    """A simulator policy at :data:`SCALE` with ``kw`` replaced (``api``: see :data:`APIS`)."""
+    base = (
+        SimulatorConfig.pessimistic(time_scale=SCALE, seed=seed)
+        if api == "pessimistic"
+        else SimulatorConfig(time_scale=SCALE, seed=seed)
+    )
+    return dataclasses.replace(base, **kw)
 
 
 def settings_for(url: str, token: str, **engine: Any) -> Settings:

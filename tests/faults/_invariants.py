@@ -103,14 +103,19 @@ def check_server(
         elif vm.outcome == "skipped" and vm.reason == "already_exists":
             assert key in preexisting or server is not None
         elif vm.category == "build_failed":
-            assert server is None, f"{key} failed to build but its VM exists"
+            # a failed build leaves nothing, or (on APIs that keep it) a VM in state failed
+            assert server is None or server.get("vm_state") == "failed", (
+                f"{key} failed to build but a working VM exists"
+            )
         # every VM the run created is accounted for (nothing leaked)
         if server is not None:
             same = vm.build_id == server["build_id"] or (
                 vm.virtual_machine is not None and vm.virtual_machine.id == server["id"]
             )
-            accounted = vm.outcome in ("succeeded", "skipped") or (
-                vm.category == "timeout" and same
+            accounted = (
+                vm.outcome in ("succeeded", "skipped")
+                or (vm.category == "timeout" and same)
+                or (vm.category == "build_failed" and server.get("vm_state") == "failed")
             )
             assert accounted, f"{key} exists on the server but ended {vm.outcome}/{vm.category}"
 
@@ -162,6 +167,10 @@ def expected_from_server(
         # a failed build frees its hostname: a VM built later under it decides
         if key in wanted and key not in live_keys:
             out[key] = ("failed", "build_failed")
+    for vm in live:
+        # a failed build that left its VM (state failed) holds the hostname
+        if vm.get("vm_state") == "failed":
+            out[vm["hostname"].lower()] = ("failed", "build_failed")
     for vm in live:
         if vm["build_state"] == "building" and hung is not None:
             out[vm["hostname"].lower()] = ("failed", hung)

@@ -26,7 +26,7 @@ from orchestrator.errors import ApiTimeout
 from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse, Transport
 from orchestrator.simulator import FaultConfig, run_simulator
 
-from ._harness import run_engine, settings_for, sim_config
+from ._harness import APIS, run_engine, settings_for, sim_config
 from ._invariants import check_server, expected_from_server, spec_requests
 
 pytestmark = pytest.mark.anyio
@@ -94,11 +94,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-async def test_request_fault_alone_loses_and_doubles_nothing(case: Case, tmp_path: Path) -> None:
+async def test_request_fault_alone_loses_and_doubles_nothing(
+    case: Case, api: str, tmp_path: Path
+) -> None:
     """With one request fault on, every VM succeeds exactly once and the fault's path ran."""
     requests = spec_requests(N)
-    config = sim_config(faults=case.faults, **dict(case.sim))
+    config = sim_config(api=api, faults=case.faults, **dict(case.sim))
     async with run_simulator(config) as sim:
         run = await run_engine(sim, requests, tmp_path, **dict(case.engine))
     check_server(run.report, [r.key for r in requests], run.snapshot)
@@ -113,10 +116,12 @@ async def test_request_fault_alone_loses_and_doubles_nothing(case: Case, tmp_pat
         assert run.snapshot["hostname_taken_refusals"]["total"] == 0
 
 
-async def test_failed_builds_end_build_failed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", APIS)
+async def test_failed_builds_end_build_failed(api: str, tmp_path: Path) -> None:
     """Builds the simulator fails end failed/build_failed; all others succeed; none rebuilt."""
     requests = spec_requests(N)
-    async with run_simulator(sim_config(faults=FaultConfig(build_fail_rate=0.35))) as sim:
+    config = sim_config(api=api, faults=FaultConfig(build_fail_rate=0.35))
+    async with run_simulator(config) as sim:
         run = await run_engine(sim, requests, tmp_path)
     expect = expected_from_server(run.snapshot, [r.key for r in requests])
     assert ("failed", "build_failed") in expect.values(), "the seed should fail some builds"
@@ -158,13 +163,14 @@ def _mixed_faults(seed: int) -> FaultConfig:
     )
 
 
+@pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("seed", range(4))
-async def test_mixed_faults_lose_and_double_nothing(seed: int, tmp_path: Path) -> None:
+async def test_mixed_faults_lose_and_double_nothing(seed: int, api: str, tmp_path: Path) -> None:
     """Every fault at once, at seeded random rates: each VM ends once, as the server says."""
     # Retry-After is left out: it holds the client >= 1 real second per 429
     # (the cases above cover it); bursts without it are in the mix
     requests = spec_requests(N)
-    config = sim_config(seed=seed, faults=_mixed_faults(seed))
+    config = sim_config(seed=seed, api=api, faults=_mixed_faults(seed))
     async with run_simulator(config) as sim:
         run = await run_engine(
             sim,
