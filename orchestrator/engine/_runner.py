@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import structlog
 
+from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._retry import is_retryable, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info
@@ -97,7 +97,7 @@ class Run:
         self.settings = settings
         self.journal = journal
         self.clock = clock
-        self.log = structlog.get_logger("orchestrator").bind(run_id=run_id)
+        self.log = get_logger("orchestrator.engine", run_id=run_id)
         self._budget = budget
         self._hooks = list(hooks)
         self._orgs: dict[tuple[str, str], OrgContext] = {}
@@ -684,7 +684,12 @@ class Run:
             message=message,
             attempt=track.attempts,
         )
-        log = self.log.debug if kind in ("building", "submitting", "queued") else self.log.info
+        if kind in ("building", "submitting", "queued"):
+            log = self.log.debug
+        elif kind == "failed":
+            log = self.log.warning
+        else:
+            log = self.log.info
         log(
             f"orchestrator.vm.{kind}",
             hostname=track.hostname,

@@ -20,6 +20,8 @@ def headline(vm: VmResult) -> str:
     """``category: code - description`` for a VM that did not succeed (parts may be absent)."""
     label = vm.category or vm.outcome
     code = vm.error.code if vm.error else None
+    if code == label:
+        code = None  # said once is enough
     text = vm.error.description if vm.error and vm.error.description else None
     text = text or vm.stopped_because or vm.reason
     if code and text:

@@ -47,21 +47,26 @@ def _reason(vm: VmResult) -> str:
     return vm.stopped_because or vm.reason or ""
 
 
+def _failure(vm: VmResult) -> str:
+    """``not_found (package_not_found)``; the code only where it says more than the category."""
+    label = vm.category or vm.outcome
+    code = vm.error.code if vm.error and vm.error.code else None
+    return f"{label} ({for_terminal(code)})" if code and code != label else label
+
+
 def _vm_table(title: str, vms: Sequence[VmResult], *, attempts: bool = True) -> Table:
+    # four columns so that 80 terminal columns keep an id on one line of the reason
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
-    table.add_column("hostname", overflow="fold", no_wrap=False)
-    table.add_column("outcome")
-    table.add_column("category")
-    table.add_column("code", overflow="fold")
-    table.add_column("reason", overflow="fold")
+    table.add_column("hostname", overflow="fold")
+    table.add_column("outcome", overflow="fold", max_width=20)
+    table.add_column("reason", overflow="fold", ratio=1, min_width=24)
     if attempts:
-        table.add_column("attempts", justify="right")
+        table.add_column("tries", justify="right", no_wrap=True)
     for vm in vms:
+        style = ("red" if vm.outcome == "failed" else "yellow") if vm.is_failure else "green"
         row = [
             Text(for_terminal(vm.hostname)),
-            Text(vm.outcome, style="red" if vm.is_failure else "green"),
-            Text(vm.category or "-"),
-            Text(for_terminal(vm.error.code) if vm.error and vm.error.code else "-"),
+            Text(_failure(vm) if vm.is_failure else vm.outcome, style=style),
             Text(for_terminal(_reason(vm), _REASON_WIDTH) or "-"),
         ]
         if attempts:

@@ -1,13 +1,13 @@
 """Fixtures of the CLI tests: a clean environment, a temporary working directory,
-structlog restored after each in-process run, and simulators."""
+the ``orchestrator`` logger restored after each in-process run, and simulators."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from tests.cli._helpers import ThreadSimulator, thread_simulator
 
@@ -36,11 +36,14 @@ def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _restore_structlog() -> Iterator[None]:
-    """An in-process run configures structlog for its stderr; put the suite's set-up back."""
-    saved = structlog.get_config()
+def _restore_logging() -> Iterator[None]:
+    """An in-process run gives the ``orchestrator`` logger a handler; take it away after."""
+    logger = logging.getLogger("orchestrator")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
     yield
-    structlog.configure(**saved)
+    logger.handlers[:] = saved[0]
+    logger.setLevel(saved[1])
+    logger.propagate = saved[2]
 
 
 @pytest.fixture

@@ -8,10 +8,9 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-import structlog
 from rich.console import Console
 
-from orchestrator._logging import REDACTED, Redactor, configure_logging
+from orchestrator._logging import REDACTED, Redactor, configure_logging, get_logger
 from orchestrator._render import render_plan
 from orchestrator.engine import LookupProblem, Plan
 from orchestrator.vm_request import Lookup, VmRequest
@@ -52,6 +51,23 @@ def test_redactor_replaces_the_secret_everywhere_and_drops_nones() -> None:
     assert "missing" not in event
 
 
+@pytest.mark.parametrize("secret", ["a", "x7", "tok"])
+def test_a_short_secret_is_redacted_only_where_it_stands_alone(secret: str) -> None:
+    """A one-character (or short) token does not mangle words that contain it."""
+    text = f"organization acme has 3 VMs; token {secret} refused; x{secret}y"
+    event = Redactor([secret])(None, "info", {"event": text})
+    assert event["event"] == f"organization acme has 3 VMs; token {REDACTED} refused; x{secret}y"
+
+
+def test_configured_logging_keeps_words_intact_with_a_one_character_token() -> None:
+    """A one-character token leaves log lines readable (issue 16: the redactor mangled them)."""
+    stream = io.StringIO()
+    configure_logging(fmt="console", level="info", secrets=["a"], stream=stream)  # type: ignore[arg-type]
+    get_logger().info("orchestrator.vm.failed", hostname="web-01", message="data center not found")
+    assert "data center not found" in stream.getvalue()
+    assert "web-01" in stream.getvalue()
+
+
 def test_redactor_without_secrets_leaves_objects_alone() -> None:
     """With no secret known, values pass through untouched (objects are not stringified)."""
     carrier = _Carrier("x")
@@ -63,7 +79,7 @@ def test_configured_logging_redacts_and_filters_by_level(fmt: str) -> None:
     """Lines below the level are dropped; the secret never reaches the stream; JSON is JSON."""
     stream = io.StringIO()
     configure_logging(fmt=fmt, level="warning", secrets=[SECRET], stream=stream)  # type: ignore[arg-type]
-    log = structlog.get_logger("orchestrator").bind(run_id="r1")
+    log = get_logger("orchestrator.engine", run_id="r1")
     log.info("orchestrator.quiet", value=SECRET)
     log.warning("orchestrator.loud", value=SECRET, hostname="web-01")
     text = stream.getvalue()
@@ -83,9 +99,9 @@ def test_logging_writes_to_stderr_as_it_is_at_each_line(monkeypatch: pytest.Monk
     configure_logging(fmt="json", level="info")
     first, second = io.StringIO(), io.StringIO()
     monkeypatch.setattr(sys, "stderr", first)
-    structlog.get_logger("orchestrator").info("orchestrator.one")
+    get_logger().info("orchestrator.one")
     monkeypatch.setattr(sys, "stderr", second)
-    structlog.get_logger("orchestrator").info("orchestrator.two")
+    get_logger().info("orchestrator.two")
     assert "orchestrator.one" in first.getvalue()
     assert "orchestrator.two" in second.getvalue()
     assert "orchestrator.one" not in second.getvalue()

@@ -148,8 +148,9 @@ def test_multiline_text_survives_in_attributes() -> None:
         ({"error": ErrorInfo(description="d")}, "not_found: d"),
         ({"error": None, "reason": "hostname_taken"}, "not_found: hostname_taken"),
         ({"error": None}, "not_found"),
+        ({"error": ErrorInfo(code="not_found", description="d")}, "not_found: d"),
     ],
 )
 def test_headline_drops_absent_parts(fields: dict[str, Any], expected: Any) -> None:
-    """The failure message leaves out the parts the VM does not have."""
+    """The failure message leaves out the parts the VM does not have (or repeats)."""
     assert headline(vm("a", "failed", **fields)) == expected

@@ -32,9 +32,11 @@ def test_summary_has_counts_and_failed_hosts(report: Report) -> None:
     assert "Requests: 17 total, 2 rate-limited (429)" in text
     assert "Skipped: 1 (already_exists 1)" in text
     assert "Failed or cancelled VMs (2)" in text
-    failed_rows = [line for line in text.splitlines() if "web-02" in line or "web-04" in line]
+    lines = text.splitlines()
+    failed_rows = [line for line in lines if "web-02" in line or "web-04" in line]
     assert len(failed_rows) == 2
-    assert "package_not_found" in failed_rows[0]
+    row = lines.index(failed_rows[0])
+    assert "package_not_found" in " ".join(lines[row : row + 2])
     assert failed_rows[0].rstrip().endswith("2")  # attempts
     assert "interrupted" in failed_rows[1]
     assert "web-01" not in text  # succeeded VMs are not listed
@@ -113,3 +115,35 @@ def test_for_terminal_and_for_xml() -> None:
     assert for_terminal("abcdef", limit=4) == "abc…"
     assert for_terminal("\u2028x") == "x"  # a line separator is whitespace
     assert for_xml("a\x00b\ud800c\ufffe\td") == "a\\x00b\\ud800c\\ufffe\td"
+
+
+def test_failure_table_fits_80_columns_with_ids_on_one_line() -> None:
+    """At 80 columns every line fits, an id in a reason is never cut, and a code equal to
+    its category is not repeated."""
+    build = "vmbuild_abcdefgh12345679"
+    report = report_of(
+        [
+            vm(
+                "web-01",
+                "failed",
+                category="timeout",
+                error=None,
+                build_id=build,
+                stopped_because=f"build {build} not finished after 1200s",
+            ),
+            vm(
+                "web-02",
+                "failed",
+                category="conflict",
+                error=ErrorInfo(code="conflict", description="hostname taken", http_status=422),
+            ),
+        ]
+    )
+    file = io.StringIO()
+    console = Console(record=True, width=80, file=file)
+    render_summary(report, console)
+    lines = console.export_text().splitlines()
+    assert max(len(line.rstrip()) for line in lines) <= 80
+    assert any(build in line for line in lines)
+    (row,) = [line for line in lines if "web-02" in line]
+    assert row.count("conflict") == 1

@@ -1,0 +1,65 @@
+"""The library logs through the standard ``logging`` machinery: silent unless configured."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import pytest
+import structlog
+
+from orchestrator.engine import Orchestrator
+from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
+
+from .conftest import SCALE, settings_for, vms
+
+pytestmark = pytest.mark.anyio
+
+
+def _sim(**kw: object) -> SimulatorConfig:
+    return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=7), **kw)  # type: ignore[arg-type]
+
+
+async def test_the_library_prints_nothing_unless_logging_is_configured(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """With structlog and logging left as they are, a run with failures writes nothing."""
+    structlog.reset_defaults()
+    async with (
+        run_simulator(_sim(faults=FaultConfig(build_fail_rate=0.3))) as sim,
+        Orchestrator(settings_for(sim)) as orch,
+    ):
+        report = await orch.run(vms(10))
+    assert report.summary.failed, "the seed should fail some builds"
+    assert capfd.readouterr() == ("", "")
+
+
+async def test_standard_logging_gets_the_records(caplog: pytest.LogCaptureFixture) -> None:
+    """Configured with the standard logging only: a record per outcome, failures at warning,
+    each naming its run; the level set for 'orchestrator' filters them."""
+    caplog.set_level(logging.INFO, logger="orchestrator")
+    async with (
+        run_simulator(_sim(faults=FaultConfig(build_fail_rate=0.3))) as sim,
+        Orchestrator(settings_for(sim)) as orch,
+    ):
+        report = await orch.run(vms(10))
+    run_id = report.run_id
+    records = [r for r in caplog.records if r.name.startswith("orchestrator")]
+    ended = [r for r in records if r.getMessage().startswith("orchestrator.vm.")]
+    failed = [r for r in ended if r.getMessage().startswith("orchestrator.vm.failed ")]
+    succeeded = [r for r in ended if r.getMessage().startswith("orchestrator.vm.succeeded ")]
+    assert len(failed) == report.summary.failed > 0
+    assert len(succeeded) == report.summary.succeeded
+    assert {r.levelno for r in failed} == {logging.WARNING}
+    assert {r.levelno for r in succeeded} == {logging.INFO}
+    assert all(f"run_id={run_id}" in r.getMessage() for r in ended)
+    assert "category=build_failed" in failed[0].getMessage()
+    assert not [r for r in records if r.levelno < logging.INFO], "debug records were emitted"
+
+
+async def test_an_application_level_silences_the_library(caplog: pytest.LogCaptureFixture) -> None:
+    """The application's level for 'orchestrator' is obeyed: at ERROR, a run logs nothing."""
+    caplog.set_level(logging.ERROR, logger="orchestrator")
+    async with run_simulator(_sim()) as sim, Orchestrator(settings_for(sim)) as orch:
+        await orch.run(vms(3))
+    assert [r for r in caplog.records if r.name.startswith("orchestrator")] == []
