@@ -23,8 +23,8 @@ from rich.console import Console
 
 from orchestrator import __version__
 from orchestrator._duration import parse_duration
-from orchestrator._logging import configure_logging
-from orchestrator._progress import show_progress
+from orchestrator._logging import configure_logging, get_logger
+from orchestrator._progress import log_progress, show_progress
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
 from orchestrator._simulator_options import (
     FAULT_RATES,
@@ -262,10 +262,16 @@ async def _simulated(
 
     config = simulator_config(readings, time_scale=SIMULATED_TIME_SCALE)
     sim = await stack.enter_async_context(run_simulator(config))
-    _err.print(
-        f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster; nothing real is built)",
-        markup=False,
-    )
+    if settings.output.log_format == "json":
+        get_logger("orchestrator.cli").info(
+            "orchestrator.simulator.started", url=sim.url, time_scale=SIMULATED_TIME_SCALE
+        )
+    else:
+        _err.print(
+            f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster; "
+            "nothing real is built)",
+            markup=False,
+        )
     return simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
 
 
@@ -478,17 +484,28 @@ async def _run_async(
                         os._exit(EXIT_CANCELLED)
                     interrupted = True
                     name = signal.Signals(signum).name
-                    _err.print(
-                        f"{name}: stopping - no new builds; builds in flight are recorded "
-                        "and the report is written (Ctrl-C again exits at once)",
-                        markup=False,
-                    )
+                    if settings.output.log_format == "json":
+                        get_logger("orchestrator.cli").warning(
+                            "orchestrator.run.stopping", signal=name
+                        )
+                    else:
+                        _err.print(
+                            f"{name}: stopping - no new builds; builds in flight are recorded "
+                            "and the report is written (Ctrl-C again exits at once)",
+                            markup=False,
+                        )
                     orch.request_stop("interrupted")
+
+        def current_run_id() -> str | None:
+            return orch.current_run.run_id if orch.current_run is not None else None
 
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_signals)
-                if settings.output.progress:
+                if settings.output.progress and settings.output.log_format == "json":
+                    # the stream stays JSON: progress is a log event, not a text line
+                    tg.start_soon(lambda: log_progress(orch.statistics, run_id=current_run_id))
+                elif settings.output.progress:
                     tg.start_soon(show_progress, orch.statistics, _err)
                 result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
                 tg.cancel_scope.cancel()

@@ -97,6 +97,7 @@ class Run:
         self.settings = settings
         self.journal = journal
         self.clock = clock
+        self.run_id = run_id
         self.log = get_logger("orchestrator.engine", run_id=run_id)
         self._budget = budget
         self._hooks = list(hooks)

@@ -45,7 +45,8 @@ def test_a_signal_stops_the_run_and_a_rerun_finishes_it(cwd: Path, signum: signa
             out = process.stdout.rest()
             err = process.stderr.rest()
         assert code == 130, err
-        assert f"{signum.name}: stopping" in err
+        stopping = [json.loads(line) for line in err.splitlines() if "run.stopping" in line]
+        assert [event["signal"] for event in stopping] == [signum.name]
         first = validate_report_file(cwd / "report.json")
         assert first.interrupted
         assert [vm.outcome for vm in first.vms] == ["cancelled"] * len(hostnames)

@@ -4,6 +4,7 @@ never garble it; ``--no-progress`` turns it off."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,8 +12,10 @@ from pathlib import Path
 import anyio
 import pytest
 from rich.console import Console
+from rich.text import Text
 
-from orchestrator._progress import format_progress, show_progress
+from orchestrator._logging import configure_logging
+from orchestrator._progress import format_progress, log_progress, show_progress
 from orchestrator.engine import EngineStatistics
 from tests.cli._helpers import (
     WAIT,
@@ -79,6 +82,60 @@ def test_progress_line_shows_rare_counts_only_when_not_zero() -> None:
 def test_progress_eta(changes: dict[str, float], eta: str) -> None:
     """The ETA extrapolates from the VMs done so far; unknown before the first is done."""
     assert format_progress(_stats(**changes)).split(" · ")[-3] == f"ETA {eta}"
+
+
+@pytest.mark.parametrize("width", [80, 60, 40])
+def test_progress_line_fits_a_narrow_terminal_and_keeps_the_budget(width: int) -> None:
+    """A big run's line fits the terminal's width and still ends with the budget figure."""
+    stats = _stats(
+        total=10_000,
+        queued=7_400,
+        building=200,
+        succeeded=2_350,
+        failed=45,
+        skipped=3,
+        cancelled=2,
+        requests_total=12_345,
+        rate_limited=7,
+        remaining=973,
+        elapsed_seconds=6000.0,
+    )
+    full = format_progress(stats)
+    assert len(full) > 80
+    line = format_progress(stats, width=width)
+    assert len(line) <= width
+    assert line.startswith("2400/10000 done")
+    assert line.endswith("budget 973/1000")
+
+
+def test_progress_line_that_fits_is_left_whole() -> None:
+    """A line that fits the width is the full line."""
+    assert format_progress(_stats(), width=100) == format_progress(_stats())
+
+
+def test_progress_line_at_80_columns_on_a_live_console() -> None:
+    """Rendered by rich at 80 columns, the live line shows the budget (nothing cut)."""
+    stats = _stats(total=10_000, queued=7_400, succeeded=2_350, requests_total=12_345)
+    console = Console(record=True, width=80, file=io.StringIO(), force_terminal=True)
+    line = format_progress(stats, width=console.width - 1)
+    console.print(Text(line, no_wrap=True, overflow="ellipsis"))
+    (shown,) = console.export_text().splitlines()
+    assert shown.rstrip().endswith("budget 973/1000")
+
+
+@pytest.mark.anyio
+async def test_json_progress_is_a_json_log_event() -> None:
+    """With JSON logs, progress is an orchestrator.run.progress event with the run id."""
+    stream = _LineCounter(lines=2)
+    configure_logging(fmt="json", level="info", stream=stream)  # type: ignore[arg-type]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: log_progress(_stats, run_id=lambda: "r1", interval=0.001))
+        await stream.enough.wait()
+        tg.cancel_scope.cancel()
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert events[0]["event"] == "orchestrator.run.progress"
+    assert events[0]["run_id"] == "r1"
+    assert (events[0]["done"], events[0]["total"], events[0]["budget_remaining"]) == (3, 5, 973)
 
 
 class _LineCounter(io.StringIO):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from collections.abc import Callable
@@ -197,6 +198,18 @@ def test_unknown_orchestrator_variable_is_a_warning_line(
         "warning: environment variable ORCHESTRATOR_MAX_INFLIGHT is not a setting and is "
         "ignored (did you mean ORCHESTRATOR_MAX_IN_FLIGHT?)"
     ) in err
+
+
+def test_json_logs_keep_stderr_json_with_progress_on(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--log-format json with progress on: every stderr line is JSON (simulator line too)."""
+    code = main(["run", "--simulate", "--log-format", "json", str(EXAMPLE_SPEC)])
+    err = capsys.readouterr().err
+    assert code == 0
+    events = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert events[0]["event"] == "orchestrator.simulator.started"
+    assert {e["event"] for e in events} >= {"orchestrator.vm.succeeded"}
 
 
 def test_bad_config_file_value_exits_2_naming_file_and_line(
