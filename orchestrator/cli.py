@@ -7,6 +7,7 @@ a code, never a traceback. Anything else is a bug and crashes loudly.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -358,8 +359,14 @@ _RUN_EPILOG = (
     "--metrics",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write Prometheus metrics for the node-exporter textfile collector. "
-    "Env: ORCHESTRATOR_METRICS.",
+    help="Also write Prometheus metrics (gauges of the last run) for the node-exporter "
+    "textfile collector. Env: ORCHESTRATOR_METRICS.",
+)
+@click.option(
+    "--metrics-mode",
+    metavar="MODE",
+    help="Permissions of the metrics file, in octal (default 0644: it holds no secret, and "
+    "node-exporter may run as its own user). Env: ORCHESTRATOR_METRICS_MODE.",
 )
 @click.option(
     "--wait-until-started",
@@ -386,6 +393,7 @@ def run(
     deadline: float | None,
     junit: Path | None,
     metrics: Path | None,
+    metrics_mode: str | None,
     wait_until_started: bool | None,
     readings: dict[str, Any],
 ) -> int:
@@ -416,6 +424,7 @@ def run(
             "output.progress": False if no_progress else None,
             "output.junit": junit,
             "output.metrics": metrics,
+            "output.metrics_mode": metrics_mode,
             "engine.max_in_flight": max_in_flight,
             "engine.deadline_seconds": deadline,
             "engine.wait_until_started": wait_until_started,
@@ -526,7 +535,11 @@ async def _run_async(
             if output.junit is not None:
                 await anyio.to_thread.run_sync(write_junit, result, output.junit)
             if output.metrics is not None:
-                await anyio.to_thread.run_sync(write_metrics, result, output.metrics)
+                await anyio.to_thread.run_sync(
+                    functools.partial(write_metrics, mode=output.metrics_mode),
+                    result,
+                    output.metrics,
+                )
     except (OSError, ReportError) as exc:
         return _fail(f"cannot write the results: {exc}", EXIT_FAILED)
     out.print(f"report written to {output.report}", markup=False)

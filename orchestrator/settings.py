@@ -49,6 +49,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     AliasChoices,
     BaseModel,
     BeforeValidator,
@@ -155,6 +156,23 @@ def _path(value: Any) -> Any:
     return value
 
 
+def _file_mode(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise _err("must be file permissions such as 0644, not true/false")
+    if isinstance(value, str):
+        text = value.strip().lower().removeprefix("0o")
+        if not text or any(char not in "01234567" for char in text):
+            raise _err("must be file permissions in octal, such as 0644 or 0600")
+        return int(text, 8)
+    return value
+
+
+def _owner_read_write(value: int) -> int:
+    if not 0 <= value <= 0o666 or value & 0o600 != 0o600:
+        raise _err("must be permissions from 0600 to 0666 (the owner reads and writes; no x bits)")
+    return value
+
+
 def _lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
@@ -164,6 +182,8 @@ _Seconds = Annotated[
 ]
 _Count = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_COUNT)]
 _Path = Annotated[Path, BeforeValidator(_path)]
+#: file permissions: an octal string ("0644") or a number (0o644 in TOML); owner read+write kept
+_Mode = Annotated[int, BeforeValidator(_file_mode), AfterValidator(_owner_read_write)]
 
 
 class _Section(BaseModel):
@@ -320,6 +340,8 @@ class OutputSettings(_Section):
     junit: _Path | None = None
     #: also write Prometheus text-format metrics here
     metrics: _Path | None = None
+    #: permissions of the metrics file (it holds no secret; node-exporter may run as another user)
+    metrics_mode: _Mode = 0o644
     #: log lines as "console" text or "json" objects
     log_format: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = "console"
     #: least severe log level shown
@@ -614,6 +636,8 @@ def describe_settings(settings: Settings) -> list[tuple[str, str, str]]:
             value = getattr(values, name)
             if isinstance(value, SecretStr):
                 shown = "**********"
+            elif name.endswith("_mode") and isinstance(value, int):
+                shown = f"{value:04o}"
             elif value is None:
                 shown = "(unset)"
             else:

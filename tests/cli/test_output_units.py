@@ -6,6 +6,7 @@ import io
 import json
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 import pytest
 from rich.console import Console
@@ -62,7 +63,7 @@ def test_a_short_secret_is_redacted_only_where_it_stands_alone(secret: str) -> N
 def test_configured_logging_keeps_words_intact_with_a_one_character_token() -> None:
     """A one-character token leaves log lines readable (issue 16: the redactor mangled them)."""
     stream = io.StringIO()
-    configure_logging(fmt="console", level="info", secrets=["a"], stream=stream)  # type: ignore[arg-type]
+    configure_logging(fmt="console", level="info", secrets=["a"], stream=stream)
     get_logger().info("orchestrator.vm.failed", hostname="web-01", message="data center not found")
     assert "data center not found" in stream.getvalue()
     assert "web-01" in stream.getvalue()
@@ -75,10 +76,10 @@ def test_redactor_without_secrets_leaves_objects_alone() -> None:
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
-def test_configured_logging_redacts_and_filters_by_level(fmt: str) -> None:
+def test_configured_logging_redacts_and_filters_by_level(fmt: Literal["json", "console"]) -> None:
     """Lines below the level are dropped; the secret never reaches the stream; JSON is JSON."""
     stream = io.StringIO()
-    configure_logging(fmt=fmt, level="warning", secrets=[SECRET], stream=stream)  # type: ignore[arg-type]
+    configure_logging(fmt=fmt, level="warning", secrets=[SECRET], stream=stream)
     log = get_logger("orchestrator.engine", run_id="r1")
     log.info("orchestrator.quiet", value=SECRET)
     log.warning("orchestrator.loud", value=SECRET, hostname="web-01")

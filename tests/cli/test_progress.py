@@ -127,7 +127,7 @@ def test_progress_line_at_80_columns_on_a_live_console() -> None:
 async def test_json_progress_is_a_json_log_event() -> None:
     """With JSON logs, progress is an orchestrator.run.progress event with the run id."""
     stream = _LineCounter(lines=2)
-    configure_logging(fmt="json", level="info", stream=stream)  # type: ignore[arg-type]
+    configure_logging(fmt="json", level="info", stream=stream)
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: log_progress(_stats, run_id=lambda: "r1", interval=0.001))
         await stream.enough.wait()

@@ -34,7 +34,8 @@ def _mode(path: Path) -> int:
 def test_run_builds_the_example_and_writes_every_file(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``run`` builds the example (0); report, journal, JUnit and metrics are all owner-only."""
+    """``run`` builds the example (0); report, journal and JUnit are owner-only, the metrics
+    file readable by node-exporter (0o644)."""
     setenv(sim.env())
     code = main(["run", str(EXAMPLE_SPEC), "--junit", "junit.xml", "--metrics", "m.prom"])
     out, err = capsys.readouterr()
@@ -48,9 +49,10 @@ def test_run_builds_the_example_and_writes_every_file(
     cases = junit.getroot().iter("testcase")
     assert sorted(case.get("name") or "" for case in cases) == sorted(EXAMPLE_HOSTNAMES)
     metrics = (cwd / "m.prom").read_text()
-    assert 'orchestrator_vms{outcome="succeeded"} 5' in metrics
-    for name in ("junit.xml", "m.prom", "report.json.journal"):
+    assert 'orchestrator_last_run_vms{outcome="succeeded"} 5.0' in metrics
+    for name in ("junit.xml", "report.json.journal"):
         assert _mode(cwd / name) == 0o600, name
+    assert _mode(cwd / "m.prom") == 0o644
 
 
 def test_run_then_rerun_builds_each_vm_once(
@@ -198,6 +200,20 @@ def test_unknown_orchestrator_variable_is_a_warning_line(
         "warning: environment variable ORCHESTRATOR_MAX_INFLIGHT is not a setting and is "
         "ignored (did you mean ORCHESTRATOR_MAX_IN_FLIGHT?)"
     ) in err
+
+
+def test_metrics_mode_is_an_option(
+    cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--metrics-mode (or ORCHESTRATOR_METRICS_MODE) sets the metrics file's permissions."""
+    args = ["run", "--simulate", "--no-progress", "--metrics", "m.prom", str(EXAMPLE_SPEC)]
+    assert main([*args, "--metrics-mode", "0600"]) == 0
+    assert _mode(cwd / "m.prom") == 0o600
+    setenv({"ORCHESTRATOR_METRICS_MODE": "0640"})
+    assert main(args) == 0
+    assert _mode(cwd / "m.prom") == 0o640
+    assert main([*args, "--metrics-mode", "0777"]) == 2
+    assert "output.metrics_mode = '0777' (from the command line)" in capsys.readouterr().err
 
 
 def test_json_logs_keep_stderr_json_with_progress_on(

@@ -6,9 +6,10 @@ umask 0; these check each writer directly, and the journal while it is open.)
 
 from __future__ import annotations
 
+import functools
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -57,18 +58,24 @@ def _report() -> Report:
 
 
 @pytest.mark.usefixtures("umask_zero")
-def test_report_junit_and_metrics_are_owner_only(tmp_path: Path) -> None:
-    """report.json, JUnit XML and the metrics file are 0o600 under umask 0, new or replaced."""
+def test_report_and_junit_are_owner_only_metrics_as_configured(tmp_path: Path) -> None:
+    """report.json and JUnit XML are 0o600 under umask 0, new or replaced; the metrics file
+    gets exactly its mode (0o644 by default, 0o600 when asked), whatever the umask."""
     report = _report()
-    writers = {"report.json": write_report, "junit.xml": write_junit, "m.prom": write_metrics}
-    for name, write in writers.items():
+    writers: dict[str, tuple[Callable[[Report, Path], None], int]] = {
+        "report.json": (write_report, 0o600),
+        "junit.xml": (write_junit, 0o600),
+        "m.prom": (write_metrics, 0o644),
+        "owner.prom": (functools.partial(write_metrics, mode=0o600), 0o600),
+    }
+    for name, (write, expected) in writers.items():
         path = tmp_path / name
         path.write_bytes(b"old")
-        path.chmod(0o644)  # an older, too open file is replaced, not reused
+        path.chmod(0o666)  # an older, too open file is replaced, not reused
         write(report, path)
-        assert mode(path) == 0o600, name
+        assert mode(path) == expected, name
         write(report, path)
-        assert mode(path) == 0o600, name
+        assert mode(path) == expected, name
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(writers)
 
 

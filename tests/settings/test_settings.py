@@ -67,6 +67,7 @@ def test_defaults() -> None:
         journal=None,
         junit=None,
         metrics=None,
+        metrics_mode=0o644,
         log_format="console",
         log_level="info",
         progress=True,
