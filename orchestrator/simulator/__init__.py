@@ -12,8 +12,11 @@ argument merging (query < JSON body, path only for a missing lookup),
 lookups (exactly one key), every error's status, code, description and
 envelope with ``X-Api-Schema: json-error``, the rate-limit headers on every
 answer, fixed rate windows, the build/task/VM life cycle, pagination with
-``large_set``, and the 201 build answer with ``build`` and
-``virtual_machine_build``.
+``large_set``, the 201 build answer with ``build`` and
+``virtual_machine_build``, and the end of a VM's life: ``stop`` and
+``shutdown`` (a task), ``DELETE`` to the trash (the hostname stays taken,
+lookups give ``406 object_in_trash``), the trash objects and their purge (a
+task; then the VM is gone and its hostname free).
 
 Where the real API is unconfirmed and it matters to an exactly-once client,
 it plays either reading, chosen by a field of :class:`SimulatorConfig`
@@ -34,6 +37,10 @@ Elsewhere it picks one reading (marked *inferred*):
 - a bad hostname is ``422 validation_error`` (``Hostname is invalid`` /
   ``is too long``);
 - without a hostname the server picks a random one (``amber-otter-x1y2z3``);
+- ``DELETE`` trashes a VM whatever its power state (the schema documents no
+  refusal for a running VM) and never answers ``task_queueing_error``; a stop
+  takes ``stop_seconds`` (20, pending for 17 as recorded), a purge
+  ``purge_seconds`` (4);
 - authentication errors and unknown routes spend no rate budget; their
   headers show the token's window unchanged;
 - a spec XML naming an unknown object, or no location, is

@@ -19,7 +19,7 @@ __all__ = [
     "SimulatorConfig",
 ]
 
-_DEFAULT_FAULT_METHODS: frozenset[str] = frozenset({"GET", "POST"})
+_DEFAULT_FAULT_METHODS: frozenset[str] = frozenset({"GET", "POST", "DELETE"})
 
 #: Fraction of a build's duration it stays ``pending``.
 PENDING_END = 0.03
@@ -74,7 +74,8 @@ class FaultConfig:
             budget). ``None`` disables it. Counts every API request, whatever
             its method.
         burst_429_length: how many requests each burst refuses.
-        methods: the HTTP methods the per-request faults apply to.
+        methods: the HTTP methods the per-request faults apply to (default
+            GET, POST and DELETE).
     """
 
     error_5xx_rate: float = 0.0
@@ -164,6 +165,12 @@ class SimulatorConfig:
             null (1000 on the real API).
         vm_start_seconds: simulated seconds a VM stays ``starting`` after its
             build completed, before it is ``started``.
+        stop_seconds: simulated seconds a stop or shutdown task takes (pending
+            for 85% of it, then running; the VM is ``stopping`` or
+            ``shutting_down`` while it runs, ``stopped`` after). Recorded: 20 s.
+        purge_seconds: simulated seconds a purge task takes; the trash object,
+            the VM and its hold on the hostname go when it ends. Recorded:
+            gone within 6 s.
 
     The readings below play what nobody has confirmed about the real API
     (``shared/katapult/README.md``, "Unconfirmed, so build for every
@@ -224,6 +231,8 @@ class SimulatorConfig:
     per_page_default: int = 30
     large_set_threshold: int = 1000
     vm_start_seconds: float = 4.0
+    stop_seconds: float = 20.0
+    purge_seconds: float = 4.0
     hostname_taken_at: HostnameTakenAt = "post"
     vm_record_at: tuple[float, float] = (VM_AT, VM_AT)
     duplicate_hostnames: DuplicateHostnames = "refuse"
@@ -259,6 +268,8 @@ class SimulatorConfig:
             raise ValueError("large_set_threshold must not be negative")
         if self.vm_start_seconds < 0:
             raise ValueError("vm_start_seconds must not be negative")
+        if self.stop_seconds < 0 or self.purge_seconds < 0:
+            raise ValueError("stop_seconds and purge_seconds must not be negative")
         if self.hostname_taken_at not in ("post", "vm_record"):
             raise ValueError("hostname_taken_at must be 'post' or 'vm_record'")
         if self.duplicate_hostnames not in ("refuse", "accept"):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from orchestrator.simulator import _render as render
+from orchestrator.simulator._actions import ActionTask
 from orchestrator.simulator._args import Args
 from orchestrator.simulator._catalogue import (
     DataCenter,
@@ -28,16 +29,27 @@ from orchestrator.simulator._errors import (
     invalid_spec_xml,
     validation_error,
 )
-from orchestrator.simulator._state import Build, SimulatorState
+from orchestrator.simulator._state import Build, SimulatorState, VirtualMachine
 from orchestrator.simulator._xmlspec import Ref, SpecXml, parse_spec_xml, render_spec_xml
 
-__all__ = ["Answer", "Ctx", "Endpoint"]
+__all__ = [
+    "ORG_KEYS",
+    "VM_KEYS",
+    "Answer",
+    "Ctx",
+    "Endpoint",
+    "find_org",
+    "find_vm",
+    "paginate",
+    "resolve",
+]
 
 Answer = tuple[int, dict[str, Any]]
 _T = TypeVar("_T")
 
 ID_OR_PERMALINK = ("id", "permalink")
 ORG_KEYS = ("id", "sub_domain")
+VM_KEYS = ("id", "fqdn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +68,7 @@ Endpoint = Callable[[Ctx], Answer]
 # ---------------------------------------------------------------- resolving
 
 
-def _resolve(
+def resolve(
     name: str, lookup: tuple[str, str | None] | None, find: Callable[[str, str], _T | None]
 ) -> _T:
     """The object a lookup names, or the lookup's ``404 *_not_found``."""
@@ -69,8 +81,8 @@ def _resolve(
     return found
 
 
-def _org(ctx: Ctx, lookup: tuple[str, str | None] | None) -> Organization:
-    org = _resolve("organization", lookup, ctx.state.catalogue.org_by)
+def find_org(ctx: Ctx, lookup: tuple[str, str | None] | None) -> Organization:
+    org = resolve("organization", lookup, ctx.state.catalogue.org_by)
     if org.status == "suspended":
         raise api_error("organization_suspended")
     if org.status == "not_activated":
@@ -78,7 +90,7 @@ def _org(ctx: Ctx, lookup: tuple[str, str | None] | None) -> Organization:
     return org
 
 
-def _page(
+def paginate(
     items: Sequence[_T], page: int, per_page: int, large_threshold: int | None
 ) -> tuple[list[_T], dict[str, Any]]:
     page = max(1, page)
@@ -120,8 +132,8 @@ def list_packages(ctx: Ctx) -> Answer:
     lookup = a.lookup("organization", ORG_KEYS, required=False)
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
     if lookup is not None:
-        _org(ctx, lookup)
-    items, pagination = _page(ctx.state.catalogue.packages, page, per_page, None)
+        find_org(ctx, lookup)
+    items, pagination = paginate(ctx.state.catalogue.packages, page, per_page, None)
     return 200, {
         "pagination": pagination,
         "virtual_machine_packages": [render.package_list_item(p) for p in items],
@@ -130,13 +142,13 @@ def list_packages(ctx: Ctx) -> Answer:
 
 def get_organization(ctx: Ctx) -> Answer:
     """``GET organizations/:organization``."""
-    org = _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    org = find_org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
     return 200, {"organization": render.organization(org)}
 
 
 def get_policy_limits(ctx: Ctx) -> Answer:
     """``GET organizations/:organization/policy_limits``."""
-    _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    find_org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
     return 200, {"policy_limits": render.policy_limits(ctx.config.vm_limit)}
 
 
@@ -151,15 +163,15 @@ def list_disk_templates(ctx: Ctx) -> Answer:
     include_universal = a.boolean("include_universal", False)
     os_lookup = a.lookup("operating_system", ("id",), required=False)
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
-    _org(ctx, org_lookup)
+    find_org(ctx, org_lookup)
     templates: list[DiskTemplate] = [
         t for t in ctx.state.catalogue.disk_templates if include_universal or not t.universal
     ]
     if os_lookup is not None:
         os_ids = {t.os_id for t in ctx.state.catalogue.disk_templates}
-        os_id = _resolve("operating_system", os_lookup, lambda _k, v: v if v in os_ids else None)
+        os_id = resolve("operating_system", os_lookup, lambda _k, v: v if v in os_ids else None)
         templates = [t for t in templates if t.os_id == os_id]
-    items, pagination = _page(templates, page, per_page, None)
+    items, pagination = paginate(templates, page, per_page, None)
     return 200, {
         "pagination": pagination,
         "disk_templates": [render.disk_template(t) for t in items],
@@ -168,7 +180,7 @@ def list_disk_templates(ctx: Ctx) -> Answer:
 
 def list_networks(ctx: Ctx) -> Answer:
     """``GET organizations/:organization/available_networks``."""
-    _org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    find_org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
     return 200, {
         "networks": [render.network_short(n) for n in ctx.state.catalogue.networks],
         "virtual_networks": [],
@@ -188,11 +200,11 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
     lookup = a.lookup("organization", ORG_KEYS, required=True)
     wanted = a.key_values("annotations")
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
-    org = _org(ctx, lookup)
+    org = find_org(ctx, lookup)
     vms = ctx.state.vms_of(org)
     if wanted:
         vms = [vm for vm in vms if _has_annotations(vm.annotations, wanted)]
-    items, pagination = _page(vms, page, per_page, ctx.config.large_set_threshold)
+    items, pagination = paginate(vms, page, per_page, ctx.config.large_set_threshold)
     return 200, {
         "pagination": pagination,
         "virtual_machines": [render.vm_list_item(v) for v in items],
@@ -210,27 +222,22 @@ def _has_annotations(
     )
 
 
-def get_virtual_machine(ctx: Ctx) -> Answer:
-    """``GET virtual_machines/:virtual_machine`` by ``id`` or ``fqdn``."""
-    lookup = ctx.args.lookup("virtual_machine", ("id", "fqdn"), required=True)
+def find_vm(ctx: Ctx, lookup: tuple[str, str | None] | None) -> VirtualMachine:
+    """The VM a lookup names (by ``id`` or ``fqdn``): 404 if none, 406 if in the trash."""
     state = ctx.state
-    vm = _resolve(
+    vm = resolve(
         "virtual_machine",
         lookup,
         lambda key, value: state.vm_by_id(value) if key == "id" else state.vm_by_fqdn(value),
     )
     if vm.trash is not None:
-        raise api_error(
-            "object_in_trash",
-            {
-                "trash_object": {
-                    "id": vm.trash.id,
-                    "keep_until": vm.trash.keep_until,
-                    "object_id": vm.id,
-                    "object_type": "VirtualMachine",
-                }
-            },
-        )
+        raise api_error("object_in_trash", {"trash_object": render.trash_object(vm, vm.trash)})
+    return vm
+
+
+def get_virtual_machine(ctx: Ctx) -> Answer:
+    """``GET virtual_machines/:virtual_machine`` by ``id`` or ``fqdn``."""
+    vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=True))
     return 200, {
         "annotations": _key_values(vm.annotations),
         "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
@@ -240,7 +247,7 @@ def get_virtual_machine(ctx: Ctx) -> Answer:
 def get_build(ctx: Ctx) -> Answer:
     """``GET virtual_machines/builds/:virtual_machine_build``."""
     lookup = ctx.args.lookup("virtual_machine_build", ("id",), required=False)
-    build = _resolve("virtual_machine_build", lookup, lambda _k, v: ctx.state.build_by_id(v))
+    build = resolve("virtual_machine_build", lookup, lambda _k, v: ctx.state.build_by_id(v))
     return 200, {
         "virtual_machine_build": render.build_info(build, ctx.now, ctx.config.vm_start_seconds),
         "annotations": _key_values(build.annotations),
@@ -248,10 +255,11 @@ def get_build(ctx: Ctx) -> Answer:
 
 
 def get_task(ctx: Ctx) -> Answer:
-    """``GET tasks/:task``."""
+    """``GET tasks/:task`` (a build's task, a stop's, a shutdown's or a purge's)."""
     lookup = ctx.args.lookup("task", ("id",), required=True)
-    build = _resolve("task", lookup, lambda _k, v: ctx.state.build_by_task(v))
-    return 200, {"task": render.task(build, ctx.now)}
+    task = resolve("task", lookup, lambda _k, v: ctx.state.task_by_id(v))
+    assert isinstance(task, Build | ActionTask)
+    return 200, {"task": render.task(task, ctx.now)}
 
 
 # ------------------------------------------------------------------- builds
@@ -298,16 +306,16 @@ def build_virtual_machine(ctx: Ctx) -> Answer:
     hostname = a.string("hostname")
     annotations = a.key_values("annotations")
 
-    org = _org(ctx, org_l)
+    org = find_org(ctx, org_l)
     if zone_l is None and dc_l is None:
         raise api_error("location_required")
-    zone = _resolve("zone", zone_l, catalogue.zone_by) if zone_l else None
-    dc = _resolve("data_center", dc_l, catalogue.data_center_by) if dc_l else None
-    package: Package = _resolve("package", package_l, catalogue.package_by)
+    zone = resolve("zone", zone_l, catalogue.zone_by) if zone_l else None
+    dc = resolve("data_center", dc_l, catalogue.data_center_by) if dc_l else None
+    package: Package = resolve("package", package_l, catalogue.package_by)
     template = (
-        _resolve("disk_template", template_l, catalogue.disk_template_by) if template_l else None
+        resolve("disk_template", template_l, catalogue.disk_template_by) if template_l else None
     )
-    network = _resolve("network", network_l, catalogue.network_by) if network_l else None
+    network = resolve("network", network_l, catalogue.network_by) if network_l else None
     zone, network = _place(ctx, zone, dc, network)
     option_pairs = [(kv["key"] or "", kv["value"] or "") for kv in options]
 
@@ -362,7 +370,7 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
     org_l = a.lookup("organization", ORG_KEYS, required=True)
     xml = a.string("xml", required=True)
     annotations = a.key_values("annotations")
-    org = _org(ctx, org_l)
+    org = find_org(ctx, org_l)
     spec: SpecXml = parse_spec_xml(xml or "")
     zone = _spec_ref("zone", spec.zone, catalogue.zone_by)
     dc = _spec_ref("data center", spec.data_center, catalogue.data_center_by)

@@ -90,6 +90,10 @@ ERRORS: dict[str, tuple[int, str | None]] = {
         404,
         "No task was found matching any of the criteria provided in the arguments",
     ),
+    "trash_object_not_found": (
+        404,
+        "No trash object was found matching any of the criteria provided in the arguments",
+    ),
     "object_in_trash": (
         406,
         "The object found is in the trash and therefore cannot be manipulated through the API. "
@@ -126,6 +130,7 @@ LOOKUP_NOT_FOUND: dict[str, str] = {
     "virtual_machine": "virtual_machine_not_found",
     "virtual_machine_build": "build_not_found",
     "task": "task_not_found",
+    "trash_object": "trash_object_not_found",
     "operating_system": "operating_system_not_found",
 }
 

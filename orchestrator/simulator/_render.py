@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.simulator._actions import ActionTask
 from orchestrator.simulator._catalogue import (
     CATALOGUE_CREATED_AT,
     Country,
@@ -20,7 +21,7 @@ from orchestrator.simulator._catalogue import (
     Zone,
     make_id,
 )
-from orchestrator.simulator._state import Build, VirtualMachine
+from orchestrator.simulator._state import Build, TrashInfo, VirtualMachine
 
 __all__ = [
     "build_info",
@@ -36,6 +37,8 @@ __all__ = [
     "pagination",
     "policy_limits",
     "task",
+    "task_short",
+    "trash_object",
     "virtual_machine",
     "vm_list_item",
     "zone_short",
@@ -208,23 +211,38 @@ def policy_limits(vm_limit: int | None) -> dict[str, Any]:
     return limits
 
 
-def task(build: Build, now: float) -> dict[str, Any]:
-    """The build's task with every field."""
-    view = build.task(now)
+def task(source: Build | ActionTask, now: float) -> dict[str, Any]:
+    """A task (a build's, a power action's, a purge's) with every field."""
+    view = source.task(now)
     return {
-        "id": build.task_id,
-        "name": "Build virtual machine",
+        "id": source.task_id,
+        "name": source.task_name,
         "status": view.status,
-        "created_at": int(build.created_at),
+        "created_at": int(source.created_at),
         "started_at": view.started_at,
         "finished_at": view.finished_at,
         "progress": view.progress,
     }
 
 
+def task_short(source: Build | ActionTask, now: float) -> dict[str, Any]:
+    """``task[id,name,status]``, as a power action answers it."""
+    return {"id": source.task_id, "name": source.task_name, "status": source.task(now).status}
+
+
+def trash_object(vm: VirtualMachine, trash: TrashInfo) -> dict[str, Any]:
+    """The trash object holding ``vm``."""
+    return {
+        "id": trash.id,
+        "keep_until": trash.keep_until,
+        "object_id": vm.id,
+        "object_type": "VirtualMachine",
+    }
+
+
 def build_info(build: Build, now: float, start_seconds: float) -> dict[str, Any]:
     """``id,spec_xml,state,virtual_machine[id,name,hostname,fqdn,state],created_at``."""
-    vm = build.vm
+    vm = None if build.vm is None or build.vm.purged else build.vm
     return {
         "id": build.id,
         "spec_xml": build.spec_xml,

@@ -28,6 +28,7 @@ import anyio
 from aiohttp import web
 
 from orchestrator.simulator import _endpoints as ep
+from orchestrator.simulator import _vm_actions as actions
 from orchestrator.simulator._args import Args, deep_merge, parse_json_body, parse_query
 from orchestrator.simulator._errors import SimApiError, api_error, route_not_found
 from orchestrator.simulator._faults import (
@@ -121,6 +122,42 @@ ROUTES: tuple[Route, ...] = (
         ep.get_build,
     ),
     Route("GET", "tasks/:task", f"{_E}/Tasks/InfoEndpoint", ep.get_task),
+    Route(
+        "POST",
+        "virtual_machines/:virtual_machine/stop",
+        f"{_E}/VirtualMachines/StopEndpoint",
+        actions.stop_virtual_machine,
+    ),
+    Route(
+        "POST",
+        "virtual_machines/:virtual_machine/shutdown",
+        f"{_E}/VirtualMachines/ShutdownEndpoint",
+        actions.shutdown_virtual_machine,
+    ),
+    Route(
+        "DELETE",
+        "virtual_machines/:virtual_machine",
+        f"{_E}/VirtualMachines/DeleteEndpoint",
+        actions.delete_virtual_machine,
+    ),
+    Route(
+        "GET",
+        "organizations/:organization/trash_objects",
+        f"{_E}/TrashObjects/ListEndpoint",
+        actions.list_trash_objects,
+    ),
+    Route(
+        "GET",
+        "trash_objects/:trash_object",
+        f"{_E}/TrashObjects/InfoEndpoint",
+        actions.get_trash_object,
+    ),
+    Route(
+        "DELETE",
+        "trash_objects/:trash_object",
+        f"{_E}/TrashObjects/PurgeEndpoint",
+        actions.purge_trash_object,
+    ),
 )
 
 

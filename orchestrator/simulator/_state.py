@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.simulator._actions import ActionTask, PowerAction, TaskView
 from orchestrator.simulator._catalogue import (
     Catalogue,
     Network,
@@ -100,16 +101,6 @@ class ScaledClock:
 
 
 @dataclass(frozen=True, slots=True)
-class TaskView:
-    """A task as the API shows it at one moment."""
-
-    status: Literal["pending", "running", "completed", "failed"]
-    started_at: int | None
-    finished_at: int | None
-    progress: int
-
-
-@dataclass(frozen=True, slots=True)
 class TrashInfo:
     """Where a trashed VM sits in the trash."""
 
@@ -137,6 +128,9 @@ class VirtualMachine:
     build: Build | None
     serial: int
     trash: TrashInfo | None = None
+    power: PowerAction | None = None  # the last stop or shutdown asked for
+    purge_at: float | None = None  # when a purge asked for takes effect
+    purged: bool = False  # gone for good: no lookup finds it, its hostname is free
 
     @property
     def fqdn(self) -> str:
@@ -147,9 +141,13 @@ class VirtualMachine:
         """The VM's power state at ``now``."""
         build = self.build
         if build is None:
-            return "started"
+            decided = None if self.power is None else self.power.state(now)
+            return decided or "started"
         if build.fate == "failed":
             return "failed" if now >= build.failed_at else "stopped"
+        decided = None if self.power is None else self.power.state(now)
+        if decided is not None:
+            return decided
         if build.fate == "hang" or now < build.finished_at:
             return "stopped"
         if now < build.finished_at + start_seconds:
@@ -183,6 +181,11 @@ class Build:
     spec_xml: str = ""
     vm: VirtualMachine | None = None
     released: bool = False  # failed, and no longer counted against the VM limit
+
+    @property
+    def task_name(self) -> str:
+        """The name of the build's task."""
+        return "Build virtual machine"
 
     @property
     def running_at(self) -> float:
@@ -262,10 +265,11 @@ class SimulatorState:
         self._serial = 0
         self._orgs: dict[str, _OrgState] = {o.id: _OrgState() for o in self.catalogue.organizations}
         self._builds: dict[str, Build] = {}
-        self._tasks: dict[str, Build] = {}
+        self._tasks: dict[str, Build | ActionTask] = {}
+        self._trash: dict[str, VirtualMachine] = {}  # by trash object id, in trashing order
         self._vms: dict[str, VirtualMachine] = {}
         self._records: list[Build | VirtualMachine] = []  # accepted builds and pre-existing VMs
-        self._events: list[tuple[float, int, str, Build]] = []
+        self._events: list[tuple[float, int, str, Build | VirtualMachine]] = []
         self._windows: dict[str, _Window] = {}
         self.requests_total = 0
         self.rate_limited = 0
@@ -285,11 +289,13 @@ class SimulatorState:
         now = self.clock() if now is None else now
         events = self._events
         while events and events[0][0] <= now:
-            when, _, kind, build = heapq.heappop(events)
-            if kind == "vm":
-                self._materialize(build, when)
+            when, _, kind, record = heapq.heappop(events)
+            if isinstance(record, VirtualMachine):
+                self._purge_now(record)
+            elif kind == "vm":
+                self._materialize(record, when)
             else:
-                self._fail(build)
+                self._fail(record)
         return now
 
     def _materialize(self, build: Build, when: float) -> None:
@@ -338,14 +344,17 @@ class SimulatorState:
         if vm is not None and self.config.failed_build_leaves_vm:
             return  # the VM stays, state failed, hostname held, still counted
         build.released = True
-        org.live -= 1
-        if vm is not None:
+        if vm is None or vm.trash is None:  # trashing it uncounted it already
+            org.live -= 1
+        if vm is not None and not vm.purged:
             # a failed build leaves nothing: the VM record it had is removed
             build.vm = None
             self._vms.pop(vm.id, None)
             if vm in org.vms:
                 org.vms.remove(vm)
             org.named[build.hostname].remove(vm)
+            if vm.trash is not None:
+                self._trash.pop(vm.trash.id, None)
 
     def _next_id(self, prefix: str) -> str:
         self._serial += 1
@@ -388,12 +397,12 @@ class SimulatorState:
         """The build with this id."""
         return self._builds.get(build_id)
 
-    def build_by_task(self, task_id: str) -> Build | None:
-        """The build whose task has this id."""
+    def task_by_id(self, task_id: str) -> Build | ActionTask | None:
+        """The task with this id: a build's, or a power action's or purge's."""
         return self._tasks.get(task_id)
 
     def vm_by_id(self, vm_id: str) -> VirtualMachine | None:
-        """The VM with this id, once it exists."""
+        """The VM with this id, once it exists (and until it is purged)."""
         return self._vms.get(vm_id)
 
     def vm_by_fqdn(self, fqdn: str) -> VirtualMachine | None:
@@ -573,17 +582,71 @@ class SimulatorState:
             self.trash_vm(vm.id)
         return vm.id
 
-    def trash_vm(self, vm_id: str) -> None:
+    def trash_vm(self, vm_id: str) -> TrashInfo:
         """Move a VM to the trash: its hostname stays taken, lookups give 406."""
         vm = self._vms[vm_id]
         if vm.trash is not None:
-            return
+            return vm.trash
         vm.trash = TrashInfo(
             id=self._next_id("trsh"), keep_until=int(self.clock()) + TRASH_KEEP_SECONDS
         )
+        self._trash[vm.trash.id] = vm
         org_state = self._orgs[vm.org.id]
         org_state.vms.remove(vm)
         org_state.live -= 1
+        return vm.trash
+
+    # ------------------------------------------------- power, trash and purge
+
+    def _queue_task(self, name: str, now: float, seconds: float) -> ActionTask:
+        task = ActionTask.queued(self._next_id("task"), name, now, seconds)
+        self._tasks[task.task_id] = task
+        return task
+
+    def stop_vm(
+        self, vm: VirtualMachine, kind: Literal["stop", "shutdown"], now: float
+    ) -> ActionTask:
+        """Queue a stop (or a graceful shutdown) of ``vm``; it is ``stopped`` when the task ends.
+
+        A VM already stopped stays stopped (its task still runs its course).
+        """
+        name = "Stop virtual machine" if kind == "stop" else "Shutdown virtual machine"
+        task = self._queue_task(name, now, self.config.stop_seconds)
+        already = vm.state(now, self.config.vm_start_seconds) == "stopped"
+        vm.power = PowerAction(kind, task, now if already else task.finished_at)
+        return task
+
+    def trash_object(self, key: str, value: str) -> VirtualMachine | None:
+        """The trashed VM whose trash object has this ``id`` (or whose ``object_id`` is this)."""
+        if key == "id":
+            return self._trash.get(value)
+        vm = self._vms.get(value)
+        return vm if vm is not None and vm.trash is not None else None
+
+    def trash_of(self, org: Organization) -> list[VirtualMachine]:
+        """The organization's trashed VMs, in the order they were trashed."""
+        return [vm for vm in self._trash.values() if vm.org.id == org.id]
+
+    def purge_vm(self, vm: VirtualMachine, now: float) -> ActionTask:
+        """Queue the purge of a trashed VM: when its task ends, the VM and its hostname are gone.
+
+        Purging again while a purge runs queues another task; the VM goes
+        when the first one ends.
+        """
+        task = self._queue_task("Purge items from trash", now, self.config.purge_seconds)
+        if vm.purge_at is None:
+            vm.purge_at = task.finished_at
+            self._serial += 1
+            heapq.heappush(self._events, (task.finished_at, self._serial, "purge", vm))
+        return task
+
+    def _purge_now(self, vm: VirtualMachine) -> None:
+        if vm.purged or vm.trash is None:
+            return
+        vm.purged = True
+        self._trash.pop(vm.trash.id, None)
+        self._vms.pop(vm.id, None)
+        self._orgs[vm.org.id].named[vm.hostname].remove(vm)
 
     # -------------------------------------------------------------- counters
 
@@ -608,13 +671,16 @@ class SimulatorState:
         ``hostname_taken_refusals`` counts the POSTs refused because the
         hostname was taken, and (``builds_failed``) the builds that failed
         when their VM record found it taken (``hostname_taken_at="vm_record"``).
-        ``readings`` are the config's readings of the unconfirmed API.
+        ``readings`` are the config's readings of the unconfirmed API. A VM
+        purged from the trash leaves ``virtual_machines`` for ``purged_vms``
+        (its hostname is free again).
         """
         now = self.advance()
         start_seconds = self.config.vm_start_seconds
         vms: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         failed_vms: list[dict[str, Any]] = []
+        purged: list[dict[str, Any]] = []
         live_names: Counter[tuple[str, str]] = Counter()
         for record in self._records:
             if isinstance(record, Build):
@@ -651,6 +717,11 @@ class SimulatorState:
                     "vm_state": record.state(now, start_seconds),
                     "in_trash": record.trash is not None,
                 }
+            vm_record = record.vm if isinstance(record, Build) else record
+            if vm_record is not None and vm_record.purged:
+                entry["vm_state"] = None
+                purged.append(entry)
+                continue
             vms.append(entry)
             if entry["vm_state"] == "failed":
                 failed_vms.append(entry)
@@ -665,6 +736,7 @@ class SimulatorState:
             "virtual_machines": vms,
             "failed_builds": failed,
             "failed_vms": failed_vms,
+            "purged_vms": purged,
             "duplicates": duplicates,
             "hostname_taken_refusals": {
                 "total": sum(self.taken_refusals.values()),

@@ -1,0 +1,105 @@
+"""The endpoints that end a VM's life: stop, shutdown, delete (to the trash), purge.
+
+As the server's schema describes them:
+
+- ``POST virtual_machines/:virtual_machine/stop`` and ``.../shutdown`` queue a
+  task and answer ``200 {"task": {id, name, status}}``; errors: the lookup's
+  ``404 virtual_machine_not_found`` / ``406 object_in_trash``,
+  ``permission_denied``, ``task_queueing_error`` (never raised here).
+- ``DELETE virtual_machines/:virtual_machine`` moves the VM to the trash at
+  once and answers ``200 {"trash_object", "virtual_machine"}`` (no task). The
+  schema documents no refusal for a running VM, so any VM is trashed whatever
+  its state (the Terraform provider stops it first; that is its choice).
+  Deleting it again is ``406 object_in_trash``; once purged, ``404``.
+- ``GET trash_objects/:trash_object`` (``id`` or ``object_id``) and
+  ``GET organizations/:organization/trash_objects`` show the trash.
+- ``DELETE trash_objects/:trash_object`` purges: ``200 {"task": {...}}`` with
+  the full task (``Purge items from trash``); when the task ends the trash
+  object, the VM and its hold on the hostname are gone (``404`` from then on).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from orchestrator.simulator import _render as render
+from orchestrator.simulator._endpoints import (
+    ORG_KEYS,
+    VM_KEYS,
+    Answer,
+    Ctx,
+    find_org,
+    find_vm,
+    paginate,
+    resolve,
+)
+from orchestrator.simulator._state import VirtualMachine
+
+__all__ = [
+    "delete_virtual_machine",
+    "get_trash_object",
+    "list_trash_objects",
+    "purge_trash_object",
+    "shutdown_virtual_machine",
+    "stop_virtual_machine",
+]
+
+TRASH_KEYS = ("id", "object_id")
+
+
+def _power(ctx: Ctx, kind: Literal["stop", "shutdown"]) -> Answer:
+    vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=True))
+    task = ctx.state.stop_vm(vm, kind, ctx.now)
+    return 200, {"task": render.task_short(task, ctx.now)}
+
+
+def stop_virtual_machine(ctx: Ctx) -> Answer:
+    """``POST virtual_machines/:virtual_machine/stop``: power off at once (a task)."""
+    return _power(ctx, "stop")
+
+
+def shutdown_virtual_machine(ctx: Ctx) -> Answer:
+    """``POST virtual_machines/:virtual_machine/shutdown``: a graceful stop (a task)."""
+    return _power(ctx, "shutdown")
+
+
+def delete_virtual_machine(ctx: Ctx) -> Answer:
+    """``DELETE virtual_machines/:virtual_machine``: to the trash; the hostname stays taken."""
+    vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=False))
+    trash = ctx.state.trash_vm(vm.id)
+    return 200, {
+        "trash_object": render.trash_object(vm, trash),
+        "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
+    }
+
+
+def _trashed(ctx: Ctx) -> VirtualMachine:
+    lookup = ctx.args.lookup("trash_object", TRASH_KEYS, required=True)
+    return resolve("trash_object", lookup, ctx.state.trash_object)
+
+
+def get_trash_object(ctx: Ctx) -> Answer:
+    """``GET trash_objects/:trash_object`` by ``id`` or ``object_id``."""
+    vm = _trashed(ctx)
+    assert vm.trash is not None
+    return 200, {"trash_object": render.trash_object(vm, vm.trash)}
+
+
+def list_trash_objects(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/trash_objects``, in the order things were trashed."""
+    a = ctx.args
+    lookup = a.lookup("organization", ORG_KEYS, required=True)
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    org = find_org(ctx, lookup)
+    items, pagination = paginate(ctx.state.trash_of(org), page, per_page, None)
+    return 200, {
+        "pagination": pagination,
+        "trash_objects": [render.trash_object(vm, vm.trash) for vm in items if vm.trash],
+    }
+
+
+def purge_trash_object(ctx: Ctx) -> Answer:
+    """``DELETE trash_objects/:trash_object``: a task that purges the VM for good."""
+    vm = _trashed(ctx)
+    task = ctx.state.purge_vm(vm, ctx.now)
+    return 200, {"task": render.task(task, ctx.now)}
