@@ -763,6 +763,20 @@ _SIMULATE_EPILOG = (
     help="Policy limit of VMs per organization (default: none).",
 )
 @click.option(
+    "--stop-seconds",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    help="Simulated seconds a stop or shutdown task takes.",
+)
+@click.option(
+    "--purge-seconds",
+    type=click.FloatRange(min=0),
+    default=4.0,
+    show_default=True,
+    help="Simulated seconds a purge from the trash takes.",
+)
+@click.option(
     "--slow-seconds",
     type=click.FloatRange(min=0),
     default=5.0,
@@ -818,6 +832,8 @@ def simulate(readings: dict[str, Any], **options: Any) -> int:
             seed=options["seed"],
             faults=faults,
             vm_limit=options["vm_limit"],
+            stop_seconds=options["stop_seconds"],
+            purge_seconds=options["purge_seconds"],
         )
     except ValueError as exc:
         return _fail(f"simulator options: {exc}")

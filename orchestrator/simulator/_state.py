@@ -583,7 +583,10 @@ class SimulatorState:
         return vm.id
 
     def trash_vm(self, vm_id: str) -> TrashInfo:
-        """Move a VM to the trash: its hostname stays taken, lookups give 406."""
+        """Move a VM to the trash: its hostname stays taken, lookups give 406.
+
+        It is purged by itself at ``keep_until`` (48 h later) unless purged before.
+        """
         vm = self._vms[vm_id]
         if vm.trash is not None:
             return vm.trash
@@ -594,6 +597,8 @@ class SimulatorState:
         org_state = self._orgs[vm.org.id]
         org_state.vms.remove(vm)
         org_state.live -= 1
+        self._serial += 1  # the trash purges what it has kept long enough by itself
+        heapq.heappush(self._events, (vm.trash.keep_until, self._serial, "purge", vm))
         return vm.trash
 
     # ------------------------------------------------- power, trash and purge

@@ -95,6 +95,7 @@ def test_bad_reading_options_exit_2(
 def test_simulate_serves_the_readings_it_was_given(cwd: Path) -> None:
     """`simulate --pessimistic --duplicate-hostnames refuse` shows its readings in its state."""
     options = ["--pessimistic", "--duplicate-hostnames", "refuse", "--fault-5xx-after", "0.1"]
+    options += ["--stop-seconds", "2", "--purge-seconds", "1"]
     with standalone_simulator(*options, cwd=cwd) as sim:
         readings = sim.state()["readings"]
     assert readings == {

@@ -174,6 +174,21 @@ async def test_stopping_a_stopped_vm_keeps_it_stopped(api: Api, clock: FakeClock
         clock.advance(9)
 
 
+async def test_the_trash_purges_by_itself_after_48_hours(
+    api: Api, clock: FakeClock, state: SimulatorState
+) -> None:
+    """A VM left in the trash is purged at keep_until: then its hostname is free."""
+    vm_id = (await built_vm(api, clock, "old"))["id"]
+    trash = (await delete(api, VM, {"virtual_machine": {"id": vm_id}})).json["trash_object"]
+    clock.now = trash["keep_until"] - 1
+    assert_error(await api.get(VM, **{"virtual_machine[id]": vm_id}), 406, "object_in_trash")
+    clock.advance(1)
+    assert_error(
+        await api.get(VM, **{"virtual_machine[id]": vm_id}), 404, "virtual_machine_not_found"
+    )
+    assert [v["id"] for v in state.snapshot()["purged_vms"]] == [vm_id]
+
+
 async def test_a_running_vm_can_be_deleted_without_a_stop(api: Api, clock: FakeClock) -> None:
     """The schema documents no refusal for a running VM: it goes to the trash as it is."""
     vm_id = (await built_vm(api, clock))["id"]
