@@ -13,7 +13,9 @@ lookups (exactly one key), every error's status, code, description and
 envelope with ``X-Api-Schema: json-error``, the rate-limit headers on every
 answer, fixed rate windows, the build/task/VM life cycle, pagination with
 ``large_set``, the 201 build answer with ``build`` and
-``virtual_machine_build``, and the end of a VM's life: ``stop`` and
+``virtual_machine_build``, ``PATCH`` of a VM (hostname, name, description,
+tags, annotations; a new hostname frees the old one), and the end of a VM's
+life: ``stop`` and
 ``shutdown`` (a task), ``DELETE`` to the trash (the hostname stays taken,
 lookups give ``406 object_in_trash``), the trash objects and their purge (a
 task; then the VM is gone and its hostname free).

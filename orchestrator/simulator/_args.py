@@ -109,6 +109,15 @@ class Args:
             return True, {"id": self._route[name]}
         return False, None
 
+    @property
+    def endpoint_id(self) -> str:
+        """The schema id of the endpoint these arguments are for (named in errors)."""
+        return self._endpoint_id
+
+    def raw(self, name: str) -> Any:
+        """The argument as sent (``None`` when absent): for nested argument sets."""
+        return self._values.get(name)
+
     def lookup(
         self, name: str, keys: tuple[str, ...], *, required: bool
     ) -> tuple[str, str | None] | None:

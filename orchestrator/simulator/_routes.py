@@ -135,6 +135,12 @@ ROUTES: tuple[Route, ...] = (
         actions.shutdown_virtual_machine,
     ),
     Route(
+        "PATCH",
+        "virtual_machines/:virtual_machine",
+        f"{_E}/VirtualMachines/UpdateEndpoint",
+        actions.update_virtual_machine,
+    ),
+    Route(
         "DELETE",
         "virtual_machines/:virtual_machine",
         f"{_E}/VirtualMachines/DeleteEndpoint",

@@ -352,7 +352,7 @@ class SimulatorState:
             self._vms.pop(vm.id, None)
             if vm in org.vms:
                 org.vms.remove(vm)
-            org.named[build.hostname].remove(vm)
+            org.named[vm.hostname].remove(vm)
             if vm.trash is not None:
                 self._trash.pop(vm.trash.id, None)
 
@@ -454,25 +454,7 @@ class SimulatorState:
                     ]
                 },
             )
-        if hostname:
-            hostname = hostname.strip().lower()
-            problems = []
-            if len(hostname) > 63:
-                problems.append("Hostname is too long (maximum is 63 characters)")
-            if not _HOSTNAME.match(hostname):
-                problems.append("Hostname is invalid")
-            if problems:
-                raise validation_error(*problems)
-            by_claims = config.hostname_taken_at == "post"
-            if config.duplicate_hostnames == "refuse" and org_state.taken(
-                hostname, by_claims=by_claims
-            ):
-                self.taken_refusals[f"{org.sub_domain}/{hostname}"] += 1
-                # config.hostname_taken_error names the one reading implemented (inferred)
-                assert config.hostname_taken_error == "validation_error"
-                raise validation_error("Hostname has already been taken")
-        else:
-            hostname = self._random_hostname(org_state)
+        hostname = self._claimable(org, hostname) if hostname else self._random_hostname(org_state)
         faults: FaultConfig = config.faults
         draw = self._rng.random()
         fate: Fate = "complete"
@@ -522,6 +504,55 @@ class SimulatorState:
             self._serial += 1
             heapq.heappush(self._events, (failed_at, self._serial, "fail", build))
         return build
+
+    def _claimable(self, org: Organization, hostname: str) -> str:
+        """``hostname`` lower-cased, or the API's refusal: invalid, too long, taken."""
+        config = self.config
+        hostname = hostname.strip().lower()
+        problems = []
+        if len(hostname) > 63:
+            problems.append("Hostname is too long (maximum is 63 characters)")
+        if not _HOSTNAME.match(hostname):
+            problems.append("Hostname is invalid")
+        if problems:
+            raise validation_error(*problems)
+        by_claims = config.hostname_taken_at == "post"
+        if config.duplicate_hostnames == "refuse" and self._orgs[org.id].taken(
+            hostname, by_claims=by_claims
+        ):
+            self.taken_refusals[f"{org.sub_domain}/{hostname}"] += 1
+            # config.hostname_taken_error names the one reading implemented (inferred)
+            assert config.hostname_taken_error == "validation_error"
+            raise validation_error("Hostname has already been taken")
+        return hostname
+
+    def update_vm(
+        self,
+        vm: VirtualMachine,
+        *,
+        hostname: str | None,
+        name: str | None,
+        description: str | None,
+        tags: list[str] | None,
+        annotations: list[dict[str, str | None]] | None,
+    ) -> None:
+        """Change a VM's properties (``None``: unchanged); a new hostname frees the old one."""
+        if hostname is not None and hostname.strip().lower() != vm.hostname:
+            new = self._claimable(vm.org, hostname)
+            named = self._orgs[vm.org.id].named
+            named[vm.hostname].remove(vm)
+            holders = named.setdefault(new, [])
+            holders.append(vm)
+            holders.sort(key=lambda held: held.serial)  # the oldest first, as fqdn lookups see
+            vm.hostname = new
+        if name is not None:
+            vm.name = name
+        if description is not None:
+            vm.description = description
+        if tags is not None:
+            vm.tags = list(tags)
+        if annotations is not None:
+            vm.annotations = list(annotations)
 
     def _random_hostname(self, org_state: _OrgState) -> str:
         while True:
@@ -693,7 +724,7 @@ class SimulatorState:
                 vm = record.vm
                 entry: dict[str, Any] = {
                     "id": record.vm_id,
-                    "hostname": record.hostname,
+                    "hostname": record.hostname if vm is None else vm.hostname,
                     "build_id": record.id,
                     "task_id": record.task_id,
                     "created_at": int(record.created_at),
@@ -730,7 +761,7 @@ class SimulatorState:
             vms.append(entry)
             if entry["vm_state"] == "failed":
                 failed_vms.append(entry)
-            live_names[(record.org.sub_domain, record.hostname)] += 1
+            live_names[(record.org.sub_domain, entry["hostname"])] += 1
         duplicates = [
             {"organization": org, "hostname": host, "count": count}
             for (org, host), count in live_names.items()

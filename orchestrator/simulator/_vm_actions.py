@@ -1,6 +1,15 @@
-"""The endpoints that end a VM's life: stop, shutdown, delete (to the trash), purge.
+"""The endpoints that change a VM and end its life: update, stop, shutdown, delete, purge.
 
 As the server's schema describes them:
+
+- ``PATCH virtual_machines/:virtual_machine`` with ``properties``
+  (``hostname``, ``name``, ``description``, ``tag_names``; ``group`` and
+  ``gpu_type`` are accepted and ignored) and optional ``annotations``
+  (replacing the VM's) answers ``200 {"virtual_machine", "annotations"}``. A
+  new hostname is checked like a build's (``422 validation_error``: invalid,
+  too long, taken, as the ``duplicate_hostnames`` reading says) and frees the
+  old one at once - the Terraform provider's way to free a name before a
+  delete.
 
 - ``POST virtual_machines/:virtual_machine/stop`` and ``.../shutdown`` queue a
   task and answer ``200 {"task": {id, name, status}}``; errors: the lookup's
@@ -20,9 +29,10 @@ As the server's schema describes them:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from orchestrator.simulator import _render as render
+from orchestrator.simulator._args import Args
 from orchestrator.simulator._endpoints import (
     ORG_KEYS,
     VM_KEYS,
@@ -33,6 +43,7 @@ from orchestrator.simulator._endpoints import (
     paginate,
     resolve,
 )
+from orchestrator.simulator._errors import invalid_argument, missing_required_argument
 from orchestrator.simulator._state import VirtualMachine
 
 __all__ = [
@@ -42,9 +53,47 @@ __all__ = [
     "purge_trash_object",
     "shutdown_virtual_machine",
     "stop_virtual_machine",
+    "update_virtual_machine",
 ]
 
 TRASH_KEYS = ("id", "object_id")
+
+
+def _tag_names(endpoint_id: str, raw: Any) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise invalid_argument(endpoint_id, ["properties", "tag_names"], "invalid_scalar")
+    return list(raw)
+
+
+def update_virtual_machine(ctx: Ctx) -> Answer:
+    """``PATCH virtual_machines/:virtual_machine``: rename, re-describe, re-tag, re-annotate."""
+    a = ctx.args
+    lookup = a.lookup("virtual_machine", VM_KEYS, required=True)
+    raw = a.raw("properties")
+    if raw is None:
+        raise missing_required_argument(a.endpoint_id, "properties")
+    if not isinstance(raw, dict):
+        raise invalid_argument(a.endpoint_id, ["properties"], "object_expected")
+    props = Args(raw, {}, a.endpoint_id)
+    hostname, name = props.string("hostname"), props.string("name")
+    description = props.string("description")
+    tags = _tag_names(a.endpoint_id, raw.get("tag_names"))
+    annotations = a.key_values("annotations") if a.raw("annotations") is not None else None
+    vm = find_vm(ctx, lookup)
+    ctx.state.update_vm(
+        vm,
+        hostname=hostname,
+        name=name,
+        description=description,
+        tags=tags,
+        annotations=annotations,
+    )
+    return 200, {
+        "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
+        "annotations": [{"key": kv["key"], "value": kv["value"]} for kv in vm.annotations],
+    }
 
 
 def _power(ctx: Ctx, kind: Literal["stop", "shutdown"]) -> Answer:

@@ -240,6 +240,98 @@ async def test_deleting_one_of_two_duplicates_keeps_the_other(
     assert_error(by_fqdn, 406, "object_in_trash")  # the oldest holder of the name
 
 
+# ----------------------------------------------------------------------- update
+
+
+async def patch(api: Api, vm_id: str, properties: Any, **more: Any) -> Reply:
+    body = {"virtual_machine": {"id": vm_id}, "properties": properties, **more}
+    return await api.request("PATCH", VM, json_body=body)
+
+
+async def test_update_matches_the_recording_and_the_openapi(api: Api, clock: FakeClock) -> None:
+    """PATCH with tag_names answers the recorded shape; the VM carries the new tags."""
+    vm_id = (await built_vm(api, clock))["id"]
+    body = {"properties": {"tag_names": ["public", "web"]}, "virtual_machine": {"id": vm_id}}
+    jsonschema.validate(body, request_schema("/virtual_machines/virtual_machine", "patch"))
+    reply = await patch(api, vm_id, body["properties"])
+    status, _, expected = recorded("vm-get-by-fqdn.yaml", 11)
+    assert reply.status == status
+    assert_shape(expected, reply.json)
+    jsonschema.validate(
+        reply.json, response_schema("/virtual_machines/virtual_machine", "patch", strict=False)
+    )
+    assert reply.json["virtual_machine"]["tag_names"] == ["public", "web"]
+
+
+async def test_rename_frees_the_old_hostname_at_once(
+    api: Api, clock: FakeClock, state: SimulatorState
+) -> None:
+    """A new hostname moves the fqdn; the old name can be built again while the VM is binned."""
+    vm_id = (await built_vm(api, clock, "web-01"))["id"]
+    reply = await patch(api, vm_id, {"hostname": "Web-01-Old", "name": "retired"})
+    assert reply.status == 200, reply.raw
+    renamed = reply.json["virtual_machine"]
+    assert (renamed["hostname"], renamed["name"]) == ("web-01-old", "retired")
+    assert renamed["fqdn"] == "web-01-old.acme.katapult.cloud"
+    old = await api.get(VM, **{"virtual_machine[fqdn]": "web-01.acme.katapult.cloud"})
+    assert_error(old, 404, "virtual_machine_not_found")
+    assert (await delete(api, VM, {"virtual_machine": {"id": vm_id}})).status == 200
+    assert (await api.post(BUILD, build_body("web-01"))).status == 201
+    again = await api.post(BUILD, build_body("web-01-old"))  # the trash holds the new name
+    assert_error(again, 422, "validation_error")
+    snapshot = state.snapshot()
+    assert [v["hostname"] for v in snapshot["virtual_machines"]] == ["web-01-old", "web-01"]
+    assert snapshot["duplicates"] == []
+
+
+@pytest.mark.parametrize(
+    ("duplicates", "status"), [("refuse", 422), ("accept", 200)], ids=["refuse", "accept"]
+)
+async def test_rename_to_a_taken_hostname(
+    sim: RunningSimulator, api: Api, clock: FakeClock, duplicates: Any, status: int
+) -> None:
+    """Renaming onto a taken hostname follows the duplicate_hostnames reading."""
+    sim.config.duplicate_hostnames = duplicates
+    await built_vm(api, clock, "taken")
+    vm_id = (await built_vm(api, clock, "other"))["id"]
+    reply = await patch(api, vm_id, {"hostname": "taken"})
+    assert reply.status == status, reply.raw
+    if status == 422:
+        assert reply.json["error"]["detail"] == {"errors": ["Hostname has already been taken"]}
+
+
+async def test_update_replaces_annotations(api: Api, clock: FakeClock) -> None:
+    """annotations given with PATCH replace the VM's; the VM list filters on them."""
+    vm_id = (await built_vm(api, clock))["id"]
+    mine = [{"key": "owner", "value": "fleet"}]
+    reply = await patch(api, vm_id, {}, annotations=mine)
+    assert reply.json["annotations"] == mine
+    listing = await api.get(
+        "organizations/_/virtual_machines",
+        **{
+            "organization[sub_domain]": "acme",
+            "annotations[][key]": "owner",
+            "annotations[][value]": "fleet",
+        },
+    )
+    assert [v["id"] for v in listing.json["virtual_machines"]] == [vm_id]
+    assert (await patch(api, vm_id, {"name": "kept"})).json["annotations"] == mine
+
+
+async def test_update_errors(api: Api, clock: FakeClock, state: SimulatorState) -> None:
+    """Missing or malformed properties, bad hostnames, unknown and trashed VMs."""
+    vm_id = (await built_vm(api, clock))["id"]
+    no_props = await api.request("PATCH", VM, json_body={"virtual_machine": {"id": vm_id}})
+    assert_error(no_props, 400, "missing_required_argument")
+    assert_error(await patch(api, vm_id, "web"), 400, "invalid_argument")
+    assert_error(await patch(api, vm_id, {"tag_names": "web"}), 400, "invalid_argument")
+    bad = await patch(api, vm_id, {"hostname": "not_valid"})
+    assert assert_error(bad, 422, "validation_error") == {"errors": ["Hostname is invalid"]}
+    assert_error(await patch(api, "vm_nope", {}), 404, "virtual_machine_not_found")
+    binned = state.add_existing_vm("acme", "binned", in_trash=True)
+    assert_error(await patch(api, binned, {"name": "x"}), 406, "object_in_trash")
+
+
 # ---------------------------------------------------------------------- errors
 
 
