@@ -129,6 +129,14 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--trash-holds-hostname/--trash-frees-hostname",),
+        "trash_holds_hostname",
+        {
+            "default": None,
+            "help": "Whether a VM in the trash keeps its hostname taken (default: it does).",
+        },
+    ),
+    (
         ("--pessimistic",),
         "pessimistic",
         {

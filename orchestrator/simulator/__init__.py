@@ -23,16 +23,17 @@ task; then the VM is gone and its hostname free).
 Where the real API is unconfirmed and it matters to an exactly-once client,
 it plays either reading, chosen by a field of :class:`SimulatorConfig`
 (``hostname_taken_at``, ``vm_record_at``, ``duplicate_hostnames``,
-``failed_build_leaves_vm``, ``copy_annotations``; each documented there with
-what is known and what is guessed; ``SimulatorConfig.pessimistic()`` sets the
-hardest combination). By default:
+``failed_build_leaves_vm``, ``copy_annotations``, ``trash_holds_hostname``;
+each documented there with what is known and what is guessed;
+``SimulatorConfig.pessimistic()`` sets the hardest combination). By default:
 
 - a taken hostname (trash included, case-insensitive, reserved from the moment
   the POST is accepted) is ``422 validation_error`` with
   ``["Hostname has already been taken"]``;
 - a build's VM record appears at 45% of its duration;
 - a failed build never gets a VM and frees its hostname when it fails;
-- annotations given to a build stick to its VM.
+- annotations given to a build stick to its VM;
+- a VM in the trash keeps its hostname taken.
 
 Elsewhere it picks one reading (marked *inferred*):
 

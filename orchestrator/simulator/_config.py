@@ -197,8 +197,8 @@ class SimulatorConfig:
             ``["Hostname has already been taken"]`` (the error itself is
             inferred). ``"accept"``: the build goes ahead and the organization
             ends with several VMs of that hostname; the VM list shows each;
-            an fqdn lookup answers the oldest (its VM record first created,
-            trash included, so a trashed oldest gives ``406``).
+            an fqdn lookup answers the oldest (its VM record first created)
+            outside the trash, else the oldest in the trash (``406``).
         failed_build_leaves_vm: what a build that fails leaves. Known: builds
             can end ``failed``. Guessed: the rest. ``False`` (default): a
             failed build leaves nothing and frees its hostname (it fails at
@@ -206,6 +206,16 @@ class SimulatorConfig:
             ``vm_record_at``, is removed). ``True``: a failing build fails at
             a point drawn uniformly between its VM record and its end, and
             leaves that VM in state ``failed`` with its hostname held.
+        trash_holds_hostname: whether a VM in the trash keeps its hostname
+            taken. Known: the API documents hostnames as unique "including VMs
+            in the trash" (kept ~48 h), and the Terraform provider renames a
+            VM before deleting it to free the name. Guessed: that this still
+            holds. ``True`` (default): a build or rename onto a trashed VM's
+            hostname is refused (or, with ``duplicate_hostnames="accept"``,
+            accepted); ``False``: the trash holds nothing (an fqdn lookup
+            prefers a VM outside the trash either way). :meth:`pessimistic` keeps it
+            ``True`` (the harder reading for ``destroy``, which must purge or
+            rename to free a name).
         copy_annotations: whether the ``annotations`` sent with a build
             (``/build`` and ``build_from_spec``) are copied onto its VM. Known:
             both build endpoints take ``annotations``, the build answer and
@@ -238,6 +248,7 @@ class SimulatorConfig:
     duplicate_hostnames: DuplicateHostnames = "refuse"
     failed_build_leaves_vm: bool = False
     copy_annotations: bool = True
+    trash_holds_hostname: bool = True
 
     @classmethod
     def pessimistic(cls, **overrides: Any) -> SimulatorConfig:
@@ -288,6 +299,7 @@ class SimulatorConfig:
             "duplicate_hostnames": self.duplicate_hostnames,
             "failed_build_leaves_vm": self.failed_build_leaves_vm,
             "copy_annotations": self.copy_annotations,
+            "trash_holds_hostname": self.trash_holds_hostname,
         }
 
     @property

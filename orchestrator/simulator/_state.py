@@ -235,9 +235,14 @@ class _OrgState:
     vms: list[VirtualMachine] = field(default_factory=list)  # visible, creation order
     live: int = 0  # VMs and builds that count against the VM limit
 
-    def taken(self, hostname: str, *, by_claims: bool) -> bool:
-        """Whether a VM record (or, ``by_claims``, an accepted build) holds ``hostname``."""
-        return bool(self.named.get(hostname)) or (by_claims and hostname in self.claims)
+    def taken(self, hostname: str, *, by_claims: bool, by_trash: bool = True) -> bool:
+        """Whether a VM record (or, ``by_claims``, an accepted build) holds ``hostname``.
+
+        ``by_trash``: a VM in the trash holds its hostname too.
+        """
+        if by_claims and hostname in self.claims:
+            return True
+        return any(by_trash or vm.trash is None for vm in self.named.get(hostname, ()))
 
 
 @dataclass(slots=True)
@@ -302,7 +307,10 @@ class SimulatorState:
         org = self._orgs[build.org.id]
         if build.released:
             return
-        if self.config.duplicate_hostnames == "refuse" and org.named.get(build.hostname):
+        config = self.config
+        if config.duplicate_hostnames == "refuse" and org.taken(
+            build.hostname, by_claims=False, by_trash=config.trash_holds_hostname
+        ):
             # taken by another VM record since the POST (hostname_taken_at="vm_record")
             self.taken_build_failures[f"{build.org.sub_domain}/{build.hostname}"] += 1
             build.fate = "failed"
@@ -412,7 +420,10 @@ class SimulatorState:
         if org is None:
             return None
         found = self._orgs[org.id].named.get(hostname)
-        return found[0] if found else None  # the oldest, when duplicates were accepted
+        if not found:
+            return None
+        # the oldest (when several hold the name), outside the trash if any is
+        return next((vm for vm in found if vm.trash is None), found[0])
 
     def vms_of(self, org: Organization) -> list[VirtualMachine]:
         """The organization's VMs outside the trash, in creation order (do not mutate)."""
@@ -518,7 +529,7 @@ class SimulatorState:
             raise validation_error(*problems)
         by_claims = config.hostname_taken_at == "post"
         if config.duplicate_hostnames == "refuse" and self._orgs[org.id].taken(
-            hostname, by_claims=by_claims
+            hostname, by_claims=by_claims, by_trash=config.trash_holds_hostname
         ):
             self.taken_refusals[f"{org.sub_domain}/{hostname}"] += 1
             # config.hostname_taken_error names the one reading implemented (inferred)

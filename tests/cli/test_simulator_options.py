@@ -24,6 +24,7 @@ def test_readings_map_onto_the_config() -> None:
         "duplicate_hostnames": None,
         "failed_build_leaves_vm": None,
         "copy_annotations": None,
+        "trash_holds_hostname": None,
         "pessimistic": False,
     }
     assert simulator_config(none).readings() == SimulatorConfig().readings()

@@ -52,6 +52,7 @@ def test_defaults_are_todays_readings() -> None:
         "duplicate_hostnames": "refuse",
         "failed_build_leaves_vm": False,
         "copy_annotations": True,
+        "trash_holds_hostname": True,
     }
 
 
@@ -64,6 +65,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         "duplicate_hostnames": "accept",
         "failed_build_leaves_vm": True,
         "copy_annotations": True,
+        "trash_holds_hostname": True,
     }
     assert config.seed == 7
     assert SimulatorConfig.pessimistic().copy_annotations is False
@@ -303,3 +305,27 @@ async def test_annotations_are_copied_onto_the_vm_or_not(
     vm = await by_fqdn(api, "web-01")
     assert vm.json["annotations"] == (ANNOTATIONS if copy else [])
     assert [v["hostname"] for v in await listed(api, **FILTER)] == (["web-01"] if copy else [])
+
+
+# --------------------------------------------------------- trash_holds_hostname
+
+
+@pytest.mark.parametrize("holds", [True, False], ids=["trash-holds", "trash-frees"])
+async def test_the_trash_holds_the_hostname_or_not(
+    sim: Any, api: Api, clock: FakeClock, state: SimulatorState, holds: bool
+) -> None:
+    """trash_holds_hostname decides whether a trashed VM's hostname can be built again."""
+    sim.config.trash_holds_hostname = holds
+    binned = state.add_existing_vm("acme", "recycled", in_trash=True)
+    reply = await api.post(BUILD, build_body("recycled"))
+    assert reply.status == (422 if holds else 201), reply.raw
+    clock.advance(60)
+    found = await by_fqdn(api, "recycled")
+    if holds:
+        assert found.status == 406
+    else:  # the VM outside the trash is the one an fqdn names
+        assert found.status == 200
+        assert found.json["virtual_machine"]["id"] != binned
+        assert state.snapshot()["duplicates"] == [
+            {"organization": "acme", "hostname": "recycled", "count": 2}
+        ]

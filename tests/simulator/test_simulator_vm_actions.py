@@ -229,7 +229,7 @@ async def test_a_failed_vm_left_behind_is_deleted_and_purged(
 async def test_deleting_one_of_two_duplicates_keeps_the_other(
     api: Api, clock: FakeClock, state: SimulatorState
 ) -> None:
-    """Duplicates accepted: deleting the oldest by id leaves the newer; fqdn finds the trash."""
+    """Duplicates accepted: deleting the oldest leaves the newer, which the fqdn now names."""
     await api.post(BUILD, build_body("twin"))
     await api.post(BUILD, build_body("twin"))
     clock.advance(60)
@@ -237,7 +237,10 @@ async def test_deleting_one_of_two_duplicates_keeps_the_other(
     assert (await delete(api, VM, {"virtual_machine": {"id": first}})).status == 200
     assert await vm_state(api, second) == "started"
     by_fqdn = await api.get(VM, **{"virtual_machine[fqdn]": "twin.acme.katapult.cloud"})
-    assert_error(by_fqdn, 406, "object_in_trash")  # the oldest holder of the name
+    assert by_fqdn.json["virtual_machine"]["id"] == second  # the oldest outside the trash
+    assert (await delete(api, VM, {"virtual_machine": {"id": second}})).status == 200
+    by_fqdn = await api.get(VM, **{"virtual_machine[fqdn]": "twin.acme.katapult.cloud"})
+    assert by_fqdn.json["error"]["detail"]["trash_object"]["object_id"] == first
 
 
 # ----------------------------------------------------------------------- update
