@@ -15,11 +15,12 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator.engine._ownership import default_fleet
-from orchestrator.engine._runner import Run
+from orchestrator.engine._delete import DeleteOperation
+from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
-from orchestrator.engine.journal import Journal
+from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import ApiInfo, Report, RequestCounts, SpecInfo
@@ -134,6 +135,7 @@ class Orchestrator:
         spec_path: str | None = None,
         spec_sha256: str | None = None,
         fleet: str | None = None,
+        operation: OperationFactory | None = None,
     ) -> Report:
         """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
 
@@ -142,7 +144,8 @@ class Orchestrator:
         (``--retry-failed``); the others are reported from the journal or as
         ``skipped``/``not_selected``. ``fleet`` names the fleet in the ownership
         annotations every build carries (default: the spec file's name without
-        its suffix; ``"default"`` for a list of requests).
+        its suffix; ``"default"`` for a list of requests). ``operation`` drives
+        the VMs through another operation than a build (see :meth:`destroy`).
         """
         if isinstance(spec, Sequence):
             requests = list(spec)
@@ -177,6 +180,7 @@ class Orchestrator:
                 run_id=run_id,
                 only_keys=only_keys,
                 fleet=fleet,
+                operation=operation,
             )
             results = await self._run.execute()
         finally:
@@ -201,4 +205,55 @@ class Orchestrator:
             stopped_because=self._run.stopped_because,
             removed_from_spec=self._run.removed_from_spec,
             ownership=self._run.ownership,
+            operation=self._run.operation_kind,
         )
+
+    async def destroy(
+        self,
+        spec: Spec | Sequence[VmRequest],
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        build_journal: str | os.PathLike[str] | None = None,
+        purge: bool = False,
+        only_keys: set[str] | None = None,
+        spec_path: str | None = None,
+        spec_sha256: str | None = None,
+        fleet: str | None = None,
+    ) -> Report:
+        """Delete the VMs of ``spec`` that this fleet built, and only those; return the report.
+
+        A VM is this fleet's when its annotations say so or, where the API
+        keeps no annotations, when ``build_journal`` (the journal of the runs
+        that built it, read only) recorded this very VM. Any other VM with a
+        spec hostname is left untouched and reported ``failed``/``conflict``.
+        ``journal`` is this destroy's own journal (resumable like a run's);
+        ``purge`` also purges each VM from the trash, which frees its hostname.
+        Uses the same rate budget, reconciliation and report as :meth:`run`.
+        """
+        known = await anyio.to_thread.run_sync(_built_vm_ids, build_journal)
+        fleet = fleet or default_fleet(spec_path if isinstance(spec, Sequence) else spec.path)
+
+        def deleting(run: Run) -> DeleteOperation:
+            return DeleteOperation(run, fleet=fleet, purge=purge, known=known, only_keys=only_keys)
+
+        return await self.run(
+            spec,
+            journal=journal,
+            spec_path=spec_path,
+            spec_sha256=spec_sha256,
+            fleet=fleet,
+            operation=deleting,
+        )
+
+
+def _built_vm_ids(path: str | os.PathLike[str] | None) -> dict[str, str]:
+    """key -> VM id, as a build journal recorded them (empty without one)."""
+    if path is None or not Path(path).exists():
+        return {}
+    out: dict[str, str] = {}
+    for entry in read_journal(path).entries:
+        vm = entry.result.virtual_machine if entry.result is not None else None
+        vm_id = vm.id if vm is not None else entry.vm_id
+        if vm_id:
+            out[entry.key] = vm_id
+    return out

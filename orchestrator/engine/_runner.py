@@ -40,14 +40,14 @@ from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
-    from orchestrator.engine._operation import Operation
+    from orchestrator.engine._operation import Operation, OperationKind
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.journal import Journal, JournalEntry
     from orchestrator.engine.scheduler import PollScheduler
     from orchestrator.katapult import KatapultClient, VirtualMachine
     from orchestrator.settings import EngineSettings
 
-__all__ = ["Run", "is_hostname_taken"]
+__all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
 #: API codes after which no request in the whole run can succeed
 _DOOM_RUN = frozenset(
@@ -160,6 +160,11 @@ class Run:
     def removed_from_spec(self) -> list[str]:
         """Hostnames the journal knows that the spec no longer lists (never deleted)."""
         return list(self._removed)
+
+    @property
+    def operation_kind(self) -> OperationKind:
+        """What this run does to each VM: ``build`` or ``delete``."""
+        return self._op.kind
 
     @property
     def ownership(self) -> OwnershipInfo:

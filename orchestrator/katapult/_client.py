@@ -35,6 +35,8 @@ from orchestrator.katapult._models import (
     Pagination,
     PolicyLimits,
     Task,
+    TaskRef,
+    TrashObject,
     VirtualMachine,
     VirtualMachineBuild,
     VirtualMachineSummary,
@@ -475,6 +477,49 @@ class KatapultClient:
             }
             vm = vm.model_copy(update={"annotations": found})
         return vm
+
+    async def stop_vm(self, vm_id: str) -> TaskRef:
+        """``POST virtual_machines/_/stop``: power the VM off (a task)."""
+        answer = await self._call(
+            "POST",
+            "virtual_machines/_/stop",
+            json={"virtual_machine": {"id": vm_id}},
+        )
+        return self._parse(TaskRef, answer.data.get("task"), answer, "the response's 'task'")
+
+    async def delete_vm(self, vm_id: str) -> TrashObject:
+        """``DELETE virtual_machines/_``: move the VM to the trash (its hostname stays taken).
+
+        Deleting by id cannot touch another VM, so sending it again is safe:
+        a VM already in the trash answers ``406 object_in_trash``, one purged
+        ``404 virtual_machine_not_found``.
+        """
+        answer = await self._call(
+            "DELETE",
+            "virtual_machines/_",
+            json={"virtual_machine": {"id": vm_id}},
+        )
+        return self._parse(
+            TrashObject, answer.data.get("trash_object"), answer, "the response's 'trash_object'"
+        )
+
+    async def get_trash_object(self, *, object_id: str) -> TrashObject:
+        """``GET trash_objects/_`` by the trashed object's id (404 once purged)."""
+        return await self._get_one(
+            "trash_objects/_",
+            "trash_object",
+            TrashObject,
+            {"trash_object": {"object_id": object_id}},
+        )
+
+    async def purge_trash_object(self, *, object_id: str) -> Task:
+        """``DELETE trash_objects/_``: purge a trashed object for good (a task); frees its name."""
+        answer = await self._call(
+            "DELETE",
+            "trash_objects/_",
+            json={"trash_object": {"object_id": object_id}},
+        )
+        return self._parse(Task, answer.data.get("task"), answer, "the response's 'task'")
 
     async def list_vms(
         self, organization: Lookup, *, per_page: int = 100

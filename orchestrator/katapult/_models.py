@@ -217,6 +217,15 @@ class Task(_Model):
         return self.status in ("completed", "failed")
 
 
+class TrashObject(_Model):
+    """A VM (or other object) in the trash (``trsh_...``); it keeps its hostname taken."""
+
+    id: str
+    keep_until: int | None = None
+    object_id: str | None = None
+    object_type: str | None = None
+
+
 class CreatedBuild(_Model):
     """The answer to a build POST: the task to poll and the build it created.
 

@@ -199,6 +199,8 @@ class Report(_Model):
     stopped_because: str | None = None
     removed_from_spec: list[str] = Field(default_factory=list)
     ownership: OwnershipInfo | None = None
+    #: what the run did to each VM: ``build`` (``orchestrator run``) or ``delete`` (``destroy``)
+    operation: Literal["build", "delete"] = "build"
 
     _check_utc = field_validator("started_at", "finished_at")(_utc)
 
@@ -217,6 +219,7 @@ class Report(_Model):
         stopped_because: str | None = None,
         removed_from_spec: list[str] | None = None,
         ownership: OwnershipInfo | None = None,
+        operation: Literal["build", "delete"] = "build",
     ) -> Report:
         """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
@@ -231,6 +234,7 @@ class Report(_Model):
             stopped_because=stopped_because,
             removed_from_spec=removed_from_spec or [],
             ownership=ownership,
+            operation=operation,
         )
 
     @property
