@@ -1,0 +1,148 @@
+"""``Orchestrator.destroy``: only this fleet's VMs, exactly once, through the same conductor."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import stamina
+
+from orchestrator.engine import Orchestrator, ProvisionEvent
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
+
+from .conftest import SCALE, settings_for, vms
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+def _instant_get_retries() -> Iterator[None]:
+    with stamina.set_testing(True, attempts=10):
+        yield
+
+
+def sim_config(**kw: object) -> SimulatorConfig:
+    return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=7), **kw)  # type: ignore[arg-type]
+
+
+def live(sim_snapshot: dict[str, object]) -> dict[str, dict[str, object]]:
+    out = {}
+    for vm in sim_snapshot["virtual_machines"]:  # type: ignore[attr-defined]
+        out[vm["hostname"]] = vm
+    return out
+
+
+async def test_destroy_deletes_this_fleets_vms_and_leaves_others(tmp_path: Path) -> None:
+    """Built VMs go to the trash; a VM of another fleet with a spec hostname is untouched."""
+    requests = vms(4)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            built = await orch.run(requests[:3], spec_path="web.toml")
+        foreign = sim.state.add_existing_vm("acme", requests[3].hostname)
+        record = sim.state.vm_by_id(foreign)
+        assert record is not None
+        record.annotations = [{"key": VM_KEY, "value": "vm-004"}, {"key": FLEET_KEY, "value": "x"}]
+        async with Orchestrator(settings_for(sim)) as orch:
+            gone = await orch.destroy(requests, spec_path="web.toml", journal=tmp_path / "d")
+        state = live(sim.state.snapshot())
+    assert built.summary.succeeded == 3
+    assert gone.operation == "delete"
+    by_key = {vm.key: vm for vm in gone.vms}
+    for vm in requests[:3]:
+        row = by_key[vm.key]
+        assert (row.outcome, row.reason) == ("succeeded", "deleted")
+        assert state[vm.hostname]["in_trash"] is True
+    assert (by_key["vm-004"].outcome, by_key["vm-004"].category) == ("failed", "conflict")
+    assert by_key["vm-004"].reason == "not_ours"
+    assert state["vm-004"]["in_trash"] is False
+
+
+async def test_destroy_with_purge_frees_the_hostnames(tmp_path: Path) -> None:
+    """--purge: the VMs leave the trash, so the same spec can be built again at once."""
+    requests = vms(3)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests)
+            gone = await orch.destroy(requests, purge=True)
+            again = await orch.run(requests)
+        snapshot = sim.state.snapshot()
+    assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "purged")}
+    assert {vm.outcome for vm in again.vms} == {"succeeded"}
+    assert snapshot["duplicates"] == []
+
+
+async def test_destroy_twice_and_of_nothing_is_skipped_absent(tmp_path: Path) -> None:
+    """A second destroy finds nothing of ours to delete; a never-built spec neither."""
+    requests = vms(2)
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            nothing = await orch.destroy(requests)
+            await orch.run(requests)
+            await orch.destroy(requests, purge=True)
+            twice = await orch.destroy(requests, purge=True)
+    assert {(vm.outcome, vm.reason) for vm in nothing.vms} == {("skipped", "absent")}
+    assert {(vm.outcome, vm.reason) for vm in twice.vms} == {("skipped", "absent")}
+
+
+async def test_without_annotations_only_the_build_journal_proves_ownership(tmp_path: Path) -> None:
+    """An API that keeps no annotations: VMs the build journal names are deleted, others not."""
+    requests = vms(3)
+    build_journal = tmp_path / "build.journal"
+    async with run_simulator(sim_config(copy_annotations=False)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests[:2], journal=build_journal)
+        sim.state.add_existing_vm("acme", requests[2].hostname)
+        async with Orchestrator(settings_for(sim)) as orch:
+            blind = await orch.destroy(requests)
+            informed = await orch.destroy(requests, build_journal=build_journal)
+        state = live(sim.state.snapshot())
+    assert {(vm.outcome, vm.category) for vm in blind.vms} == {("failed", "conflict")}
+    by_key = {vm.key: vm for vm in informed.vms}
+    assert by_key["vm-001"].outcome == by_key["vm-002"].outcome == "succeeded"
+    assert (by_key["vm-003"].outcome, by_key["vm-003"].reason) == ("failed", "not_ours")
+    assert state["vm-003"]["in_trash"] is False
+
+
+async def test_uncertain_deletes_are_settled_by_looking_the_vm_up(tmp_path: Path) -> None:
+    """DELETEs whose connection broke after the server acted: each VM ends deleted, once."""
+    requests = vms(8)
+    faults = FaultConfig(reset_after_rate=0.5, error_5xx_after_rate=0.3, methods=frozenset({"DELETE"}))
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests)
+        sim.config.faults = faults
+        async with Orchestrator(settings_for(sim)) as orch:
+            gone = await orch.destroy(requests, journal=tmp_path / "d")
+        snapshot = sim.state.snapshot()
+    assert snapshot["faults"].get("reset_after", 0) + snapshot["faults"].get("error_5xx_after", 0)
+    assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
+    assert all(vm["in_trash"] for vm in snapshot["virtual_machines"])
+
+
+async def test_stop_during_destroy_then_resume_on_its_journal(tmp_path: Path) -> None:
+    """Stopped at its first DELETE (Ctrl-C): the rest cancelled; the rerun finishes, once each."""
+    requests = vms(6)
+    journal = tmp_path / "d.journal"
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests)
+        holder: list[Orchestrator] = []
+
+        def stop_at_first_delete(event: ProvisionEvent) -> None:
+            if event.kind == "submitting":
+                holder[0].request_stop()
+
+        settings = settings_for(sim, max_in_flight=1)
+        async with Orchestrator(settings, hooks=[stop_at_first_delete]) as orch:
+            holder.append(orch)
+            stopped = await orch.destroy(requests, journal=journal)
+        async with Orchestrator(settings_for(sim)) as orch:
+            resumed = await orch.destroy(requests, journal=journal)
+        snapshot = sim.state.snapshot()
+    assert stopped.interrupted
+    assert "cancelled" in {vm.outcome for vm in stopped.vms}
+    assert {vm.outcome for vm in resumed.vms} == {"succeeded"}
+    assert all(vm["in_trash"] for vm in snapshot["virtual_machines"])
