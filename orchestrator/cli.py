@@ -15,6 +15,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -473,6 +474,7 @@ async def _run_async(
     only_keys: set[str] | None,
     simulate: bool,
     readings: dict[str, Any] | None = None,
+    destroying: _Destroy | None = None,
 ) -> int:
     from orchestrator.engine import Orchestrator
     from orchestrator.report import render_summary, write_junit, write_metrics, write_report
@@ -509,6 +511,8 @@ async def _run_async(
             return orch.current_run.run_id if orch.current_run is not None else None
 
         try:
+            if destroying is not None and not await destroying.confirmed(orch, spec):
+                return EXIT_CANCELLED
             async with anyio.create_task_group() as tg:
                 tg.start_soon(watch_signals)
                 if settings.output.progress and settings.output.log_format == "json":
@@ -516,7 +520,10 @@ async def _run_async(
                     tg.start_soon(lambda: log_progress(orch.statistics, run_id=current_run_id))
                 elif settings.output.progress:
                     tg.start_soon(show_progress, orch.statistics, _err)
-                result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
+                if destroying is not None:
+                    result = await destroying.destroy(orch, spec, journal_path)
+                else:
+                    result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
                 tg.cancel_scope.cancel()
         except (OrchestratorError, BaseExceptionGroup) as raw:
             error = _expected_error(raw)
@@ -553,6 +560,170 @@ async def _run_async(
     if result.summary.failed or result.summary.cancelled:
         return EXIT_FAILED
     return EXIT_OK
+
+
+# ------------------------------------------------------------------------- destroy
+
+_DESTROY_EPILOG = (
+    "\b\nExamples:\n"
+    "  orchestrator destroy fleet.toml                  # shows what it deletes, asks first\n"
+    "  orchestrator destroy --yes --purge fleet.toml    # in a script; frees the hostnames\n"
+    "\n"
+    "Only VMs this fleet built are deleted: their annotations say so, or (where the API\n"
+    "keeps no annotations) the build journal recorded them. Any other VM with a\n"
+    "hostname of the spec is left untouched and reported failed/conflict (not_ours).\n"
+    "\n"
+    + _exit_codes(
+        (EXIT_OK, "every VM of the spec that this fleet built is deleted (or was absent)"),
+        (EXIT_FAILED, "some VMs were not deleted (the report says which and why)"),
+        (EXIT_USAGE, "bad usage, spec or config; no --yes without a terminal"),
+        (EXIT_AUTH, "the token or its permissions were refused"),
+        (EXIT_CANCELLED, "not confirmed, or interrupted (the report is still written)"),
+    )
+)
+
+
+@dataclass(frozen=True)
+class _Destroy:
+    """What ``destroy`` does where ``run`` builds: confirm, then delete through the engine."""
+
+    build_journal: Path | None
+    purge: bool
+    yes: bool
+    fleet: str | None
+
+    async def confirmed(self, orch: Any, spec: Spec) -> bool:
+        """Show the spec's hostnames that exist now; ask unless ``--yes``."""
+        found: list[str] = []
+        for org in {vm.organization for vm in spec.vms}:
+            names = {vm.hostname.lower() async for vm in orch.client.list_vms(org) if vm.hostname}
+            found += [vm.hostname for vm in spec.vms if vm.organization == org and vm.key in names]
+        verb = "delete and purge" if self.purge else "delete (to the trash)"
+        _err.print(
+            f"{len(found)} of the spec's {len(spec.vms)} hostnames exist; this will {verb} "
+            "those this fleet built: " + (", ".join(sorted(found)) or "none"),
+            markup=False,
+        )
+        if self.yes or not found:
+            return True
+        answer: bool = await anyio.to_thread.run_sync(
+            lambda: click.confirm("Delete them?", default=False, err=True)
+        )
+        if not answer:
+            _err.print("not confirmed: nothing was deleted", markup=False)
+        return answer
+
+    async def destroy(self, orch: Any, spec: Spec, journal: Path | None) -> Report:
+        result: Report = await orch.destroy(
+            spec,
+            journal=journal,
+            build_journal=self.build_journal,
+            purge=self.purge,
+            fleet=self.fleet,
+        )
+        return result
+
+
+@cli.command(epilog=_DESTROY_EPILOG)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_common_options
+@click.option(
+    "--report",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("destroy-report.json"),
+    show_default=True,
+    help="Where to write the JSON report (same schema as run's, operation 'delete').",
+)
+@click.option(
+    "--journal",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="This destroy's own journal, so an interrupted destroy resumes (default: the "
+    "report's path + '.journal'; with --simulate, none unless given).",
+)
+@click.option(
+    "--build-journal",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The journal of the runs that built the fleet (default report.json.journal when "
+    "it exists), read only: it proves ownership where the API keeps no annotations.",
+)
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also purge each VM from the trash (frees its "
+    "hostname at once; the trash otherwise keeps it for days).",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option(
+    "--fleet",
+    metavar="NAME",
+    help="The fleet named in the VMs' orchestrator.spec annotation (default: the spec "
+    "file's name without its suffix).",
+)
+@click.option("--no-progress", is_flag=True, help="No progress display.")
+@reading_options
+def destroy(
+    spec: str,
+    config_file: Path | None,
+    api_url: str | None,
+    organization: str | None,
+    simulate: bool,
+    log_format: str | None,
+    log_level: str | None,
+    report: Path,
+    journal: Path | None,
+    build_journal: Path | None,
+    purge: bool,
+    yes: bool,
+    fleet: str | None,
+    no_progress: bool,
+    readings: dict[str, Any],
+) -> int:
+    """Delete the VMs of SPEC that this fleet built, and only those; write the report.
+
+    It shows what exists and asks before deleting (--yes for scripts). It uses
+    the same rate budget, journal, report schema and exit codes as run, and is
+    exactly-once too: a DELETE whose outcome is unknown is settled by looking
+    the VM up. Deleted VMs go to the trash, which keeps their hostnames taken;
+    --purge also purges them.
+    """
+    if not simulate and readings_given(readings):
+        return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
+    settings, code = _load(
+        config_file,
+        {
+            "katapult.api_url": api_url,
+            "katapult.organization": organization,
+            "output.log_format": log_format,
+            "output.log_level": log_level,
+            "output.report": report,
+            "output.journal": journal,
+            "output.progress": False if no_progress else None,
+        },
+    )
+    if code is not None:
+        return code
+    loaded, code = _load_spec(spec, settings)
+    if code is not None:
+        return code
+    if not yes and not sys.stdin.isatty():
+        return _fail("destroy asks before deleting: pass --yes when not at a terminal")
+    if not simulate and settings.katapult.api_token is None:
+        return _fail(_NO_CREDENTIALS)
+    journal_path = settings.output.journal if simulate else settings.journal_path()
+    if build_journal is None and Path("report.json.journal").exists():
+        build_journal = Path("report.json.journal")
+    if build_journal is not None and not build_journal.is_file():
+        return _fail(f"--build-journal {build_journal}: no such file")
+    for label, path in (("report", settings.output.report), ("journal", journal_path)):
+        if path is not None and not path.parent.is_dir():
+            return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
+    destroying = _Destroy(build_journal=build_journal, purge=purge, yes=yes, fleet=fleet)
+    return anyio.run(
+        _run_async, settings, loaded, journal_path, None, simulate, readings, destroying
+    )
 
 
 def _unfinished_hint(report: Report, journal_path: Path | None) -> str | None:

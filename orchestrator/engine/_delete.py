@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 __all__ = ["DeleteOperation"]
 
 Where = Literal["present", "trash", "gone"]
+#: reasons of a finished delete that leave nothing to purge
+_GONE = ("purged", "absent")
 
 
 def _must_stop_first(exc: ApiError) -> bool:
@@ -84,10 +86,10 @@ class DeleteOperation:
         if entry is not None:
             track.attempts = entry.attempts
             final = entry.result if entry.state == "finished" else None
-            if final is not None and final.outcome in ("succeeded", "skipped"):
-                if not self._purge or final.reason in ("purged", "absent"):
-                    run.settle(track, final)
-                    return
+            done = final is not None and final.outcome in ("succeeded", "skipped")
+            if done and final is not None and (not self._purge or final.reason in _GONE):
+                run.settle(track, final)
+                return
             if entry.state in ("intent", "uncertain"):
                 track.uncertain = True
             if entry.state == "submitted":
@@ -261,7 +263,7 @@ class DeleteOperation:
             await self._run.finish(track, "succeeded", reason="deleted")
 
     async def _gone(self, track: Track) -> None:
-        """The VM is neither there nor in the trash: our DELETE (or purge) took, or none was needed."""
+        """Neither there nor in the trash: our DELETE (or purge) took, or none was needed."""
         track.vm_state = None
         if track.attempts or track.uncertain or track.task_id:
             reason = "purged" if self._purge else "deleted"

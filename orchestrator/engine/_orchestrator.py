@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._delete import DeleteOperation
+from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget

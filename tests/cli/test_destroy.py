@@ -1,0 +1,116 @@
+"""``orchestrator destroy`` in-process (``main(argv)``): confirmation, ownership, purge, codes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.report._validate import validate_report_file
+from tests.cli._helpers import EXAMPLE_HOSTNAMES, EXAMPLE_SPEC, ThreadSimulator
+
+SetEnv = Callable[[dict[str, str]], None]
+
+
+def _trashed(sim: ThreadSimulator) -> dict[str, bool]:
+    snapshot = sim.portal.call(sim.running.state.snapshot)
+    return {vm["hostname"]: vm["in_trash"] for vm in snapshot["virtual_machines"]}
+
+
+def test_destroy_deletes_what_run_built(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """run, then destroy --yes: every VM in the trash (0), its own report and journal."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    capsys.readouterr()
+    code = main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = validate_report_file(cwd / "destroy-report.json")
+    assert report.operation == "delete"
+    assert {(vm.outcome, vm.reason) for vm in report.vms} == {("succeeded", "deleted")}
+    assert "5 of the spec's 5 hostnames exist" in err
+    assert (cwd / "destroy-report.json.journal").exists()
+    assert set(_trashed(sim)) == set(EXAMPLE_HOSTNAMES)
+    assert all(_trashed(sim).values())
+    # the run's report is not overwritten by destroy's
+    assert validate_report_file(cwd / "report.json").operation == "build"
+
+
+def test_destroy_purge_frees_the_names_for_a_new_run(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """destroy --purge: purged (0); the same spec then builds again (0)."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--no-journal"]) == 0
+    assert main(["destroy", "-y", "--purge", "--no-progress", str(EXAMPLE_SPEC)]) == 0
+    report = validate_report_file(cwd / "destroy-report.json")
+    assert {vm.reason for vm in report.vms} == {"purged"}
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--no-journal"]) == 0
+    capsys.readouterr()
+
+
+def test_destroy_leaves_a_vm_that_is_not_ours_and_exits_1(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A hostname held by another fleet's VM: untouched, reported conflict/not_ours (1)."""
+    setenv(sim.env())
+    vm_id = sim.portal.call(lambda: sim.running.state.add_existing_vm("acme", "web-01"))
+    record = sim.running.state.vm_by_id(vm_id)
+    assert record is not None
+    record.annotations = [{"key": VM_KEY, "value": "web-01"}, {"key": FLEET_KEY, "value": "x"}]
+    assert main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)]) == 1
+    report = validate_report_file(cwd / "destroy-report.json")
+    by_key = {vm.key: vm for vm in report.vms}
+    assert (by_key["web-01"].category, by_key["web-01"].reason) == ("conflict", "not_ours")
+    assert {by_key[h].reason for h in EXAMPLE_HOSTNAMES if h != "web-01"} == {"absent"}
+    assert _trashed(sim) == {"web-01": False}
+    capsys.readouterr()
+
+
+def test_destroy_without_yes_off_a_terminal_sends_nothing(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No terminal and no --yes: refused before any request (2)."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    assert main(["destroy", "--no-progress", str(EXAMPLE_SPEC)]) == 2
+    _, err = capsys.readouterr()
+    assert "--yes" in err
+    assert not any(_trashed(sim).values())
+    assert not (cwd / "destroy-report.json").exists()
+
+
+def test_destroy_asks_and_a_no_deletes_nothing(
+    cwd: Path,
+    sim: ThreadSimulator,
+    setenv: SetEnv,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a terminal it lists what exists and asks; answering no deletes nothing (130)."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("click.confirm", lambda *a, **k: False)
+    assert main(["destroy", "--no-progress", str(EXAMPLE_SPEC)]) == 130
+    _, err = capsys.readouterr()
+    assert "web-01" in err
+    assert "nothing was deleted" in err
+    assert not any(_trashed(sim).values())
+
+
+def test_destroy_bad_input_is_a_clear_error(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing spec, or a --build-journal that does not exist: one error line (2)."""
+    setenv(sim.env())
+    assert main(["destroy", "--yes", "missing.toml"]) == 2
+    assert main(["destroy", "--yes", "--build-journal", "nope", str(EXAMPLE_SPEC)]) == 2
+    _, err = capsys.readouterr()
+    assert "nope" in err
+    assert "Traceback" not in err
