@@ -125,6 +125,11 @@ _RUN_AGAINST_SIMULATOR = (
     "ORCHESTRATOR_POLL_MIN_SECONDS=0.25 orchestrator run specs/example.toml"
 )
 
+_DESTROY_AGAINST_SIMULATOR = (
+    "KATAPULT_API_URL=http://127.0.0.1:8080/core/v1/ KATAPULT_API_KEY=sim-token "
+    "ORCHESTRATOR_RATE_WINDOW_SECONDS=3 orchestrator destroy --yes --purge specs/example.toml"
+)
+
 #: Every shell command of the README, and the test that runs or checks it.
 COVERED = {
     "pip install -e .": "test_pip_install_is_the_editable_install",
@@ -138,6 +143,7 @@ COVERED = {
     "python examples/library.py": "test_library_example_command",
     "orchestrator simulate --port 8080 --time-scale 20": "test_simulator_block",
     _RUN_AGAINST_SIMULATOR: "test_simulator_block",
+    _DESTROY_AGAINST_SIMULATOR: "test_simulator_block",
     "python -m benchmarks": "test_benchmark_commands",
     "python -m benchmarks --quick": "test_benchmark_commands",
 }
@@ -288,11 +294,16 @@ def simulate_block(workdir: Path) -> Iterator[tuple[list[str], subprocess.Popen[
 def test_simulator_block(
     workdir: Path, simulate_block: tuple[list[str], subprocess.Popen[str]]
 ) -> None:
-    """``orchestrator simulate --port 8080 --time-scale 20`` and the run against it (0)."""
+    """``orchestrator simulate --port 8080 --time-scale 20``, the run and the destroy (0, 0)."""
     commands, server = simulate_block
     result = _bash(commands[1], workdir, _env())
     assert result.returncode == 0, result.stderr
     assert "5 succeeded" in result.stdout
+    destroyed = _bash(commands[2], workdir, _env())
+    assert destroyed.returncode == 0, destroyed.stderr
+    assert "5 succeeded" in destroyed.stdout
+    report = validate_report_file(workdir / "destroy-report.json")
+    assert {(vm.outcome, vm.reason) for vm in report.vms} == {("succeeded", "purged")}
     server.send_signal(signal.SIGTERM)
     assert server.wait(timeout=WAIT) == 0
 
