@@ -77,6 +77,7 @@ class DeleteOperation:
         self._only_keys = only_keys
         self.ownership = Ownership(fleet=fleet)
         self._stopped: set[str] = set()
+        self._purge_polls: dict[str, int] = {}
 
     # ----------------------------------------------------------- where it starts
 
@@ -295,9 +296,15 @@ class DeleteOperation:
         track.submitted_clock = track.submitted_clock or run.clock()
         run.set_phase(track, "building")
         run.emit("submitted", track, message="purging from the trash")
-        run.scheduler.add(
-            track.key, group=("purge", "", track.request.location), submitted_at=run.clock()
-        )
+        self._poll_purge_soon(track)
+
+    def _poll_purge_soon(self, track: Track) -> None:
+        """Purges take seconds, not a build's time: poll from ``poll_min``, doubling."""
+        run = self._run
+        n = self._purge_polls.get(track.key, 0)
+        self._purge_polls[track.key] = n + 1
+        delay = min(run.settings.poll_min_seconds * 2 ** min(n, 6), run.settings.poll_max_seconds)
+        run.scheduler.poll_soon(track.key, group=track.group, delay=delay)
 
     # ---------------------------------------------------------------- polling
 
@@ -314,7 +321,7 @@ class DeleteOperation:
                 error = ErrorInfo(code="purge_failed", description=f"task {task.id} ended failed")
                 await run.finish(track, "failed", category="server_error", error=error)
             else:
-                run.repoll(track)
+                self._poll_purge_soon(track)
             return
         assert track.vm_id is not None
         try:
