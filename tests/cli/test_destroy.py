@@ -28,7 +28,7 @@ def test_destroy_deletes_what_run_built(
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
     capsys.readouterr()
     code = main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)])
-    out, err = capsys.readouterr()
+    _, err = capsys.readouterr()
     assert code == 0, err
     report = validate_report_file(cwd / "destroy-report.json")
     assert report.operation == "delete"

@@ -109,7 +109,9 @@ async def test_without_annotations_only_the_build_journal_proves_ownership(tmp_p
 async def test_uncertain_deletes_are_settled_by_looking_the_vm_up(tmp_path: Path) -> None:
     """DELETEs whose connection broke after the server acted: each VM ends deleted, once."""
     requests = vms(8)
-    faults = FaultConfig(reset_after_rate=0.5, error_5xx_after_rate=0.3, methods=frozenset({"DELETE"}))
+    faults = FaultConfig(
+        reset_after_rate=0.5, error_5xx_after_rate=0.3, methods=frozenset({"DELETE"})
+    )
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             await orch.run(requests)
