@@ -109,6 +109,8 @@ class EngineRun:
     learned_samples: list[float] = field(default_factory=list)
     max_in_flight: int = 0
     timeline: Timeline = field(default_factory=Timeline)
+    #: real seconds uncertain POSTs waited before their hostname was looked up again
+    reconcile_wait_seconds: float = 0.0
 
 
 async def run_engine(
@@ -154,6 +156,8 @@ async def run_engine(
             report = await orch.run(requests, journal=journal)
             wall = time.monotonic() - started
             tg.cancel_scope.cancel()
+        done = orch.current_run
+        waited = done.reconcile_wait_seconds if done is not None else 0.0
     return EngineRun(
         report=report,
         wall=wall,
@@ -162,4 +166,5 @@ async def run_engine(
         learned_samples=learned,
         max_in_flight=eng.max_in_flight,
         timeline=timeline,
+        reconcile_wait_seconds=waited,
     )

@@ -39,6 +39,8 @@ class SimParams:
     build_spread: float = 0.25
     seed: int = 1
     faults: Mapping[str, float] = field(default_factory=dict)
+    #: reading options of ``orchestrator simulate`` (``pessimistic``: True is a flag)
+    readings: Mapping[str, object] = field(default_factory=dict)
 
     def argv(self) -> list[str]:
         """The command line that starts this simulator on a free loopback port."""
@@ -49,6 +51,7 @@ class SimParams:
             "build-spread": self.build_spread,
         }
         options.update(sorted(self.faults.items()))
+        options.update(self.readings)
         return simulate_argv(time_scale=self.time_scale, seed=self.seed, options=options)
 
 

@@ -77,6 +77,7 @@ class DeleteOperation:
         self._only_keys = only_keys
         self.ownership = Ownership(fleet=fleet)
         self._stopped: set[str] = set()
+        self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
 
     # ----------------------------------------------------------- where it starts

@@ -32,6 +32,8 @@ class Operation(Protocol):
     #: what one attempt is called in messages ("POST", "DELETE")
     request_name: str
     ownership: Ownership
+    #: how long uncertain attempts waited before being reconciled (seconds of run time)
+    waited_seconds: float
 
     def classify(self, track: Track, entry: JournalEntry | None) -> None:
         """Where ``track`` starts, from the journal and what existed (no request)."""

@@ -162,6 +162,15 @@ class Run:
         return list(self._removed)
 
     @property
+    def reconcile_wait_seconds(self) -> float:
+        """How long uncertain attempts waited, in all, before they were reconciled.
+
+        What exactly-once costs on an API that may take a hostname only once a
+        build's VM record exists: the benchmarks report it.
+        """
+        return self._op.waited_seconds
+
+    @property
     def operation_kind(self) -> OperationKind:
         """What this run does to each VM: ``build`` or ``delete``."""
         return self._op.kind

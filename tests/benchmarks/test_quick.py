@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"rate-bound", "baseline", "overhead", "faults"}
+SCENARIOS = {"rate-bound", "baseline", "overhead", "faults", "faults-pessimistic"}
 
 
 @pytest.mark.timeout(180)
@@ -46,7 +46,7 @@ def test_quick_mode_runs_every_scenario_exactly_once(tmp_path: Path) -> None:
         assert result["checks"], result["name"]
         assert result["rows"], result["name"]
     by_name = {r["name"]: r["data"] for r in results}
-    for name in ("rate-bound", "faults"):
+    for name in ("rate-bound", "faults", "faults-pessimistic"):
         data = by_name[name]
         assert data["duplicates"] == 0
         assert data["lost"] == 0
