@@ -47,6 +47,7 @@ from orchestrator.errors import (
     ConnectionLost,
     InvalidRequest,
     JournalError,
+    LimitError,
     NotFound,
     OrchestratorError,
     PermissionDenied,
@@ -69,7 +70,7 @@ from orchestrator.settings import (
     SettingsWarning,
     load_settings,
 )
-from orchestrator.spec import Spec, SpecDefaults, load_spec, parse_spec
+from orchestrator.spec import Spec, SpecDefaults, limit_vms, load_spec, parse_spec
 from orchestrator.vm_request import Lookup, VmRequest
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "JournalError",
     "KatapultClient",
     "KatapultSettings",
+    "LimitError",
     "Lookup",
     "LookupProblem",
     "NotFound",
@@ -116,6 +118,7 @@ __all__ = [
     "VmRequest",
     "VmResult",
     "__version__",
+    "limit_vms",
     "load_settings",
     "load_spec",
     "make_plan",

@@ -39,6 +39,7 @@ from orchestrator.errors import (
     AuthenticationError,
     ConfigError,
     JournalError,
+    LimitError,
     OrchestratorError,
     PermissionDenied,
     ReportError,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from orchestrator.report import Report
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
+    from orchestrator.vm_request import VmRequest
 
 __all__ = ["EXIT_CODES", "cli", "main"]
 
@@ -250,6 +252,29 @@ def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
     return spec, None
 
 
+def _limit_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--limit PATTERN`` (repeatable); the command gets ``limit: tuple[str, ...]``."""
+    return click.option(
+        "--limit",
+        "limit",
+        metavar="PATTERN",
+        multiple=True,
+        help="Only the VMs whose hostname matches this glob (web-*, db-0[1-3]); repeat it "
+        "or separate patterns with commas. A pattern that matches no VM of the spec is an "
+        "error (exit 2).",
+    )(func)
+
+
+def _limited(spec: Spec, limit: tuple[str, ...]) -> tuple[list[VmRequest], int | None]:
+    """The VMs of ``spec`` selected by ``--limit`` (all of them when there is none)."""
+    from orchestrator.spec import limit_vms
+
+    try:
+        return limit_vms(spec.vms, limit), None
+    except LimitError as exc:
+        return [], _fail(f"{spec.path}: {exc}")
+
+
 _NO_CREDENTIALS = (
     "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
     "or add --simulate to try the built-in simulator"
@@ -285,6 +310,7 @@ _RUN_EPILOG = (
     "  orchestrator run fleet.toml                        with KATAPULT_API_KEY set\n"
     "  orchestrator run fleet.toml --report out/report.json --junit out/junit.xml\n"
     "  orchestrator run fleet.toml --retry-failed report.json   only what failed last time\n"
+    "  orchestrator run fleet.toml --limit 'web-*' --limit db-01   only these hostnames\n"
     "  orchestrator run fleet.toml --no-progress --log-format json   for cron and CI\n"
     "\n"
     "Reruns are safe: VMs that already exist are skipped, and the journal "
@@ -377,6 +403,7 @@ _RUN_EPILOG = (
     "Env: ORCHESTRATOR_WAIT_UNTIL_STARTED.",
 )
 @reading_options
+@_limit_option
 def run(
     spec: str,
     config_file: Path | None,
@@ -397,6 +424,7 @@ def run(
     metrics_mode: str | None,
     wait_until_started: bool | None,
     readings: dict[str, Any],
+    limit: tuple[str, ...],
 ) -> int:
     """Build every VM of SPEC that does not exist yet, wait for each, write the report.
 
@@ -444,6 +472,13 @@ def run(
             only_keys = failed_keys(load_report(retry_failed))
         except ReportError as exc:
             return _fail(str(exc))
+    if limit:
+        selected, code = _limited(loaded, limit)
+        if code is not None:
+            return code
+        # the others are reported skipped/not_selected (or as the journal has them)
+        keys = {vm.key for vm in selected}
+        only_keys = keys if only_keys is None else only_keys & keys
     journal_path: Path | None
     if no_journal:
         journal_path = None
@@ -764,6 +799,7 @@ _PLAN_EPILOG = (
     "\b\nExamples:\n"
     "  orchestrator plan --simulate specs/example.toml\n"
     "  orchestrator plan fleet.toml && echo 'nothing to build'\n"
+    "  orchestrator plan fleet.toml --limit 'web-*'\n"
     "\n"
     f"{_PRECEDENCE}\n\n"
     + _exit_codes(
@@ -782,6 +818,7 @@ _PLAN_EPILOG = (
 @cli.command(epilog=_PLAN_EPILOG)
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_common_options
+@_limit_option
 def plan(
     spec: str,
     config_file: Path | None,
@@ -790,6 +827,7 @@ def plan(
     simulate: bool,
     log_format: str | None,
     log_level: str | None,
+    limit: tuple[str, ...],
 ) -> int:
     """Dry run of SPEC against the API: what `run` would build and skip. Never builds.
 
@@ -812,12 +850,15 @@ def plan(
     loaded, code = _load_spec(spec, settings)
     if code is not None:
         return code
+    selected, code = _limited(loaded, limit)
+    if code is not None:
+        return code
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
-    return anyio.run(_plan_async, settings, loaded, simulate)
+    return anyio.run(_plan_async, settings, selected, simulate)
 
 
-async def _plan_async(settings: Settings, spec: Spec, simulate: bool) -> int:
+async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool) -> int:
     from orchestrator._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 
@@ -829,7 +870,7 @@ async def _plan_async(settings: Settings, spec: Spec, simulate: bool) -> int:
         try:
             result = await make_plan(
                 orch.client,
-                spec.vms,
+                vms,
                 deadline_seconds=engine.retry_deadline_seconds,
                 window_seconds=engine.rate_window_seconds,
                 expected_build_seconds=engine.expected_build_seconds,

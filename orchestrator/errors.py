@@ -21,6 +21,7 @@
     │   ├── ActionFailed               task/build ended ``failed``
     │   └── ActionTimedOut             no end within build_timeout_seconds
     ├── SpecError                      the spec file is wrong (carries every issue)
+    ├── LimitError                     a --limit pattern selects no VM of the spec
     ├── ConfigError                    the settings are wrong
     ├── JournalError                   the journal is locked, corrupt or foreign
     └── ReportError                    a report file to read is missing or not ours
@@ -52,6 +53,7 @@ __all__ = [
     "ConnectionLost",
     "InvalidRequest",
     "JournalError",
+    "LimitError",
     "NotFound",
     "OrchestratorError",
     "PermissionDenied",
@@ -278,6 +280,10 @@ class SpecError(OrchestratorError):
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
         noun = "problem" if len(self.issues) == 1 else "problems"
         super().__init__(f"spec is invalid ({len(self.issues)} {noun}):\n{lines}")
+
+
+class LimitError(OrchestratorError):
+    """A ``--limit`` pattern matches no VM of the spec (a typo must not select nothing)."""
 
 
 class ConfigError(OrchestratorError):

@@ -13,7 +13,7 @@
     count = 3
 
 :func:`load_spec` reads a file (the format from its extension), :func:`parse_spec`
-reads text. Both return a :class:`Spec` of :class:`~orchestrator.vm_request.VmRequest`
+reads text, :func:`limit_vms` selects VMs by hostname glob (``--limit``). Both return a :class:`Spec` of :class:`~orchestrator.vm_request.VmRequest`
 or raise :class:`~orchestrator.errors.SpecError` listing every problem at once,
 each located by entry, hostname, field and line.
 """
@@ -24,6 +24,7 @@ import os
 
 from orchestrator.spec import _load, _validate
 from orchestrator.spec._expand import MAX_HOSTNAME_LENGTH, hostname_problem
+from orchestrator.spec._limit import limit_vms
 from orchestrator.spec._load import EXTENSIONS, format_for_path
 from orchestrator.spec._model import MAX_COUNT, Spec, SpecDefaults, SpecFormat
 from orchestrator.spec._validate import MAX_ISSUES, MAX_TOTAL_VMS
@@ -39,6 +40,7 @@ __all__ = [
     "SpecFormat",
     "format_for_path",
     "hostname_problem",
+    "limit_vms",
     "load_spec",
     "parse_spec",
 ]

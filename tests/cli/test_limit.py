@@ -1,0 +1,109 @@
+"""``--limit PATTERN`` for ``run`` and ``plan`` against the simulator, and its bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.report._validate import validate_report_file
+from tests.cli._helpers import EXAMPLE_HOSTNAMES, EXAMPLE_SPEC, ThreadSimulator, make_report
+
+SetEnv = Callable[[dict[str, str]], None]
+
+
+def test_run_with_limit_builds_only_the_matching_vms(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only matching VMs are built; the others are in the report once, skipped/not_selected."""
+    setenv(sim.env())
+    code = main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-0[12]"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(sim.hostnames()) == ["web-01", "web-02"]
+    report = validate_report_file(cwd / "report.json")
+    outcomes = {vm.hostname: (vm.outcome, vm.reason) for vm in report.vms}
+    assert sorted(outcomes) == sorted(EXAMPLE_HOSTNAMES)
+    assert outcomes["web-01"][0] == outcomes["web-02"][0] == "succeeded"
+    for hostname in ("web-03", "db-01", "db-02"):
+        assert outcomes[hostname] == ("skipped", "not_selected")
+
+
+def test_a_later_run_with_another_limit_keeps_what_the_journal_knows(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Limits used one after the other on one journal build each VM once and forget none."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-*"]) == 0
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "db-*,web-01"]) == 0
+    assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)
+    report = validate_report_file(cwd / "report.json")
+    outcomes = {vm.hostname: (vm.outcome, vm.reason) for vm in report.vms}
+    # web-02/03 come from the journal as they ended; web-01 was selected and exists
+    assert outcomes["web-02"][0] == outcomes["web-03"][0] == "succeeded"
+    assert outcomes["web-01"] == ("skipped", "already_exists")
+    assert outcomes["db-01"][0] == outcomes["db-02"][0] == "succeeded"
+    assert report.removed_from_spec == []
+
+
+def test_limit_and_retry_failed_select_what_both_select(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --retry-failed too, a VM is built only when it failed and matches the limit."""
+    make_report(cwd / "last.json", {"web-01": "failed", "db-01": "failed", "web-02": "succeeded"})
+    setenv(sim.env())
+    code = main(
+        ["run", str(EXAMPLE_SPEC), "--no-progress", "--retry-failed", "last.json", "--limit", "web-*"]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert sim.hostnames() == ["web-01"]
+
+
+@pytest.mark.parametrize("command", ["run", "plan"])
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        (["nope-*"], "--limit pattern 'nope-*' matches no hostname of the spec"),
+        (["web-*", "db-9"], "--limit pattern 'db-9' matches no hostname"),
+        ([""], "--limit '': empty pattern"),
+        (["web-01,"], "--limit 'web-01,': empty pattern"),
+    ],
+)
+def test_a_limit_that_selects_nothing_is_refused_before_any_request(
+    cwd: Path,
+    sim: ThreadSimulator,
+    setenv: SetEnv,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    limit: list[str],
+    message: str,
+) -> None:
+    """A pattern matching no VM (a typo) or an empty one exits 2 naming it; nothing is sent."""
+    setenv(sim.env())
+    args = [command, str(EXAMPLE_SPEC)]
+    for pattern in limit:
+        args += ["--limit", pattern]
+    code = main(args)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"error: {EXAMPLE_SPEC}: ")
+    assert message in err
+    assert "Traceback" not in err
+    assert sim.hostnames() == []
+    assert not (cwd / "report.json").exists()
+    assert sim.portal.call(sim.running.state.snapshot)["requests"]["total"] == 0
+
+
+def test_plan_with_limit_plans_only_the_matching_vms(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``plan --limit`` counts only the selected VMs, built or not."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "db-01"]) == 0
+    capsys.readouterr()
+    assert main(["plan", str(EXAMPLE_SPEC), "--limit", "db-*"]) == 4
+    assert "Plan: 1 to build, 1 already exist" in capsys.readouterr().out
+    assert main(["plan", str(EXAMPLE_SPEC), "--limit", "db-01"]) == 0
+    assert "Plan: 0 to build, 1 already exist" in capsys.readouterr().out
