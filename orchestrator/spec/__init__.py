@@ -13,9 +13,10 @@
     count = 3
 
 :func:`load_spec` reads a file (the format from its extension), :func:`parse_spec`
-reads text, :func:`limit_vms` selects VMs by hostname glob (``--limit``). Both return a :class:`Spec` of :class:`~orchestrator.vm_request.VmRequest`
+reads text. Both return a :class:`Spec` of :class:`~orchestrator.vm_request.VmRequest`
 or raise :class:`~orchestrator.errors.SpecError` listing every problem at once,
-each located by entry, hostname, field and line.
+each located by entry, hostname, field and line. :func:`limit_vms` selects VMs
+by hostname glob (``--limit``).
 """
 
 from __future__ import annotations

@@ -53,9 +53,8 @@ def test_limit_and_retry_failed_select_what_both_select(
     """With --retry-failed too, a VM is built only when it failed and matches the limit."""
     make_report(cwd / "last.json", {"web-01": "failed", "db-01": "failed", "web-02": "succeeded"})
     setenv(sim.env())
-    code = main(
-        ["run", str(EXAMPLE_SPEC), "--no-progress", "--retry-failed", "last.json", "--limit", "web-*"]
-    )
+    args = ["--no-progress", "--retry-failed", "last.json", "--limit", "web-*"]
+    code = main(["run", str(EXAMPLE_SPEC), *args])
     assert code == 0, capsys.readouterr().err
     assert sim.hostnames() == ["web-01"]
 
