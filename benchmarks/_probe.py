@@ -52,8 +52,9 @@ def classify(request: ApiRequest, response: ApiResponse | None) -> str:
     ``poll_building`` is a build poll that saw the build unfinished (a
     request the lower bound does not count); ``poll_done`` one that saw it
     complete or failed; ``vm_lookup`` a VM fetched by id or fqdn (reconciliation
-    after an uncertain POST, or watching an adopted VM); ``setup`` the
-    organization and its VM list.
+    after an uncertain POST, or watching an adopted VM); ``vm_list`` a page of
+    the organization's VM list (existing hostnames at the start, the built VMs'
+    addresses at the end); ``setup`` the organization itself.
     """
     path = request.path
     if request.method == "POST":
@@ -70,6 +71,8 @@ def classify(request: ApiRequest, response: ApiResponse | None) -> str:
         return "poll_task"
     if path.startswith("virtual_machines/"):
         return "vm_lookup"
+    if path == "organizations/_/virtual_machines":
+        return "vm_list"
     if path.startswith("organizations/"):
         return "setup"
     return "other"

@@ -241,7 +241,15 @@ class _RateFigures:
 
     def breakdown(self) -> str:
         kinds = self.traffic.by_kind
-        order = ("post", "poll_done", "poll_building", "poll_task", "poll_error", "vm_lookup")
+        order = (
+            "post",
+            "poll_done",
+            "poll_building",
+            "poll_task",
+            "poll_error",
+            "vm_lookup",
+            "vm_list",
+        )
         parts = [f"{kind} {kinds[kind] / self.n:.3f}" for kind in order if kinds[kind]]
         rest = self.traffic.total - sum(kinds[k] for k in order)
         if rest:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Self
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._runner import OperationFactory, Run
@@ -23,7 +24,7 @@ from orchestrator.engine.events import EngineStatistics, ProgressHook, Provision
 from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 from orchestrator.katapult import KatapultClient, Timeouts
-from orchestrator.report import ApiInfo, Report, RequestCounts, SpecInfo
+from orchestrator.report import ApiInfo, Report, RequestCounts, SpecInfo, VmResult
 from orchestrator.vm_request import VmRequest
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ class Orchestrator:
         self._hooks: list[ProgressHook] = [*hooks, self._publish]
         self._streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
         self._run: Run | None = None
+        self._stop_requested = False
+        self._addresses_scope: anyio.CancelScope | None = None
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
@@ -110,8 +113,11 @@ class Orchestrator:
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Graceful stop: no new builds; what is in flight is reported ``cancelled``."""
+        self._stop_requested = True
         if self._run is not None:
             self._run.request_stop(reason)
+        if self._addresses_scope is not None:
+            self._addresses_scope.cancel()
 
     def statistics(self) -> EngineStatistics | None:
         """A snapshot of the current run's progress (None before a run starts)."""
@@ -165,6 +171,7 @@ class Orchestrator:
             poll_max=engine.poll_max_seconds,
             durations=DurationModel(default_seconds=engine.expected_build_seconds),
         )
+        self._stop_requested = False
         opened: Journal | None = None
         if journal is not None:
             opened = await Journal.open(Path(journal), spec_sha256=sha, run_id=run_id)
@@ -187,6 +194,7 @@ class Orchestrator:
             if opened is not None:
                 with anyio.CancelScope(shield=True):
                     await opened.close()
+        results = await self._with_addresses(requests, results)
         organization = self._settings.katapult.organization
         if organization is None and requests:
             organization = requests[0].organization.value
@@ -207,6 +215,37 @@ class Orchestrator:
             ownership=self._run.ownership,
             operation=self._run.operation_kind,
         )
+
+    async def _with_addresses(
+        self, requests: Sequence[VmRequest], results: list[VmResult]
+    ) -> list[VmResult]:
+        """``results`` with the built VMs' addresses (one VM list per organization).
+
+        Only after builds (not a destroy); skipped when the run was stopped by
+        the user or by a refused token; a stop requested meanwhile cancels it,
+        and the results stay as they were.
+        """
+        run = self._run
+        if run is None or run.operation_kind != "build":
+            return results
+        if self._stop_requested or run.doomed_run is not None:
+            return results
+        engine = self._settings.engine
+        filled = results
+        with anyio.CancelScope() as scope:
+            self._addresses_scope = scope
+            try:
+                filled = await add_addresses(
+                    self._client,
+                    results,
+                    {req.key: req.organization for req in requests},
+                    deadline_seconds=engine.retry_deadline_seconds,
+                    wait_initial=min(0.2, engine.poll_min_seconds),
+                    wait_max=min(10.0, engine.poll_max_seconds),
+                )
+            finally:
+                self._addresses_scope = None
+        return filled
 
     async def destroy(
         self,

@@ -78,12 +78,19 @@ class ErrorInfo(_Model):
 
 
 class VmRef(_Model):
-    """The VM that was built (or found)."""
+    """The VM that was built (or found).
+
+    ``ip_addresses`` and ``data_center`` (its permalink) are read from the
+    organization's VM list once the run is over; they are empty / None when
+    that list could not be read or the run was interrupted.
+    """
 
     id: str
     fqdn: str | None = None
     #: the VM's state when it was last looked at (None when it was not looked at)
     state: str | None = None
+    ip_addresses: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    data_center: str | None = None
 
 
 class VmResult(_Model):

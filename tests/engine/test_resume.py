@@ -35,8 +35,8 @@ async def test_rerun_on_the_journal_touches_nothing(tmp_path: Path) -> None:
     assert [(v.key, v.outcome, v.build_id) for v in second.vms] == [
         (v.key, v.outcome, v.build_id) for v in first.vms
     ]
-    # only the organization lookup and the VM listing
-    assert second.summary.requests.total == 2
+    # only the organization lookup, the VM listing, and the listing for addresses
+    assert second.summary.requests.total == 3
     assert_exactly_once(second, requests, sim)
 
 

@@ -63,7 +63,16 @@ def vm_results(draw: st.DrawFn, key: str | None = None) -> VmResult:
         category=draw(categories if outcome == "failed" else st.none() | categories),
         reason=draw(_text if outcome == "skipped" else _opt_text),
         error=draw(st.none() | error_infos),
-        virtual_machine=draw(st.none() | st.builds(VmRef, id=_text, fqdn=_opt_text)),
+        virtual_machine=draw(
+            st.none()
+            | st.builds(
+                VmRef,
+                id=_text,
+                fqdn=_opt_text,
+                ip_addresses=st.lists(st.text(min_size=1, max_size=20), max_size=3),
+                data_center=_opt_text,
+            )
+        ),
         task_id=draw(_opt_text),
         build_id=draw(_opt_text),
         attempts=draw(st.integers(0, 100)),
