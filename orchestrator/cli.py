@@ -311,6 +311,7 @@ _RUN_EPILOG = (
     "  orchestrator run fleet.toml --report out/report.json --junit out/junit.xml\n"
     "  orchestrator run fleet.toml --retry-failed report.json   only what failed last time\n"
     "  orchestrator run fleet.toml --limit 'web-*' --limit db-01   only these hostnames\n"
+    "  orchestrator run fleet.toml --inventory inventory.yml   then: ansible -i inventory.yml ...\n"
     "  orchestrator run fleet.toml --no-progress --log-format json   for cron and CI\n"
     "\n"
     "Reruns are safe: VMs that already exist are skipped, and the journal "
@@ -396,6 +397,13 @@ _RUN_EPILOG = (
     "node-exporter may run as its own user). Env: ORCHESTRATOR_METRICS_MODE.",
 )
 @click.option(
+    "--inventory",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write an Ansible inventory (YAML) of the VMs that succeeded or already "
+    "existed, grouped by data center, package, group and tag. Env: ORCHESTRATOR_INVENTORY.",
+)
+@click.option(
     "--wait-until-started",
     is_flag=True,
     default=None,
@@ -422,6 +430,7 @@ def run(
     junit: Path | None,
     metrics: Path | None,
     metrics_mode: str | None,
+    inventory: Path | None,
     wait_until_started: bool | None,
     readings: dict[str, Any],
     limit: tuple[str, ...],
@@ -454,6 +463,7 @@ def run(
             "output.junit": junit,
             "output.metrics": metrics,
             "output.metrics_mode": metrics_mode,
+            "output.inventory": inventory,
             "engine.max_in_flight": max_in_flight,
             "engine.deadline_seconds": deadline,
             "engine.wait_until_started": wait_until_started,
@@ -495,6 +505,7 @@ def run(
         ("journal", journal_path),
         ("JUnit file", output.junit),
         ("metrics file", output.metrics),
+        ("inventory", output.inventory),
     ):
         if path is not None and not path.parent.is_dir():
             # found now, not after every VM was built
@@ -512,7 +523,13 @@ async def _run_async(
     destroying: _Destroy | None = None,
 ) -> int:
     from orchestrator.engine import Orchestrator
-    from orchestrator.report import render_summary, write_junit, write_metrics, write_report
+    from orchestrator.report import (
+        render_summary,
+        write_inventory,
+        write_junit,
+        write_metrics,
+        write_report,
+    )
 
     interrupted = False
     async with AsyncExitStack() as stack:
@@ -582,9 +599,13 @@ async def _run_async(
                     result,
                     output.metrics,
                 )
+            if output.inventory is not None:
+                await anyio.to_thread.run_sync(write_inventory, result, spec.vms, output.inventory)
     except (OSError, ReportError) as exc:
         return _fail(f"cannot write the results: {exc}", EXIT_FAILED)
     out.print(f"report written to {output.report}", markup=False)
+    if output.inventory is not None:
+        out.print(f"inventory written to {output.inventory}", markup=False)
     hint = None if simulate else _unfinished_hint(result, journal_path)
     if hint:
         out.print(hint, markup=False)

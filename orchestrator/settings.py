@@ -342,6 +342,8 @@ class OutputSettings(_Section):
     metrics: _Path | None = None
     #: permissions of the metrics file (it holds no secret; node-exporter may run as another user)
     metrics_mode: _Mode = 0o644
+    #: also write an Ansible inventory (YAML) of the VMs in place here
+    inventory: _Path | None = None
     #: log lines as "console" text or "json" objects
     log_format: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = "console"
     #: least severe log level shown
