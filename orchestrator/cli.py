@@ -265,6 +265,25 @@ def _limit_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _output_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--output text|json``; the command gets ``output: str``."""
+    return click.option(
+        "--output",
+        "output",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="text for people, or one JSON object on stdout for scripts (its shape is in "
+        "docs/json-output.md; errors still go to stderr with the same exit codes).",
+    )(func)
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    from orchestrator._json_output import dumps
+
+    click.echo(dumps(data), nl=False)
+
+
 def _limited(spec: Spec, limit: tuple[str, ...]) -> tuple[list[VmRequest], int | None]:
     """The VMs of ``spec`` selected by ``--limit`` (all of them when there is none)."""
     from orchestrator.spec import limit_vms
@@ -821,6 +840,7 @@ _PLAN_EPILOG = (
     "  orchestrator plan --simulate specs/example.toml\n"
     "  orchestrator plan fleet.toml && echo 'nothing to build'\n"
     "  orchestrator plan fleet.toml --limit 'web-*'\n"
+    "  orchestrator plan fleet.toml --output json | jq .summary\n"
     "\n"
     f"{_PRECEDENCE}\n\n"
     + _exit_codes(
@@ -840,6 +860,7 @@ _PLAN_EPILOG = (
 @click.argument("spec", type=click.Path(dir_okay=False))
 @_common_options
 @_limit_option
+@_output_option
 def plan(
     spec: str,
     config_file: Path | None,
@@ -849,6 +870,7 @@ def plan(
     log_format: str | None,
     log_level: str | None,
     limit: tuple[str, ...],
+    output: str,
 ) -> int:
     """Dry run of SPEC against the API: what `run` would build and skip. Never builds.
 
@@ -876,10 +898,12 @@ def plan(
         return code
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
-    return anyio.run(_plan_async, settings, selected, simulate)
+    return anyio.run(_plan_async, settings, selected, simulate, output)
 
 
-async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool) -> int:
+async def _plan_async(
+    settings: Settings, vms: list[VmRequest], simulate: bool, output: str
+) -> int:
     from orchestrator._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 
@@ -905,7 +929,12 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool) 
             if isinstance(error, AuthenticationError | PermissionDenied):
                 return _fail(str(error), EXIT_AUTH)
             return _fail(str(error), EXIT_FAILED)
-    render_plan(result, _out())
+    if output == "json":
+        from orchestrator._json_output import plan_json
+
+        _print_json(plan_json(result))
+    else:
+        render_plan(result, _out())
     if result.has_errors:
         return EXIT_USAGE
     return EXIT_PLAN_CHANGES if result.has_changes else EXIT_OK
@@ -1130,7 +1159,8 @@ def _scaled_env(scale: float) -> str:
 @cli.command(
     epilog="\b\nExamples:\n"
     "  orchestrator status report.json.journal\n"
-    "  orchestrator status --all /var/lib/fleet/report.json.journal\n\n"
+    "  orchestrator status --all /var/lib/fleet/report.json.journal\n"
+    "  orchestrator status report.json.journal --output json | jq '.vms[] | select(.outcome)'\n\n"
     "It only reads: a journal in use by a running `run` can be inspected.\n\n"
     + _exit_codes(
         (EXIT_OK, "the journal was shown"),
@@ -1143,9 +1173,10 @@ def _scaled_env(scale: float) -> str:
     "show_all",
     is_flag=True,
     help=f"Show every VM (by default the {_STATUS_ROWS} that most need attention: "
-    "unfinished and failed first).",
+    "unfinished and failed first). --output json always lists every VM.",
 )
-def status(journal: Path, show_all: bool) -> int:
+@_output_option
+def status(journal: Path, show_all: bool, output: str) -> int:
     """Show what JOURNAL holds: its runs, and per VM its state, ids and last error.
 
     JOURNAL is the SQLite file `run` keeps beside the report
@@ -1157,6 +1188,11 @@ def status(journal: Path, show_all: bool) -> int:
         snapshot = read_journal(journal)
     except JournalError as exc:
         return _fail(str(exc))
+    if output == "json":
+        from orchestrator._json_output import status_json
+
+        _print_json(status_json(snapshot))
+        return EXIT_OK
     out = _out()
     render_status(snapshot, out, limit=None if show_all else _STATUS_ROWS)
     if not show_all and len(snapshot.entries) > _STATUS_ROWS:
@@ -1175,7 +1211,8 @@ def report() -> None:
 @report.command(
     "diff",
     epilog="\b\nExample (cron, compare two nights):\n"
-    "  orchestrator report diff yesterday.json report.json || alert 'new failures'\n\n"
+    "  orchestrator report diff yesterday.json report.json || alert 'new failures'\n"
+    "  orchestrator report diff yesterday.json report.json --output json | jq .summary\n\n"
     + _exit_codes(
         (EXIT_OK, "nothing newly failed"),
         (EXIT_FAILED, "some VM failed in NEW that had not failed in OLD"),
@@ -1184,7 +1221,8 @@ def report() -> None:
 )
 @click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
-def report_diff(old: Path, new: Path) -> int:
+@_output_option
+def report_diff(old: Path, new: Path, output: str) -> int:
     """What changed from OLD to NEW: newly failed, fixed, still failing, missing, added.
 
     A VM is matched by its key (the lower-cased hostname); cancelled counts as failed.
@@ -1196,7 +1234,12 @@ def report_diff(old: Path, new: Path) -> int:
     except ReportError as exc:
         return _fail(str(exc))
     diff = diff_reports(before, after)
-    render_diff(diff, _out())
+    if output == "json":
+        from orchestrator._json_output import diff_json
+
+        _print_json(diff_json(diff, old=(old, before), new=(new, after)))
+    else:
+        render_diff(diff, _out())
     return EXIT_FAILED if diff.has_new_failures else EXIT_OK
 
 

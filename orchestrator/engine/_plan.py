@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ from orchestrator.vm_request import Lookup, VmRequest
 __all__ = ["LookupProblem", "Plan", "make_plan"]
 
 _FIELDS = ("zone", "data_center", "package", "disk_template", "network")
+#: VMs per page of an organization's VM list (what the client asks for)
+_PER_PAGE = 100
 #: organization states that make its VMs a plan problem (not a refused token)
 _ORG_STATES = frozenset({"organization_suspended", "organization_not_activated"})
 
@@ -45,8 +48,16 @@ class Plan:
 
     @property
     def estimated_requests(self) -> int:
-        """At least a POST and a poll per VM to build, plus the run's listing requests."""
-        return 2 * len(self.to_build) + len({(r.organization.value) for r in self.to_build}) * 2
+        """At least a POST and a poll per VM to build, plus the run's organization requests.
+
+        Per organization with VMs to build: its lookup and VM list at the start,
+        and its VM list again at the end for the addresses (100 VMs a page).
+        """
+        in_place: Counter[str] = Counter(r.organization.value for r in self.to_build)
+        in_place.update(r.organization.value for r, _ in self.existing)
+        orgs = {r.organization.value for r in self.to_build}
+        pages = sum(math.ceil(in_place[org] / _PER_PAGE) for org in orgs)
+        return 2 * len(self.to_build) + 2 * len(orgs) + pages
 
     @property
     def estimated_seconds(self) -> float | None:
