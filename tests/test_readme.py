@@ -130,6 +130,11 @@ _DESTROY_AGAINST_SIMULATOR = (
     "ORCHESTRATOR_RATE_WINDOW_SECONDS=3 orchestrator destroy --yes --purge specs/example.toml"
 )
 
+_FLEET_RUN = (
+    "orchestrator run --simulate specs/example.toml --journal fleet.journal "
+    "--inventory inventory.yml"
+)
+
 #: Every shell command of the README, and the test that runs or checks it.
 COVERED = {
     "pip install -e .": "test_pip_install_is_the_editable_install",
@@ -144,6 +149,13 @@ COVERED = {
     "orchestrator simulate --port 8080 --time-scale 20": "test_simulator_block",
     _RUN_AGAINST_SIMULATOR: "test_simulator_block",
     _DESTROY_AGAINST_SIMULATOR: "test_simulator_block",
+    _FLEET_RUN: "test_fleet_block",
+    "ansible-inventory -i inventory.yml --graph": "test_fleet_block",
+    "orchestrator plan --simulate specs/example.toml --limit 'db-*' --output json": (
+        "test_fleet_block"
+    ),
+    "orchestrator status fleet.journal --output json": "test_fleet_block",
+    "orchestrator report diff report.json report.json --output json": "test_fleet_block",
     "python -m benchmarks": "test_benchmark_commands",
     "python -m benchmarks --quick": "test_benchmark_commands",
 }
@@ -192,7 +204,7 @@ def test_pytest_is_what_ci_runs() -> None:
 
 def test_the_first_command(workdir: Path) -> None:
     """``orchestrator run --simulate specs/example.toml`` builds the example, writes the report."""
-    command = _shell_commands(_block("sh", "orchestrator run --simulate"))[1]
+    command = _shell_commands(_block("sh", "pip install -e . && orchestrator run --simulate"))[1]
     result = _bash(command, workdir, _env())
     assert result.returncode == 0, result.stderr
     assert "5 succeeded" in result.stdout
@@ -259,6 +271,30 @@ def test_library_example_command(workdir: Path) -> None:
     assert "summary: 5 total, 5 succeeded, 0 failed, 0 skipped, 0 cancelled" in result.stdout
     assert "succeeded 5" in lines[-1]  # the hook counted every kind of event
     assert sorted(path.name for path in workdir.iterdir()) == ["examples", "specs"]
+
+
+# ------------------------------------------------- after the run: inventory, JSON
+
+
+def test_fleet_block(workdir: Path) -> None:
+    """The "After the run" block, in order: the inventory Ansible reads, then each JSON."""
+    commands = _shell_commands(_block("sh", "--inventory inventory.yml"))
+    results = [_bash(command, workdir, _env({"HOME": str(workdir)})) for command in commands]
+    assert [r.returncode for r in results] == [0, 0, 4, 0, 0], [r.stderr for r in results]
+    report = validate_report_file(workdir / "report.json")
+    graph = results[1].stdout
+    for hostname in EXAMPLE_HOSTNAMES:
+        assert hostname in graph
+    assert "@dc_uk_lon_01:" in graph
+    assert "WARNING" not in results[1].stderr
+    first = report.vms[0].virtual_machine
+    assert first is not None
+    assert first.ip_addresses
+    assert f"ansible_host: {first.ip_addresses[0]}" in (workdir / "inventory.yml").read_text()
+    plan, status, diff = (json.loads(r.stdout) for r in results[2:])
+    assert [vm["hostname"] for vm in plan["to_build"]] == ["db-01", "db-02"]
+    assert status["counts"]["finished"] == 5
+    assert diff["has_new_failures"] is False
 
 
 # ----------------------------------------------------------------- the simulator
