@@ -10,8 +10,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-import structlog
-
+from orchestrator._logging import get_logger
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import ApiError, TransportError
 from orchestrator.katapult import KatapultClient, VirtualMachineSummary
@@ -20,7 +19,7 @@ from orchestrator.vm_request import Lookup
 
 __all__ = ["add_addresses"]
 
-_log = structlog.get_logger("orchestrator")
+_log = get_logger("orchestrator.engine")
 
 
 async def add_addresses(
