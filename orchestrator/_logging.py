@@ -12,7 +12,8 @@ formatter; its structured fields travel with it for structlog's
 
 :func:`configure_logging` is the CLI's set-up: one handler on ``orchestrator``
 that writes console lines for people or JSON lines for machines to stderr,
-every value passed through a :class:`Redactor`.
+every value passed through a :class:`Redactor`; stamina's retries are logged
+there too (its default hook would print them on stdout).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import sys
 from collections.abc import Iterable, MutableMapping
 from typing import Any, Literal, TextIO, cast
 
+import stamina.instrumentation
 import structlog
 
 __all__ = ["LOGGER_NAME", "REDACTED", "Redactor", "configure_logging", "get_logger"]
@@ -210,3 +212,15 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(_LEVELS.get(level, logging.INFO))
     logger.propagate = False
+    # stamina's own hook would print through structlog's default logger, on stdout
+    stamina.instrumentation.set_on_retry_hooks([_log_retry])
+
+
+def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """A GET about to be retried, as a record of the ``orchestrator`` logger."""
+    get_logger("orchestrator.retry").info(
+        "orchestrator.request.retry_scheduled",
+        retry_num=details.retry_num,
+        wait_for=round(details.wait_for, 2),
+        caused_by=str(details.caused_by),
+    )

@@ -5,11 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import stamina.instrumentation
-
-# stamina sets up its retry hooks at the first retry, importing prometheus_client when it is
-# installed (which reads /proc): do it here, off the event loop, not in whichever test retries first
-stamina.instrumentation.get_on_retry_hooks()
 
 
 @pytest.fixture(scope="session")
