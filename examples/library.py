@@ -6,7 +6,8 @@ simulator in-process (no account, no network) and provisions the spec
 the real API exactly as ``orchestrator run`` would (so try the simulator first).
 
 It shows the three ways to follow a run: ``hooks`` (called for every event),
-``events()`` (an async stream of the same events) and the final report.
+``run_events()`` (an async stream of the same events, ending with the run) and
+the final report. Logging is the standard library's: here warnings and up.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import SecretStr
 
@@ -58,7 +58,7 @@ def simulated(url: str, token: str) -> Settings:
 
 
 async def print_events(events: MemoryObjectReceiveStream[ProvisionEvent]) -> None:
-    """Print each VM's final event; the stream ends when the orchestrator is closed."""
+    """Print each VM's final event; the stream ends when the run ends."""
     async with events:
         async for event in events:
             if event.kind in FINAL:
@@ -72,10 +72,10 @@ async def provision(settings: Settings, spec: Spec, counts: Counter[str]) -> Rep
     def hook(event: ProvisionEvent) -> None:
         counts[event.kind] += 1
 
-    # the task group outlives the Orchestrator: leaving the Orchestrator closes the
-    # event stream, then the task group waits for print_events to drain it
-    async with anyio.create_task_group() as tg, Orchestrator(settings, hooks=[hook]) as orch:
-        tg.start_soon(print_events, orch.events())
+    # the run's event stream ends with the run: the task group waits for
+    # print_events to drain it, before the orchestrator closes
+    async with Orchestrator(settings, hooks=[hook]) as orch, anyio.create_task_group() as tg:
+        tg.start_soon(print_events, orch.run_events())
         # a real run would pass journal="fleet.journal" to be resumable
         report = await orch.run(spec, journal=None)
     return report  # noqa: RET504 - returned once print_events has drained the stream
@@ -104,6 +104,6 @@ if __name__ == "__main__":
     default = Path(__file__).resolve().parent.parent / "specs" / "example.toml"
     path = sys.argv[1] if len(sys.argv) > 1 else str(default)
     # read the spec before the event loop starts: load_spec reads the file synchronously
-    # the library logs through structlog; an application chooses what it sees
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # the library logs through the standard logging module; the application chooses
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     sys.exit(anyio.run(main, load_spec(path)))

@@ -69,6 +69,8 @@ class Orchestrator:
         )
         self._hooks: list[ProgressHook] = [*hooks, self._publish]
         self._streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
+        #: streams of run_events(): closed when the run in progress (or the next) ends
+        self._run_streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
         self._run: Run | None = None
         self._stop_requested = False
         self._addresses_scope: anyio.CancelScope | None = None
@@ -87,9 +89,10 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         """Close the HTTP session and every event stream."""
-        for stream in self._streams:
+        for stream in [*self._streams, *self._run_streams]:
             stream.close()
         self._streams.clear()
+        self._run_streams.clear()
         with anyio.CancelScope(shield=True):
             await self._client.aclose()
 
@@ -99,13 +102,21 @@ class Orchestrator:
         return self._client
 
     def events(self) -> MemoryObjectReceiveStream[ProvisionEvent]:
-        """A stream of every event from now on; iterate it with ``async for``."""
+        """A stream of every event from now on, of every run; it ends when the
+        orchestrator is closed. Iterate it with ``async for``."""
         send, receive = anyio.create_memory_object_stream[ProvisionEvent](math.inf)
         self._streams.append(send)
         return receive
 
+    def run_events(self) -> MemoryObjectReceiveStream[ProvisionEvent]:
+        """A stream of the events of one run: the run in progress, or else the next one
+        to start. It ends when that run ends (or the orchestrator is closed)."""
+        send, receive = anyio.create_memory_object_stream[ProvisionEvent](math.inf)
+        self._run_streams.append(send)
+        return receive
+
     def _publish(self, event: ProvisionEvent) -> None:
-        for stream in self._streams:
+        for stream in [*self._streams, *self._run_streams]:
             try:
                 stream.send_nowait(event)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -173,9 +184,9 @@ class Orchestrator:
         )
         self._stop_requested = False
         opened: Journal | None = None
-        if journal is not None:
-            opened = await Journal.open(Path(journal), spec_sha256=sha, run_id=run_id)
         try:
+            if journal is not None:
+                opened = await Journal.open(Path(journal), spec_sha256=sha, run_id=run_id)
             self._run = Run(
                 requests,
                 client=self._client,
@@ -191,6 +202,9 @@ class Orchestrator:
             )
             results = await self._run.execute()
         finally:
+            for stream in self._run_streams:
+                stream.close()
+            self._run_streams.clear()
             if opened is not None:
                 with anyio.CancelScope(shield=True):
                     await opened.close()

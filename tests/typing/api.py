@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import assert_type
 
 import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
 from pydantic import SecretStr
 
 import orchestrator
@@ -125,10 +126,11 @@ async def run_a_spec(settings: Settings, spec: Spec) -> Report:
 
 
 async def follow_events(settings: Settings, spec: Spec) -> list[str]:
-    """``events()`` is an async stream of ``ProvisionEvent``."""
+    """``events()`` and ``run_events()`` are async streams of ``ProvisionEvent``."""
     seen: list[str] = []
     async with Orchestrator(settings) as orch:
         events = orch.events()
+        assert_type(orch.run_events(), MemoryObjectReceiveStream[ProvisionEvent])
         async with anyio.create_task_group() as tg:
 
             async def consume() -> None:
