@@ -12,8 +12,8 @@ formatter; its structured fields travel with it for structlog's
 
 :func:`configure_logging` is the CLI's set-up: one handler on ``orchestrator``
 that writes console lines for people or JSON lines for machines to stderr,
-every value passed through a :class:`Redactor`; stamina's retries are logged
-there too (its default hook would print them on stdout).
+every value passed through a :class:`Redactor`; stamina's own retry records are
+turned off (the engine logs its retries with the run id).
 """
 
 from __future__ import annotations
@@ -212,15 +212,6 @@ def configure_logging(
     logger.addHandler(handler)
     logger.setLevel(_LEVELS.get(level, logging.INFO))
     logger.propagate = False
-    # stamina's own hook would print through structlog's default logger, on stdout
-    stamina.instrumentation.set_on_retry_hooks([_log_retry])
-
-
-def _log_retry(details: stamina.instrumentation.RetryDetails) -> None:
-    """A GET about to be retried, as a record of the ``orchestrator`` logger."""
-    get_logger("orchestrator.retry").info(
-        "orchestrator.request.retry_scheduled",
-        retry_num=details.retry_num,
-        wait_for=round(details.wait_for, 2),
-        caused_by=str(details.caused_by),
-    )
+    # GET retries are logged by the engine, with the run id; stamina's own records
+    # (printed through structlog's global configuration) would only repeat them
+    stamina.instrumentation.set_on_retry_hooks([])

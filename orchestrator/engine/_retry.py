@@ -1,7 +1,9 @@
 """Retrying GETs: the policy is a pure predicate, the mechanism is stamina's.
 
 POSTs are never retried here: a build whose outcome is unknown is reconciled
-by hostname (see ``_runner``), never blindly sent again.
+by hostname (see ``_runner``), never blindly sent again. Retries are logged in
+the library's own format, bound to the run: the first retry of a request at
+``info``, the next ones at ``debug`` (an outage does not flood the log).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import stamina
+import structlog
 
+from orchestrator._logging import get_logger
 from orchestrator.errors import (
     ApiError,
     RateLimited,
@@ -39,11 +43,13 @@ async def retry_get(
     deadline_seconds: float,
     wait_initial: float = 0.2,
     wait_max: float = 10.0,
+    log: structlog.stdlib.BoundLogger | None = None,
 ) -> T:
     """Run a GET ``call`` until it succeeds, a non-retryable error, or the deadline.
 
     Backoff is exponential with jitter. 429s need no special wait: the rate
-    budget already holds every request until the window resets.
+    budget already holds every request until the window resets. Retries are
+    logged to ``log`` (the run's logger, with its run id).
     """
     async for attempt in stamina.retry_context(
         on=is_retryable,
@@ -54,5 +60,17 @@ async def retry_get(
         wait_jitter=wait_initial,
     ):
         with attempt:
-            return await call()
+            try:
+                return await call()
+            except Exception as exc:
+                if is_retryable(exc):
+                    logger = log or get_logger("orchestrator.engine")
+                    record = logger.info if attempt.num == 1 else logger.debug
+                    record(
+                        "orchestrator.request.retrying",
+                        attempt=attempt.num,
+                        error=str(exc),
+                        retry_for_seconds=deadline_seconds,
+                    )
+                raise
     raise AssertionError("unreachable")

@@ -119,6 +119,7 @@ class Run:
             "deadline_seconds": settings.retry_deadline_seconds,
             "wait_initial": min(0.2, settings.poll_min_seconds),
             "wait_max": min(10.0, settings.poll_max_seconds),
+            "log": self.log,
         }
         self._doom_all: tuple[Category, ErrorInfo] | None = None
         self._stop_reason: str | None = None

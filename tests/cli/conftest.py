@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import stamina.instrumentation
 
 from tests.cli._helpers import ThreadSimulator, thread_simulator
 
@@ -44,6 +45,7 @@ def _restore_logging() -> Iterator[None]:
     logger.handlers[:] = saved[0]
     logger.setLevel(saved[1])
     logger.propagate = saved[2]
+    stamina.instrumentation.set_on_retry_hooks(None)  # the CLI turned stamina's own off
 
 
 @pytest.fixture

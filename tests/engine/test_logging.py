@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import logging
 
 import pytest
+import stamina.instrumentation
 import structlog
 
+from orchestrator._logging import configure_logging, get_logger
 from orchestrator.engine import Orchestrator
+from orchestrator.engine._retry import retry_get
+from orchestrator.errors import ApiConnectError
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, settings_for, vms
@@ -63,3 +69,53 @@ async def test_an_application_level_silences_the_library(caplog: pytest.LogCaptu
     async with run_simulator(_sim()) as sim, Orchestrator(settings_for(sim)) as orch:
         await orch.run(vms(3))
     assert [r for r in caplog.records if r.name.startswith("orchestrator")] == []
+
+
+async def test_get_retries_are_logged_with_the_run_id_without_flooding(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A GET retried three times: the first retry at info, the others at debug, each
+    naming the run and the error."""
+    caplog.set_level(logging.DEBUG, logger="orchestrator")
+    failures = [ApiConnectError("connection refused", method="GET", path="/x")] * 3
+
+    async def call() -> str:
+        if failures:
+            raise failures.pop()
+        return "ok"
+
+    log = get_logger("orchestrator.engine", run_id="r1")
+    assert await retry_get(call, deadline_seconds=60, log=log) == "ok"
+    retries = [r for r in caplog.records if "orchestrator.request.retrying" in r.getMessage()]
+    assert [r.levelno for r in retries] == [logging.INFO, logging.DEBUG, logging.DEBUG]
+    assert all("run_id=r1" in r.getMessage() for r in retries)
+    assert "connection refused" in retries[0].getMessage()
+
+
+async def test_the_cli_set_up_leaves_only_our_retry_records(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Once the CLI configured logging, stamina's own retry records are not written."""
+    stream = io.StringIO()
+    structlog.reset_defaults()
+    configure_logging(fmt="json", level="debug", stream=stream)
+    try:
+        failures = [ApiConnectError("connection refused", method="GET", path="/x")]
+
+        async def call() -> str:
+            if failures:
+                raise failures.pop()
+            return "ok"
+
+        await retry_get(call, deadline_seconds=60, log=get_logger(run_id="r2"))
+    finally:
+        logger = logging.getLogger("orchestrator")
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.NullHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+        stamina.instrumentation.set_on_retry_hooks(None)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["event"], e["run_id"]) for e in events] == [("orchestrator.request.retrying", "r2")]
+    assert "stamina" not in "".join(capfd.readouterr())
