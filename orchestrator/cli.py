@@ -631,6 +631,9 @@ async def _run_async(
     if interrupted:
         return EXIT_CANCELLED
     if run_info is not None and run_info.doomed_run is not None:
+        category, cause = run_info.doomed_run
+        if category == "network":  # the API URL cannot work: say why, once
+            return _fail(cause.description or "the API cannot be reached", EXIT_FAILED)
         return EXIT_AUTH
     if result.summary.failed or result.summary.cancelled:
         return EXIT_FAILED

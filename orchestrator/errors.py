@@ -15,6 +15,7 @@
     │   └── UnexpectedResponse         a 2xx whose body is not what the API sends
     ├── TransportError                 no usable HTTP answer at all
     │   ├── ApiConnectError            the request surely never reached the server
+    │   │   └── ApiUnreachable             it never can: host unknown, TLS refused
     │   ├── ApiTimeout                 no answer in time (maybe sent, maybe not)
     │   └── ConnectionLost             reset or truncated after sending: maybe acted
     ├── ActionError                    a long-running build did not end well
@@ -47,6 +48,7 @@ __all__ = [
     "ApiConnectError",
     "ApiError",
     "ApiTimeout",
+    "ApiUnreachable",
     "AuthenticationError",
     "Category",
     "ConfigError",
@@ -204,6 +206,14 @@ class ApiConnectError(TransportError):
     """The connection could not be made: the request surely never arrived."""
 
     maybe_sent = False
+
+
+class ApiUnreachable(ApiConnectError):
+    """The API URL cannot work: its host name does not resolve, or TLS fails (a
+    certificate that does not verify, a port that does not speak TLS).
+
+    Retrying would not help, so nothing retries it: a run stops within seconds.
+    """
 
 
 class ApiTimeout(TransportError):

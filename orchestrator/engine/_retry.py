@@ -17,6 +17,7 @@ import structlog
 from orchestrator._logging import get_logger
 from orchestrator.errors import (
     ApiError,
+    ApiUnreachable,
     RateLimited,
     ServerError,
     TransportError,
@@ -29,7 +30,12 @@ T = TypeVar("T")
 
 
 def is_retryable(exc: Exception) -> bool:
-    """True for failures a repeated GET may overcome (429, 5xx, transport, garbage)."""
+    """True for failures a repeated GET may overcome (429, 5xx, transport, garbage).
+
+    Not an unreachable API (unknown host, TLS refused): no retry can mend the URL.
+    """
+    if isinstance(exc, ApiUnreachable):
+        return False
     if isinstance(exc, RateLimited | ServerError | TransportError | UnexpectedResponse):
         return True
     if isinstance(exc, ApiError):

@@ -29,6 +29,7 @@ from orchestrator.engine._track import OrgContext, Phase, Track, error_info
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
     ApiError,
+    ApiUnreachable,
     Category,
     NotFound,
     RateLimited,
@@ -260,6 +261,11 @@ class Run:
             org.existing = await retry_get(listing, **self.retry)
         except ApiError as exc:
             self.doom_for(org, exc, force_org=True)
+        except ApiUnreachable as exc:
+            # the API URL cannot work (unknown host, TLS refused): for no organization
+            if self._doom_all is None:
+                self._doom_all = (exc.category, error_info(exc))
+                self.log.error("orchestrator.run.doomed", error=str(exc))
         except TransportError as exc:
             org.doom = (exc.category, error_info(exc))
         self.log.debug(

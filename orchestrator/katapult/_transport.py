@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
 
-from orchestrator.errors import ApiConnectError, ApiTimeout, ConnectionLost
+from orchestrator.errors import ApiConnectError, ApiTimeout, ApiUnreachable, ConnectionLost
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -161,6 +162,25 @@ class AiohttpTransport:
             raise ApiTimeout(
                 "timed out connecting", maybe_sent=False, method=method, path=path
             ) from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            if _unknown_host(exc):
+                raise ApiUnreachable(
+                    f"cannot resolve the API host {exc.host}: {_os_reason(exc)} "
+                    "(check KATAPULT_API_URL)",
+                    method=method,
+                    path=path,
+                ) from exc
+            raise ApiConnectError(
+                f"cannot connect: {exc.os_error}", method=method, path=path
+            ) from exc
+        except aiohttp.ClientSSLError as exc:
+            raise ApiUnreachable(
+                f"TLS with the API at {exc.host}:{exc.port} failed: {_os_reason(exc)} "
+                "(a certificate that does not verify, or a port that does not speak TLS; "
+                "check KATAPULT_API_URL)",
+                method=method,
+                path=path,
+            ) from exc
         except aiohttp.ClientConnectorError as exc:
             raise ApiConnectError(
                 f"cannot connect: {exc.os_error}", method=method, path=path
@@ -208,3 +228,15 @@ class AiohttpTransport:
             await session.close()
             # let aiohttp finish closing transports before the loop goes away
             await asyncio.sleep(0)
+
+
+def _unknown_host(exc: aiohttp.ClientConnectorDNSError) -> bool:
+    """The name does not exist (not a resolver that failed for now: EAI_AGAIN is retried)."""
+    permanent = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+    return exc.os_error.errno in permanent
+
+
+def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
+    error = exc.os_error
+    reason = getattr(error, "reason", None) or error.strerror or str(error) or type(error).__name__
+    return str(reason)

@@ -202,6 +202,26 @@ def test_unknown_orchestrator_variable_is_a_warning_line(
     ) in err
 
 
+def test_tls_to_a_plain_http_port_fails_at_once_with_one_error_line(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """https:// to a plain-HTTP port: one request, no retry, one ``error:`` line naming the
+    cause; every VM is in the report, failed, and nothing was built (exit 1)."""
+    env = sim.env()
+    setenv({**env, "KATAPULT_API_URL": env["KATAPULT_API_URL"].replace("http://", "https://")})
+    code = main(["run", "--no-progress", "--log-level", "debug", str(EXAMPLE_SPEC)])
+    err = capsys.readouterr().err
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "TLS with the API at 127.0.0.1:" in errors[0]
+    assert "retrying" not in err
+    report = validate_report_file(cwd / "report.json")
+    assert [vm.category for vm in report.vms] == ["network"] * 5
+    assert report.summary.requests.total == 1
+    assert sim.hostnames() == []
+
+
 def test_metrics_mode_is_an_option(
     cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,9 +16,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from orchestrator.engine._retry import is_retryable
 from orchestrator.errors import (
     ApiConnectError,
     ApiTimeout,
+    ApiUnreachable,
     ConnectionLost,
     NotFound,
 )
@@ -232,6 +234,48 @@ async def test_connection_refused(refused_url: str) -> None:
     assert TOKEN not in str(caught.value)
     assert (gate.acquired, gate.released) == (1, [RateLimitInfo(status=None)])
     assert client.requests_total == 1
+
+
+async def test_tls_to_a_plain_http_port_is_unreachable_at_once(
+    fake_api: tuple[FakeApi, str],
+) -> None:
+    """https:// to a port that speaks plain HTTP is ApiUnreachable (never sent, not
+    retryable), naming the host, the port and the likely cause."""
+    api, url = fake_api
+    tls_url = url.replace("http://", "https://")
+    async with KatapultClient(api_url=tls_url, token=TOKEN, timeouts=SHORT) as client:
+        with pytest.raises(ApiUnreachable) as caught:
+            await client.get_task("task_abc")
+    assert not api.received.is_set()
+    assert caught.value.maybe_sent is False
+    assert "TLS with the API at 127.0.0.1:" in str(caught.value)
+    assert "does not speak TLS" in str(caught.value)
+    assert not is_retryable(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("errno", "expected"),
+    [(socket.EAI_NONAME, ApiUnreachable), (socket.EAI_AGAIN, ApiConnectError)],
+    ids=["unknown-host", "resolver-failing-for-now"],
+)
+async def test_a_host_that_does_not_resolve_is_unreachable(
+    monkeypatch: pytest.MonkeyPatch, errno: int, expected: type[Exception]
+) -> None:
+    """A name that does not exist is ApiUnreachable (not retried); a resolver failing for
+    now (EAI_AGAIN) stays a retryable ApiConnectError."""
+
+    def getaddrinfo(host: str, *args: object, **kwargs: object) -> list[object]:
+        raise socket.gaierror(errno, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    url = "https://api.example.invalid/core/v1/"
+    async with KatapultClient(api_url=url, token=TOKEN, timeouts=SHORT) as client:
+        with pytest.raises(ApiConnectError) as caught:
+            await client.get_task("task_abc")
+    assert type(caught.value) is expected
+    assert is_retryable(caught.value) is (expected is ApiConnectError)
+    if expected is ApiUnreachable:
+        assert "cannot resolve the API host api.example.invalid" in str(caught.value)
 
 
 async def test_connection_closed_mid_response(fake_api: tuple[FakeApi, str]) -> None:
