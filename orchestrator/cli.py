@@ -602,7 +602,9 @@ async def _run_async(
                 raise
             if isinstance(error, AuthenticationError | PermissionDenied):
                 return _fail(str(error), EXIT_AUTH)
-            return _fail(str(error), EXIT_USAGE if isinstance(error, JournalError) else EXIT_FAILED)
+            if isinstance(error, JournalError):
+                return _fail(f"{error} (--journal PATH names another journal)", EXIT_USAGE)
+            return _fail(str(error), EXIT_FAILED)
         run_info = orch.current_run
     output = settings.output
     out = _out()

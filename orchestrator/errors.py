@@ -283,10 +283,18 @@ class SpecIssue:
 
 
 class SpecError(OrchestratorError):
-    """The spec file is wrong; ``issues`` lists every problem found at once."""
+    """The spec file is wrong; ``issues`` lists every problem found at once.
 
-    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+    ``unreadable``: the file could not be read (missing, not a regular file), and
+    the message is just that.
+    """
+
+    def __init__(self, issues: Sequence[SpecIssue], *, unreadable: bool = False) -> None:
         self.issues = tuple(issues)
+        if unreadable:
+            # the file could not be read at all: nothing was judged, so nothing is "invalid"
+            super().__init__("\n".join(str(issue) for issue in self.issues))
+            return
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
         noun = "problem" if len(self.issues) == 1 else "problems"
         super().__init__(f"spec is invalid ({len(self.issues)} {noun}):\n{lines}")

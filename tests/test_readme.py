@@ -158,6 +158,7 @@ COVERED = {
     "orchestrator report diff report.json report.json --output json": "test_fleet_block",
     "python -m benchmarks": "test_benchmark_commands",
     "python -m benchmarks --quick": "test_benchmark_commands",
+    "eval '$(_ORCHESTRATOR_COMPLETE=bash_source orchestrator)'": "test_shell_completion",
 }
 
 
@@ -397,6 +398,18 @@ def test_systemd_units_are_valid() -> None:
     _parses(_orchestrator_args(service["ExecStart"]))
     assert units["Timer"]["OnCalendar"]
     assert units["Install"]["WantedBy"] == "timers.target"
+
+
+def test_shell_completion(workdir: Path) -> None:
+    """The README's completion line installs a bash completion that completes commands."""
+    line = _block("sh", "_ORCHESTRATOR_COMPLETE").strip()
+    installed = _bash(f"{line} && complete -p orchestrator", workdir, _env())
+    assert installed.returncode == 0, installed.stderr
+    assert "_orchestrator_completion" in installed.stdout
+    env = _env({"COMP_WORDS": "orchestrator ru", "COMP_CWORD": "1"})
+    env["_ORCHESTRATOR_COMPLETE"] = "bash_complete"
+    completed = _bash("orchestrator", workdir, env)
+    assert "plain,run" in completed.stdout.splitlines()
 
 
 def test_help_of_every_readme_command_works() -> None:

@@ -132,7 +132,7 @@ def journal_exists(path: Path) -> bool:
     if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
         raise JournalError(
             f"{path} is not an orchestrator journal (not an SQLite database); "
-            "it was left untouched: choose another --journal path"
+            "it was left untouched"
         )
     app_id = int.from_bytes(header[_APPLICATION_ID_OFFSET : _APPLICATION_ID_OFFSET + 4], "big")
     version = int.from_bytes(header[_USER_VERSION_OFFSET : _USER_VERSION_OFFSET + 4], "big")
@@ -145,7 +145,7 @@ def _check_identity(path: Path, app_id: int, version: int) -> None:
         raise JournalError(
             f"{path} is an SQLite database of another application "
             f"(application_id {app_id:#010x}), not an orchestrator journal; "
-            "it was left untouched: choose another --journal path"
+            "it was left untouched"
         )
     if version > SCHEMA_VERSION:
         raise JournalError(

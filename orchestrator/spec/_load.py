@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -78,11 +79,19 @@ def read_file(path: str | os.PathLike[str]) -> bytes:
     """The file's bytes; :class:`SpecError` when it is missing, unreadable or too large."""
     shown = os.fspath(path)
     try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            # a FIFO or a device would block or never end: never open it
+            raise SpecError(
+                [SpecIssue(shown, "cannot read the spec file: not a regular file")],
+                unreadable=True,
+            )
         with open(path, "rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise SpecError([SpecIssue(shown, f"cannot read the spec file: {reason}")]) from None
+        issue = SpecIssue(shown, f"cannot read the spec file: {reason}")
+        raise SpecError([issue], unreadable=True) from None
     if len(data) > MAX_FILE_BYTES:
         raise SpecError(
             [SpecIssue(shown, f"the spec file is larger than {MAX_FILE_BYTES // 2**20} MiB")]

@@ -58,12 +58,17 @@ def test_run_builds_the_example_and_writes_every_file(
 def test_run_then_rerun_builds_each_vm_once(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run builds every VM (0) with a journal beside the report; a rerun builds nothing again."""
+    """A run builds every VM (0) with a journal beside the report; a rerun builds nothing again
+    (succeeded on the same journal, skipped/already_exists on a new one)."""
     setenv(sim.env())
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
     assert (cwd / "report.json.journal").exists()
-    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--report", "again.json"]) == 0
+    same_journal = ["--report", "again.json", "--journal", "report.json.journal"]
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", *same_journal]) == 0
     assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)
+    # the same journal: what it finished is reported succeeded again, as the README says
+    again = validate_report_file(cwd / "again.json")
+    assert {vm.outcome for vm in again.vms} == {"succeeded"}
     capsys.readouterr()
     # a new journal, same simulator: every VM exists, so every VM is skipped
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--report", "third.json"]) == 0
@@ -156,9 +161,11 @@ def test_bad_spec_exits_2_naming_file_entry_and_field(
 
 
 def test_missing_spec_file_exits_2(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A spec file that does not exist is a message naming it (2)."""
+    """A spec file that does not exist is one message naming it and why (2)."""
     assert main(["run", "--simulate", "nowhere.toml"]) == 2
-    assert "nowhere.toml" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "error: nowhere.toml: cannot read the spec file: No such file or directory\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -304,6 +311,7 @@ def test_foreign_journal_exits_2_and_leaves_it_untouched(
     err = capsys.readouterr().err
     assert code == 2
     assert "notes.txt is not an orchestrator journal" in err
+    assert "--journal PATH names another journal" in err
     assert (cwd / "notes.txt").read_text() == "my notes\n"
 
 

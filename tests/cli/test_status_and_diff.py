@@ -77,7 +77,9 @@ def test_status_of_a_foreign_file_exits_2_and_leaves_it(
         conn.close()
     before = path.read_bytes()
     assert main(["status", str(path)]) == 2
-    assert "not an orchestrator journal" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not an orchestrator journal" in err
+    assert "--journal" not in err  # status has no such option
     assert path.read_bytes() == before
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,15 @@ def test_directory_is_not_a_spec(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert info.value.issues[0].message == "cannot read the spec file: Is a directory"
+
+
+def test_a_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    """A FIFO named like a spec is a SpecError at once (opening it would block forever)."""
+    path = tmp_path / "spec.toml"
+    os.mkfifo(path)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert str(info.value) == f"{path}: cannot read the spec file: not a regular file"
 
 
 def test_too_large_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
