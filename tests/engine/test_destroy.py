@@ -148,3 +148,29 @@ async def test_stop_during_destroy_then_resume_on_its_journal(tmp_path: Path) ->
     assert "cancelled" in {vm.outcome for vm in stopped.vms}
     assert {vm.outcome for vm in resumed.vms} == {"succeeded"}
     assert all(vm["in_trash"] for vm in snapshot["virtual_machines"])
+
+
+async def test_a_vm_trashed_by_someone_else_is_purged_and_a_gone_one_is_absent(
+    tmp_path: Path,
+) -> None:
+    """Known from the build journal: one already in the trash is purged, one already purged
+    (the purge of something gone) ends skipped/absent."""
+    requests = vms(2)
+    build_journal = tmp_path / "build.journal"
+    async with run_simulator(sim_config(copy_annotations=False)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            built = await orch.run(requests, journal=build_journal)
+        ids = {vm.key: vm.virtual_machine.id for vm in built.vms if vm.virtual_machine}
+        sim.state.trash_vm(ids["vm-001"])
+        sim.state.trash_vm(ids["vm-002"])
+        vm2 = sim.state.vm_by_id(ids["vm-002"])
+        assert vm2 is not None
+        sim.state.purge_vm(vm2, sim.state.now())
+        sim.state.advance(sim.state.now() + 3600)
+        async with Orchestrator(settings_for(sim)) as orch:
+            gone = await orch.destroy(requests, build_journal=build_journal, purge=True)
+        snapshot = sim.state.snapshot()
+    by_key = {vm.key: vm for vm in gone.vms}
+    assert (by_key["vm-001"].outcome, by_key["vm-001"].reason) == ("succeeded", "purged")
+    assert (by_key["vm-002"].outcome, by_key["vm-002"].reason) == ("skipped", "absent")
+    assert snapshot["virtual_machines"] == []
