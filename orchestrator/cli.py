@@ -648,6 +648,7 @@ _DESTROY_EPILOG = (
     "\b\nExamples:\n"
     "  orchestrator destroy fleet.toml                  # shows what it deletes, asks first\n"
     "  orchestrator destroy --yes --purge fleet.toml    # in a script; frees the hostnames\n"
+    "  orchestrator destroy fleet.toml --limit 'web-*'  # only these hostnames\n"
     "\n"
     "Only VMs this fleet built are deleted: their annotations say so, or (where the API\n"
     "keeps no annotations) the build journal recorded them. Any other VM with a\n"
@@ -671,16 +672,19 @@ class _Destroy:
     purge: bool
     yes: bool
     fleet: str | None
+    #: ``--limit``: only these keys (None: every VM of the spec)
+    only_keys: set[str] | None = None
 
     async def confirmed(self, orch: Any, spec: Spec) -> bool:
-        """Show the spec's hostnames that exist now; ask unless ``--yes``."""
+        """Show the selected hostnames that exist now; ask unless ``--yes``."""
+        wanted = [vm for vm in spec.vms if self.only_keys is None or vm.key in self.only_keys]
         found: list[str] = []
-        for org in {vm.organization for vm in spec.vms}:
+        for org in {vm.organization for vm in wanted}:
             names = {vm.hostname.lower() async for vm in orch.client.list_vms(org) if vm.hostname}
-            found += [vm.hostname for vm in spec.vms if vm.organization == org and vm.key in names]
+            found += [vm.hostname for vm in wanted if vm.organization == org and vm.key in names]
         verb = "delete and purge" if self.purge else "delete (to the trash)"
         _err.print(
-            f"{len(found)} of the spec's {len(spec.vms)} hostnames exist; this will {verb} "
+            f"{len(found)} of the {len(wanted)} hostnames selected exist; this will {verb} "
             "those this fleet built: " + (", ".join(sorted(found)) or "none"),
             markup=False,
         )
@@ -700,6 +704,7 @@ class _Destroy:
             build_journal=self.build_journal,
             purge=self.purge,
             fleet=self.fleet,
+            only_keys=self.only_keys,
         )
         return result
 
@@ -743,6 +748,7 @@ class _Destroy:
     "file's name without its suffix).",
 )
 @click.option("--no-progress", is_flag=True, help="No progress display.")
+@_limit_option
 @reading_options
 def destroy(
     spec: str,
@@ -759,6 +765,7 @@ def destroy(
     yes: bool,
     fleet: str | None,
     no_progress: bool,
+    limit: tuple[str, ...],
     readings: dict[str, Any],
 ) -> int:
     """Delete the VMs of SPEC that this fleet built, and only those; write the report.
@@ -788,6 +795,12 @@ def destroy(
     loaded, code = _load_spec(spec, settings)
     if code is not None:
         return code
+    only_keys: set[str] | None = None
+    if limit:
+        selected, code = _limited(loaded, limit)
+        if code is not None:
+            return code
+        only_keys = {vm.key for vm in selected}  # the others: skipped/not_selected
     if not yes and not sys.stdin.isatty():
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
     if not simulate and settings.katapult.api_token is None:
@@ -800,7 +813,9 @@ def destroy(
     for label, path in (("report", settings.output.report), ("journal", journal_path)):
         if path is not None and not path.parent.is_dir():
             return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
-    destroying = _Destroy(build_journal=build_journal, purge=purge, yes=yes, fleet=fleet)
+    destroying = _Destroy(
+        build_journal=build_journal, purge=purge, yes=yes, fleet=fleet, only_keys=only_keys
+    )
     return anyio.run(
         _run_async, settings, loaded, journal_path, None, simulate, readings, destroying
     )
@@ -906,9 +921,7 @@ def plan(
     return anyio.run(_plan_async, settings, selected, simulate, output)
 
 
-async def _plan_async(
-    settings: Settings, vms: list[VmRequest], simulate: bool, output: str
-) -> int:
+async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, output: str) -> int:
     from orchestrator._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 

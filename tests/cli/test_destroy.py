@@ -33,7 +33,7 @@ def test_destroy_deletes_what_run_built(
     report = validate_report_file(cwd / "destroy-report.json")
     assert report.operation == "delete"
     assert {(vm.outcome, vm.reason) for vm in report.vms} == {("succeeded", "deleted")}
-    assert "5 of the spec's 5 hostnames exist" in err
+    assert "5 of the 5 hostnames selected exist" in err
     assert (cwd / "destroy-report.json.journal").exists()
     assert set(_trashed(sim)) == set(EXAMPLE_HOSTNAMES)
     assert all(_trashed(sim).values())
@@ -114,3 +114,25 @@ def test_destroy_bad_input_is_a_clear_error(
     _, err = capsys.readouterr()
     assert "nope" in err
     assert "Traceback" not in err
+
+
+def test_destroy_limit_deletes_only_the_matching_hostnames(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--limit 'web-*': the web VMs are deleted, the others reported not_selected, untouched."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    assert main(["destroy", "-y", "--no-progress", "--limit", "web-*", str(EXAMPLE_SPEC)]) == 0
+    report = validate_report_file(cwd / "destroy-report.json")
+    reasons = {vm.key: vm.reason for vm in report.vms}
+    assert reasons == {
+        "web-01": "deleted",
+        "web-02": "deleted",
+        "web-03": "deleted",
+        "db-01": "not_selected",
+        "db-02": "not_selected",
+    }
+    trashed = _trashed(sim)
+    assert [h for h, t in sorted(trashed.items()) if t] == ["web-01", "web-02", "web-03"]
+    assert main(["destroy", "-y", "--limit", "nomatch-*", str(EXAMPLE_SPEC)]) == 2
+    capsys.readouterr()
