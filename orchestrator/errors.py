@@ -42,6 +42,8 @@ from typing import Any, Literal
 
 __all__ = [
     "CATEGORY_BY_CODE",
+    "ORG_STOPPING_CODES",
+    "RUN_STOPPING_CODES",
     "ActionError",
     "ActionFailed",
     "ActionTimedOut",
@@ -320,16 +322,19 @@ class ReportError(OrchestratorError):
 
 #: API error code -> report category. The one place this mapping lives.
 CATEGORY_BY_CODE: Mapping[str, Category] = {
-    # authentication: the token itself
+    # authentication: the token itself (the authenticator's errors, on every endpoint)
     "missing_api_token": "auth",
     "invalid_api_token": "auth",
-    "expired_api_token": "auth",
+    "unauthorized_network_for_api_token": "auth",
+    "invalid_capabilities_token": "auth",
     # permission: the token or organization may not do this
     "scope_not_granted": "permission",
     "permission_denied": "permission",
     "organization_suspended": "permission",
     "organization_not_activated": "permission",
+    "flexible_resources_unavailable_to_organization": "permission",
     "object_in_trash": "conflict",
+    "task_queueing_error": "conflict",
     # quota
     "resource_creation_restricted": "quota",
     # lookups that found nothing
@@ -339,10 +344,18 @@ CATEGORY_BY_CODE: Mapping[str, Category] = {
     "package_not_found": "not_found",
     "disk_template_not_found": "not_found",
     "network_not_found": "not_found",
+    "operating_system_not_found": "not_found",
     "virtual_machine_not_found": "not_found",
+    "virtual_machine_group_not_found": "not_found",
+    "gpu_type_not_found": "not_found",
     "task_not_found": "not_found",
     "build_not_found": "not_found",
+    "trash_object_not_found": "not_found",
     "route_not_found": "not_found",
+    # the API's codes for SSH key and tag lookups; also what the orchestrator
+    # reports for a reference it could not resolve before sending
+    "ssh_key_not_found": "not_found",
+    "tag_not_found": "not_found",
     # the request's content
     "validation_error": "validation",
     "location_required": "validation",
@@ -350,13 +363,43 @@ CATEGORY_BY_CODE: Mapping[str, Category] = {
     "missing_required_argument": "validation",
     "invalid_json_body": "validation",
     "invalid_spec_xml": "invalid_spec",
-    # ours to resolve
+    # GUESS: in neither of Krystal's schemas; the real refusal of a taken
+    # hostname is unconfirmed (see is_hostname_taken in engine/_runner.py)
     "hostname_taken": "conflict",
     # pacing and the server
     "rate_limit_reached": "rate_limited",
     "service_unavailable": "server_error",
     "unhandled_exception": "server_error",
 }
+
+#: API codes after which no request of the run can succeed: the token itself
+#: failed (the authenticator's errors) or lacks a scope every build needs.
+RUN_STOPPING_CODES: frozenset[str] = frozenset(
+    {
+        "missing_api_token",
+        "invalid_api_token",
+        "unauthorized_network_for_api_token",
+        "invalid_capabilities_token",
+        "scope_not_granted",
+    }
+)
+
+#: API codes after which no build in the same organization can succeed. Each is
+#: about the organization or the identity acting in it, never about one VM:
+#: the organization lookup's errors (every endpoint), and the build endpoints'
+#: ``permission_denied`` (the identity may not build there) and
+#: ``resource_creation_restricted`` (the organization may not create). A
+#: ``permission_denied`` from another endpoint (listing SSH keys, tagging a VM)
+#: is handled where that request is made, and stops nothing else.
+ORG_STOPPING_CODES: frozenset[str] = frozenset(
+    {
+        "organization_not_found",
+        "organization_suspended",
+        "organization_not_activated",
+        "resource_creation_restricted",
+        "permission_denied",
+    }
+)
 
 _CATEGORY_BY_STATUS: Mapping[int, Category] = {
     400: "validation",

@@ -28,6 +28,8 @@ from orchestrator.engine._retry import is_retryable, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
+    ORG_STOPPING_CODES,
+    RUN_STOPPING_CODES,
     ApiError,
     ApiUnreachable,
     Category,
@@ -50,20 +52,8 @@ if TYPE_CHECKING:
 
 __all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
-#: API codes after which no request in the whole run can succeed
-_DOOM_RUN = frozenset(
-    {"missing_api_token", "invalid_api_token", "expired_api_token", "scope_not_granted"}
-)
-#: API codes after which no request in the same organization can succeed
-_DOOM_ORG = frozenset(
-    {
-        "organization_not_found",
-        "organization_suspended",
-        "organization_not_activated",
-        "resource_creation_restricted",
-        "permission_denied",
-    }
-)
+#: API codes after which no request in the whole run / the same organization can succeed
+_DOOM_RUN, _DOOM_ORG = RUN_STOPPING_CODES, ORG_STOPPING_CODES
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
 #: consecutive "not found" answers while polling before the VM is declared lost

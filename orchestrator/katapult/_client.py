@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import json as jsonlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
@@ -34,6 +34,8 @@ from orchestrator.katapult._models import (
     Package,
     Pagination,
     PolicyLimits,
+    SshKey,
+    Tag,
     Task,
     TaskRef,
     TrashObject,
@@ -535,6 +537,25 @@ class KatapultClient:
         ):
             yield vm
 
+    async def set_vm_tags(self, vm: Lookup, tag_names: Sequence[str]) -> VirtualMachine:
+        """``PATCH virtual_machines/_``: set the VM's tags to exactly ``tag_names``.
+
+        What the official Terraform provider sends after a build. Idempotent
+        (it sets, never adds), so it is safe to repeat. Returns the updated VM,
+        whose ``tag_names`` say which tags it has now.
+        """
+        body = {
+            "virtual_machine": lookup_arg("virtual_machine", vm),
+            "properties": {"tag_names": list(tag_names)},
+        }
+        answer = await self._call("PATCH", "virtual_machines/_", json=body)
+        return self._parse(
+            VirtualMachine,
+            answer.data.get("virtual_machine"),
+            answer,
+            "the response's 'virtual_machine'",
+        )
+
     # ------------------------------------------------------------ organization
 
     async def get_organization(self, lookup: Lookup) -> Organization:
@@ -554,6 +575,21 @@ class KatapultClient:
             PolicyLimits,
             {"organization": lookup_arg("organization", organization)},
         )
+
+    async def list_ssh_keys(self, organization: Lookup, *, per_page: int = 100) -> list[SshKey]:
+        """``GET organizations/_/ssh_keys``: the organization's stored SSH keys, every page."""
+        params = {"organization": lookup_arg("organization", organization)}
+        return [
+            k
+            async for k in self._pages(
+                "organizations/_/ssh_keys", "ssh_keys", SshKey, params, per_page
+            )
+        ]
+
+    async def list_tags(self, organization: Lookup, *, per_page: int = 100) -> list[Tag]:
+        """``GET organizations/_/tags``: the organization's tags, every page."""
+        params = {"organization": lookup_arg("organization", organization)}
+        return [t async for t in self._pages("organizations/_/tags", "tags", Tag, params, per_page)]
 
     # ------------------------------------------------------------ catalogue
 

@@ -35,6 +35,8 @@ __all__ = [
     "PackageRef",
     "Pagination",
     "PolicyLimits",
+    "SshKey",
+    "Tag",
     "Task",
     "TaskRef",
     "TaskStatus",
@@ -174,6 +176,21 @@ class PolicyLimits(_Model):
         if limit is None or limit.unlimited:
             return None
         return limit.value
+
+
+class SshKey(_Model):
+    """An SSH key stored in an organization (``key_...``), as listed."""
+
+    id: str
+    name: str | None = None
+    fingerprint: str | None = None
+
+
+class Tag(_Model):
+    """A tag of an organization (``tag_...``); the list gives ``id`` and ``name``."""
+
+    id: str
+    name: str
 
 
 # ------------------------------------------------------------------ pagination

@@ -2,14 +2,20 @@
 
 Built with :mod:`xml.etree.ElementTree`, so every user value is escaped; the
 element order and shapes follow the real requests recorded in
-``tests/fixtures/recordings`` (lookups by id as bare text, by permalink with
-``by="permalink"``).
+``tests/fixtures/recordings`` and the official clients (krystal/go-katapult's
+``buildspec``): lookups by id as bare text, by permalink with
+``by="permalink"``; one of ``<Zone>`` or ``<DataCenter>``, never both.
 
-Choices where the API leaves the client free:
+What the official clients send for the same intent:
 
 - without ``ssh_keys``, all users' and all SSH keys of the organization are
-  authorized (``<Users all="yes"/><SSHKeys all="yes"/>``, as the official
-  Terraform provider sends); with ``ssh_keys``, all users plus exactly those keys;
+  authorized (``<Users all="yes"/><SSHKeys all="yes"/>``, as the Terraform
+  provider sends); with ``ssh_keys``, exactly those stored keys, by id
+  (``<SSHKeys><SSHKey>key_...</SSHKey></SSHKeys>``, as Krystal's CLI sends
+  after resolving names and fingerprints to ids);
+- ``tags`` by name (``<Tags><Tag>web</Tag></Tags>``, as the Terraform provider
+  sends; it then sets ``tag_names`` with a PATCH of the built VM, and so does
+  the orchestrator);
 - a ``network`` gets one interface with a new IPv4 address;
 - ``system_disk_gb`` becomes one system disk named ``System Disk``;
 - ``memory_gb`` and ``cpu_cores`` override the package's resources;
@@ -29,6 +35,7 @@ __all__ = ["build_spec_xml"]
 
 _XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 # characters XML 1.0 cannot carry at all, even escaped
+_SSH_KEY_ID = re.compile(r"key_[A-Za-z0-9]+")
 _INVALID_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
@@ -52,9 +59,19 @@ def build_spec_xml(
 ) -> str:
     """Render a VM spec as the XML document ``build_from_spec`` expects.
 
+    ``ssh_keys`` are ids of keys stored in the organization (``key_...``).
     Raises ``ValueError`` for a lookup by a key the object does not support,
-    a non-positive size, or text that XML cannot carry (control characters).
+    both a zone and a data center, an SSH key that is not an id, a
+    non-positive size, or text that XML cannot carry (control characters).
     """
+    if zone is not None and data_center is not None:
+        raise ValueError("a spec names a zone or a data center, not both")
+    for key in ssh_keys:
+        if not _SSH_KEY_ID.fullmatch(key):
+            raise ValueError(
+                f"ssh_keys must be ids of stored keys (key_...), got {key[:40]!r}; "
+                "resolve names and fingerprints first"
+            )
     root = Element("VirtualMachineSpec")
     if zone is not None:
         _lookup(root, "Zone", "zone", zone)
@@ -99,12 +116,12 @@ def build_spec_xml(
             _text(root, "Group", group, by="name")
 
     keys = SubElement(root, "AuthorizedKeys")
-    SubElement(keys, "Users", all="yes")
     if ssh_keys:
         ssh = SubElement(keys, "SSHKeys")
         for key in ssh_keys:
             _text(ssh, "SSHKey", key)
     else:
+        SubElement(keys, "Users", all="yes")
         SubElement(keys, "SSHKeys", all="yes")
 
     if tags:

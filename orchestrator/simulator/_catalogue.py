@@ -7,6 +7,7 @@ gives the same ids (and a different seed different ones).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
@@ -22,6 +23,8 @@ __all__ = [
     "OrgStatus",
     "Organization",
     "Package",
+    "SshKey",
+    "Tag",
     "Zone",
     "build_catalogue",
     "make_id",
@@ -114,7 +117,7 @@ class Network:
 
 @dataclass(frozen=True, slots=True)
 class Organization:
-    """An organization and whether it may act."""
+    """An organization, whether it may act, and whether its policy allows flexible resources."""
 
     id: str
     name: str
@@ -124,6 +127,31 @@ class Organization:
     uuid: str
     country: Country
     currency_id: str
+    flexible_resources: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SshKey:
+    """An SSH key stored in an organization (``key_...``)."""
+
+    id: str
+    name: str
+    fingerprint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Tag:
+    """A tag of an organization (``tag_...``)."""
+
+    id: str
+    name: str
+    color: str
+    created_at: int
+
+
+def tag_id(org_id: str, name: str) -> str:
+    """The id of the tag ``name`` of an organization (stable, derived from both)."""
+    return make_id(0, "tag", f"{org_id}/{name}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +165,9 @@ class Catalogue:
     packages: tuple[Package, ...]
     disk_templates: tuple[DiskTemplate, ...]
     networks: tuple[Network, ...]
+    #: organization id -> its stored SSH keys / its tags
+    ssh_keys: dict[str, tuple[SshKey, ...]] = field(default_factory=dict)
+    tags: dict[str, tuple[Tag, ...]] = field(default_factory=dict)
     _orgs: dict[tuple[str, str], Organization] = field(init=False, repr=False, compare=False)
     _dcs: dict[tuple[str, str], DataCenter] = field(init=False, repr=False, compare=False)
     _zones: dict[tuple[str, str], Zone] = field(init=False, repr=False, compare=False)
@@ -182,6 +213,14 @@ class Catalogue:
     def network_by(self, key: str, value: str) -> Network | None:
         """The network found by ``id`` or ``permalink``."""
         return self._networks.get((key, value))
+
+    def ssh_keys_of(self, org: Organization) -> tuple[SshKey, ...]:
+        """The SSH keys stored in ``org``."""
+        return self.ssh_keys.get(org.id, ())
+
+    def tags_of(self, org: Organization) -> tuple[Tag, ...]:
+        """The tags of ``org``."""
+        return self.tags.get(org.id, ())
 
     def zones_of(self, data_center: DataCenter) -> list[Zone]:
         """The zones of a data center, in catalogue order."""
@@ -253,10 +292,13 @@ def build_catalogue(seed: int) -> Catalogue:
         for dc in dcs
     )
     currency = mk("cur", "GBP")
-    org_table: tuple[tuple[str, str, OrgStatus], ...] = (
-        ("acme", "Acme Corporation", "active"),
-        ("frozen", "Frozen Ltd", "suspended"),
-        ("newco", "NewCo Ltd", "not_activated"),
+    # `basic` is active but its policy has no flexible resources (CPU/memory
+    # without a package's), like most real organizations
+    org_table: tuple[tuple[str, str, OrgStatus, bool], ...] = (
+        ("acme", "Acme Corporation", "active", True),
+        ("frozen", "Frozen Ltd", "suspended", True),
+        ("newco", "NewCo Ltd", "not_activated", True),
+        ("basic", "Basic Ltd", "active", False),
     )
     orgs = tuple(
         Organization(
@@ -268,9 +310,28 @@ def build_catalogue(seed: int) -> Catalogue:
             uuid=_uuid_for(seed, sub),
             country=gb,
             currency_id=currency,
+            flexible_resources=flexible,
         )
-        for sub, name, status in org_table
+        for sub, name, status, flexible in org_table
     )
+    by_sub = {o.sub_domain: o for o in orgs}
+    key_table = {"acme": ("alice-laptop", "deploy"), "basic": ("ops",)}
+    tag_table = {"acme": ("web", "db", "public"), "basic": ("web",)}
+    ssh_keys = {
+        by_sub[sub].id: tuple(
+            SshKey(mk("key", f"{sub}/{name}"), name, _fingerprint(seed, f"{sub}/{name}"))
+            for name in names
+        )
+        for sub, names in key_table.items()
+    }
+    colors = ("pastel_orange", "pink", "blue")
+    tags = {
+        by_sub[sub].id: tuple(
+            Tag(tag_id(by_sub[sub].id, name), name, colors[i % 3], CATALOGUE_CREATED_AT)
+            for i, name in enumerate(names)
+        )
+        for sub, names in tag_table.items()
+    }
     return Catalogue(
         seed=seed,
         organizations=orgs,
@@ -279,7 +340,15 @@ def build_catalogue(seed: int) -> Catalogue:
         packages=packages,
         disk_templates=templates,
         networks=networks,
+        ssh_keys=ssh_keys,
+        tags=tags,
     )
+
+
+def _fingerprint(seed: int, key: str) -> str:
+    """A deterministic ``SHA256:...`` fingerprint, shaped like OpenSSH's."""
+    digest = hashlib.sha256(f"{seed}/sshkey/{key}".encode()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def _uuid_for(seed: int, key: str) -> str:

@@ -25,6 +25,7 @@ from orchestrator.simulator._catalogue import (
 from orchestrator.simulator._config import SimulatorConfig
 from orchestrator.simulator._errors import (
     LOOKUP_NOT_FOUND,
+    SimApiError,
     api_error,
     invalid_spec_xml,
     validation_error,
@@ -148,8 +149,32 @@ def get_organization(ctx: Ctx) -> Answer:
 
 def get_policy_limits(ctx: Ctx) -> Answer:
     """``GET organizations/:organization/policy_limits``."""
-    find_org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
-    return 200, {"policy_limits": render.policy_limits(ctx.config.vm_limit)}
+    org = find_org(ctx, ctx.args.lookup("organization", ORG_KEYS, required=True))
+    return 200, {
+        "policy_limits": render.policy_limits(
+            ctx.config.vm_limit, flexible_resources=org.flexible_resources
+        )
+    }
+
+
+def list_ssh_keys(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/ssh_keys``: the organization's stored keys."""
+    a = ctx.args
+    lookup = a.lookup("organization", ORG_KEYS, required=True)
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    org = find_org(ctx, lookup)
+    items, pagination = paginate(ctx.state.catalogue.ssh_keys_of(org), page, per_page, None)
+    return 200, {"pagination": pagination, "ssh_keys": [render.ssh_key(k) for k in items]}
+
+
+def list_tags(ctx: Ctx) -> Answer:
+    """``GET organizations/:organization/tags``: the organization's tags."""
+    a = ctx.args
+    lookup = a.lookup("organization", ORG_KEYS, required=True)
+    page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    org = find_org(ctx, lookup)
+    items, pagination = paginate(ctx.state.catalogue.tags_of(org), page, per_page, None)
+    return 200, {"pagination": pagination, "tags": [render.tag(t) for t in items]}
 
 
 def list_disk_templates(ctx: Ctx) -> Answer:
@@ -238,6 +263,27 @@ def find_vm(ctx: Ctx, lookup: tuple[str, str | None] | None) -> VirtualMachine:
 def get_virtual_machine(ctx: Ctx) -> Answer:
     """``GET virtual_machines/:virtual_machine`` by ``id`` or ``fqdn``."""
     vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=True))
+    return 200, {
+        "annotations": _key_values(vm.annotations),
+        "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
+    }
+
+
+def update_virtual_machine(ctx: Ctx) -> Answer:
+    """``PATCH virtual_machines/:virtual_machine``: only ``properties[tag_names]`` acts.
+
+    ``tag_names`` replaces the VM's tags. A name the organization has no tag
+    for creates that tag [inferred: the endpoint lists no validation error,
+    and the Terraform provider sends any names its user wrote].
+    """
+    a = ctx.args
+    lookup = a.lookup("virtual_machine", VM_KEYS, required=True)
+    tag_names = a.strings_in("properties", "tag_names", required=True)
+    vm = find_vm(ctx, lookup)
+    if tag_names is not None:
+        names = list(dict.fromkeys(tag_names))
+        ctx.state.ensure_tags(vm.org, names)
+        vm.tags = names
     return 200, {
         "annotations": _key_values(vm.annotations),
         "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
@@ -353,6 +399,15 @@ def build_virtual_machine(ctx: Ctx) -> Answer:
     return _accepted(build)
 
 
+def detail_messages_of(error: SimApiError) -> list[str]:
+    """The ``detail.errors`` messages of an error, or its description."""
+    detail = error.detail if isinstance(error.detail, dict) else {}
+    messages = detail.get("errors")
+    if isinstance(messages, list) and messages:
+        return [str(m) for m in messages]
+    return [error.description or error.code]
+
+
 def _spec_ref(what: str, ref: Ref | None, find: Callable[[str, str], _T | None]) -> _T | None:
     if ref is None:
         return None
@@ -361,6 +416,19 @@ def _spec_ref(what: str, ref: Ref | None, find: Callable[[str, str], _T | None])
     if found is None:
         raise invalid_spec_xml(f"No {what} was found matching {by} '{value}'")
     return found
+
+
+def _check_spec_keys_and_tags(ctx: Ctx, org: Organization, spec: SpecXml) -> None:
+    """SSH keys must be keys stored in the organization, tags its tags [inferred texts]."""
+    catalogue = ctx.state.catalogue
+    keys = catalogue.ssh_keys_of(org)
+    for by, value in spec.ssh_keys:
+        if not any(getattr(k, by, None) == value for k in keys if by in ("id", "name")):
+            raise invalid_spec_xml(f"No SSH key was found matching {by} '{value}'")
+    names = {t.name for t in catalogue.tags_of(org)}
+    for name in spec.tags:
+        if name not in names:
+            raise invalid_spec_xml(f"No tag was found matching name '{name}'")
 
 
 def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
@@ -376,9 +444,17 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
     dc = _spec_ref("data center", spec.data_center, catalogue.data_center_by)
     if zone is None and dc is None:
         raise invalid_spec_xml("A DataCenter or a Zone must be specified")
+    if zone is not None and dc is not None:
+        raise invalid_spec_xml("Only one of DataCenter or Zone may be specified")
     package = _spec_ref("package", spec.package, catalogue.package_by)
     if package is None and (spec.cpu_cores is None or spec.memory_in_gb is None):
         raise invalid_spec_xml("Resources must name a Package, or give CPUCores and Memory")
+    if (spec.cpu_cores is not None or spec.memory_in_gb is not None) and (
+        not org.flexible_resources
+    ):
+        # [inferred] the refusal's exact code is unconfirmed; the policy is seen
+        raise validation_error("Flexible resources are not available to this organization")
+    _check_spec_keys_and_tags(ctx, org, spec)
     template = _spec_ref("disk template", spec.disk_template, catalogue.disk_template_by)
     network = _spec_ref(
         "network", spec.networks[0] if spec.networks else None, catalogue.network_by
@@ -401,19 +477,26 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
             tags=spec.tags,
         )
 
-    build = ctx.state.create_build(
-        org=org,
-        zone=zone,
-        network=network,
-        package=package,
-        cpu_cores=spec.cpu_cores,
-        memory_in_gb=spec.memory_in_gb,
-        hostname=spec.hostname,
-        name=spec.name,
-        description=spec.description,
-        tags=spec.tags,
-        annotations=annotations,
-        spec_xml=spec_xml,
-        now=ctx.now,
-    )
+    try:
+        build = ctx.state.create_build(
+            org=org,
+            zone=zone,
+            network=network,
+            package=package,
+            cpu_cores=spec.cpu_cores,
+            memory_in_gb=spec.memory_in_gb,
+            hostname=spec.hostname,
+            name=spec.name,
+            description=spec.description,
+            tags=spec.tags,
+            annotations=annotations,
+            spec_xml=spec_xml,
+            now=ctx.now,
+        )
+    except SimApiError as error:
+        # this endpoint lists no resource_creation_restricted: the organization's
+        # VM limit comes out as a validation error [inferred]
+        if error.code != "resource_creation_restricted":
+            raise
+        raise validation_error(*detail_messages_of(error)) from None
     return _accepted(build)

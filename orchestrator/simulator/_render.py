@@ -18,8 +18,11 @@ from orchestrator.simulator._catalogue import (
     Network,
     Organization,
     Package,
+    SshKey,
+    Tag,
     Zone,
     make_id,
+    tag_id,
 )
 from orchestrator.simulator._state import Build, TrashInfo, VirtualMachine
 
@@ -36,6 +39,8 @@ __all__ = [
     "package_list_item",
     "pagination",
     "policy_limits",
+    "ssh_key",
+    "tag",
     "task",
     "task_short",
     "trash_object",
@@ -177,8 +182,22 @@ def pagination(page: int, per_page: int, total: int, large_set: bool) -> dict[st
     }
 
 
-def policy_limits(vm_limit: int | None) -> dict[str, Any]:
-    """The organization's policy limits (only ``maximum_virtual_machines`` is enforced)."""
+def ssh_key(k: SshKey) -> dict[str, Any]:
+    """A stored SSH key as listed (``id,name,fingerprint``)."""
+    return {"id": k.id, "name": k.name, "fingerprint": k.fingerprint}
+
+
+def tag(t: Tag) -> dict[str, Any]:
+    """A tag as the organization's tag list shows it (spec ``id,name``)."""
+    return {"id": t.id, "name": t.name}
+
+
+def policy_limits(vm_limit: int | None, *, flexible_resources: bool = True) -> dict[str, Any]:
+    """The organization's policy limits.
+
+    ``maximum_virtual_machines`` and ``flexible_virtual_machine_resources`` are
+    enforced; the rest are shown unlimited.
+    """
 
     def unlimited() -> dict[str, Any]:
         return {"value": None, "unlimited": True}
@@ -205,7 +224,7 @@ def policy_limits(vm_limit: int | None) -> dict[str, Any]:
     ):
         limits[name] = unlimited()
     limits["minimum_disk_size"] = {"value": 10}
-    limits["flexible_virtual_machine_resources"] = True
+    limits["flexible_virtual_machine_resources"] = flexible_resources
     limits["allow_suspension"] = True
     limits["allow_restricted_traffic_types"] = False
     return limits
@@ -326,7 +345,7 @@ def virtual_machine(vm: VirtualMachine, now: float, start_seconds: float) -> dic
             {
                 "color": "pink",
                 "created_at": vm.created_at,
-                "id": make_id(0, "tag", f"{vm.org.id}/{t}"),
+                "id": tag_id(vm.org.id, t),
                 "name": t,
             }
             for t in vm.tags

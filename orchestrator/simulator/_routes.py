@@ -40,7 +40,16 @@ from orchestrator.simulator._faults import (
 )
 from orchestrator.simulator._state import SimulatorState
 
-__all__ = ["INJECTOR_KEY", "ROUTES", "STATE_KEY", "Route", "handle_api", "handle_state", "match"]
+__all__ = [
+    "COMMON_ERRORS",
+    "INJECTOR_KEY",
+    "ROUTES",
+    "STATE_KEY",
+    "Route",
+    "handle_api",
+    "handle_state",
+    "match",
+]
 
 STATE_KEY = web.AppKey("state", SimulatorState)
 INJECTOR_KEY = web.AppKey("injector", FaultInjector)
@@ -48,91 +57,161 @@ INJECTOR_KEY = web.AppKey("injector", FaultInjector)
 _E = "CoreAPI/Endpoints"
 
 
+#: Errors any route may answer: the authenticator's, the rate limit, the
+#: framework's argument errors and the server failing (``route_not_found``
+#: comes before routing).
+COMMON_ERRORS: frozenset[str] = frozenset(
+    {
+        "missing_api_token",
+        "invalid_api_token",
+        "unauthorized_network_for_api_token",
+        "scope_not_granted",
+        "rate_limit_reached",
+        "invalid_argument",
+        "missing_required_argument",
+        "invalid_json_body",
+        "unhandled_exception",
+        "service_unavailable",
+    }
+)
+_ORG = frozenset({"organization_not_found", "organization_suspended", "organization_not_activated"})
+_VM = frozenset({"virtual_machine_not_found", "object_in_trash"})
+_VM_TASK = frozenset({"permission_denied", "task_queueing_error"})
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One API route: method, path pattern, the schema's endpoint id and the handler."""
+    """One API route: method, path pattern, the schema's endpoint id, the handler.
+
+    ``errors`` is the endpoint's own list of error codes (its potential errors
+    and its lookups' in the server's schema); with :data:`COMMON_ERRORS` it
+    is all the route may answer. ``None`` declares nothing and checks nothing.
+    """
 
     method: str
     path: str
     endpoint_id: str
     handler: ep.Endpoint
+    errors: frozenset[str] | None = None
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "data_centers", f"{_E}/DataCenters/ListEndpoint", ep.list_data_centers),
-    Route("GET", "zones", f"{_E}/Zones/ListEndpoint", ep.list_zones),
+    Route(
+        "GET", "data_centers", f"{_E}/DataCenters/ListEndpoint", ep.list_data_centers, frozenset()
+    ),
+    Route("GET", "zones", f"{_E}/Zones/ListEndpoint", ep.list_zones, frozenset()),
     Route(
         "GET",
         "virtual_machine_packages",
         f"{_E}/VirtualMachinePackages/ListEndpoint",
         ep.list_packages,
+        _ORG,
     ),
     Route(
         "GET",
         "organizations/:organization",
         f"{_E}/Organizations/InfoEndpoint",
         ep.get_organization,
+        _ORG,
     ),
     Route(
         "GET",
         "organizations/:organization/policy_limits",
         f"{_E}/Organizations/PolicyLimitsEndpoint",
         ep.get_policy_limits,
+        _ORG,
     ),
     Route(
         "GET",
         "organizations/:organization/disk_templates",
         f"{_E}/DiskTemplates/ListEndpoint",
         ep.list_disk_templates,
+        _ORG | {"operating_system_not_found"},
     ),
     Route(
         "GET",
         "organizations/:organization/available_networks",
         f"{_E}/Networks/ListEndpoint",
         ep.list_networks,
+        _ORG,
     ),
+    Route(
+        "GET",
+        "organizations/:organization/ssh_keys",
+        f"{_E}/OrganizationSSHKeys/ListEndpoint",
+        ep.list_ssh_keys,
+        _ORG | {"permission_denied"},
+    ),
+    Route("GET", "organizations/:organization/tags", f"{_E}/Tags/ListEndpoint", ep.list_tags, _ORG),
     Route(
         "GET",
         "organizations/:organization/virtual_machines",
         f"{_E}/VirtualMachines/ListEndpoint",
         ep.list_virtual_machines,
+        _ORG,
     ),
     Route(
         "POST",
         "organizations/:organization/virtual_machines/build",
         f"{_E}/VirtualMachines/BuildEndpoint",
         ep.build_virtual_machine,
+        _ORG
+        | {
+            "zone_not_found",
+            "data_center_not_found",
+            "package_not_found",
+            "disk_template_not_found",
+            "network_not_found",
+            "permission_denied",
+            "resource_creation_restricted",
+            "validation_error",
+            "location_required",
+        },
     ),
     Route(
         "POST",
         "organizations/:organization/virtual_machines/build_from_spec",
         f"{_E}/VirtualMachines/BuildFromSpecEndpoint",
         ep.build_virtual_machine_from_spec,
+        _ORG | {"permission_denied", "validation_error", "invalid_spec_xml"},
     ),
     Route(
         "GET",
         "virtual_machines/:virtual_machine",
         f"{_E}/VirtualMachines/InfoEndpoint",
         ep.get_virtual_machine,
+        _VM,
+    ),
+    Route(
+        "PATCH",
+        "virtual_machines/:virtual_machine",
+        f"{_E}/VirtualMachines/UpdateEndpoint",
+        ep.update_virtual_machine,
+        _VM | {"validation_error"},
     ),
     Route(
         "GET",
         "virtual_machines/builds/:virtual_machine_build",
         f"{_E}/VirtualMachineBuilds/InfoEndpoint",
         ep.get_build,
+        frozenset({"build_not_found"}),
     ),
-    Route("GET", "tasks/:task", f"{_E}/Tasks/InfoEndpoint", ep.get_task),
+    Route(
+        "GET", "tasks/:task", f"{_E}/Tasks/InfoEndpoint", ep.get_task, frozenset({"task_not_found"})
+    ),
     Route(
         "POST",
         "virtual_machines/:virtual_machine/stop",
         f"{_E}/VirtualMachines/StopEndpoint",
         actions.stop_virtual_machine,
+        _VM | _VM_TASK,
     ),
     Route(
         "POST",
         "virtual_machines/:virtual_machine/shutdown",
         f"{_E}/VirtualMachines/ShutdownEndpoint",
         actions.shutdown_virtual_machine,
+        _VM | _VM_TASK,
     ),
     Route(
         "PATCH",
@@ -145,24 +224,28 @@ ROUTES: tuple[Route, ...] = (
         "virtual_machines/:virtual_machine",
         f"{_E}/VirtualMachines/DeleteEndpoint",
         actions.delete_virtual_machine,
+        _VM | {"permission_denied"},
     ),
     Route(
         "GET",
         "organizations/:organization/trash_objects",
         f"{_E}/TrashObjects/ListEndpoint",
         actions.list_trash_objects,
+        _ORG,
     ),
     Route(
         "GET",
         "trash_objects/:trash_object",
         f"{_E}/TrashObjects/InfoEndpoint",
         actions.get_trash_object,
+        frozenset({"trash_object_not_found"}),
     ),
     Route(
         "DELETE",
         "trash_objects/:trash_object",
         f"{_E}/TrashObjects/PurgeEndpoint",
         actions.purge_trash_object,
+        frozenset({"trash_object_not_found", "permission_denied", "task_queueing_error"}),
     ),
 )
 
@@ -275,7 +358,11 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             parse_json_body(request.headers.get("Content-Type", ""), body),
         )
         ctx = ep.Ctx(state, config, Args(values, path_values, route.endpoint_id), now)
-        status, payload = route.handler(ctx)
+        try:
+            status, payload = route.handler(ctx)
+        except SimApiError as error:
+            _check_declared(route, error)
+            raise
         headers["Cache-Control"] = "max-age=0, private, must-revalidate"
     except SimApiError as error:
         status, payload = error.status, error.body()
@@ -307,6 +394,15 @@ def _server_error(injector: FaultInjector) -> SimApiError:
     """A JSON ``500 unhandled_exception`` or ``503 service_unavailable``, half each."""
     status = injector.error_5xx_status()
     return api_error("unhandled_exception" if status == 500 else "service_unavailable")
+
+
+def _check_declared(route: Route, error: SimApiError) -> None:
+    """A handler answering a code its endpoint does not list is a simulator bug."""
+    if route.errors is not None and error.code not in route.errors | COMMON_ERRORS:
+        raise AssertionError(
+            f"{route.method} {route.path} answered {error.code!r}, which its endpoint "
+            "does not list (Route.errors)"
+        )
 
 
 def _rate_limited(state: SimulatorState, now: float, headers: dict[str, str]) -> SimApiError:

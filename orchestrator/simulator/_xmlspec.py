@@ -50,6 +50,7 @@ class SpecXml:
     name: str | None = None
     description: str | None = None
     group: str | None = None
+    ssh_keys: list[Ref] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
 
 
@@ -115,6 +116,10 @@ def parse_spec_xml(xml: str) -> SpecXml:
         ref = _ref(network)
         if ref is not None:
             spec.networks.append(ref)
+    for key in root.findall("AuthorizedKeys/SSHKeys/SSHKey"):
+        ref = _ref(key)
+        if ref is not None:
+            spec.ssh_keys.append(ref)
     spec.tags = [t for t in (_text(tag) for tag in root.findall("Tags/Tag")) if t]
     return spec
 

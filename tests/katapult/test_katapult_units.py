@@ -144,7 +144,7 @@ def test_spec_xml_every_field() -> None:
             cpu_cores=4,
             memory_gb=16,
             system_disk_gb=50,
-            ssh_keys=["ssh-ed25519 AAAA one", "ssh-ed25519 BBBB two"],
+            ssh_keys=["key_one1", "key_two2"],
             tags=["db", "prod"],
             name="Database 1",
             description="primary",
@@ -178,10 +178,59 @@ def test_spec_xml_every_field() -> None:
     assert root.findtext("Hostname/Hostname") == "db-01"
     assert root.findtext("Group") == "vmgrp_abc"
     assert [k.text for k in root.iterfind("AuthorizedKeys/SSHKeys/SSHKey")] == [
-        "ssh-ed25519 AAAA one",
-        "ssh-ed25519 BBBB two",
+        "key_one1",
+        "key_two2",
     ]
+    assert root.find("AuthorizedKeys/Users") is None
     assert [t.text for t in root.iterfind("Tags/Tag")] == ["db", "prod"]
+
+
+def test_spec_xml_with_keys_tags_and_flexible_resources_has_the_official_outline() -> None:
+    """Keys, tags, CPU and memory come out as go-katapult's buildspec writes them.
+
+    The outline of krystal/go-katapult (``buildspec`` golden files) and of
+    Krystal's CLI (``vm create``: stored keys by id, ``AuthorizedKeys`` with
+    only ``SSHKeys``) and of the Terraform provider (tags by name, after the
+    ``AuthorizedKeys``): ``<Memory>`` before ``<CPUCores>`` in ``<Resources>``.
+    """
+    xml = build_spec_xml(
+        hostname="app-01",
+        package=Lookup("permalink", "rock-3"),
+        data_center=Lookup("permalink", "uk-lon-01"),
+        cpu_cores=4,
+        memory_gb=16,
+        ssh_keys=["key_AbC123", "key_dEf456"],
+        tags=["web", "public"],
+    )
+    assert xml.split("\n", 1)[1] == (
+        "<VirtualMachineSpec>"
+        '<DataCenter by="permalink">uk-lon-01</DataCenter>'
+        '<Resources><Package by="permalink">rock-3</Package>'
+        "<Memory>16</Memory><CPUCores>4</CPUCores></Resources>"
+        "<Hostname><Hostname>app-01</Hostname></Hostname>"
+        "<AuthorizedKeys><SSHKeys>"
+        "<SSHKey>key_AbC123</SSHKey><SSHKey>key_dEf456</SSHKey>"
+        "</SSHKeys></AuthorizedKeys>"
+        "<Tags><Tag>web</Tag><Tag>public</Tag></Tags>"
+        "</VirtualMachineSpec>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"zone": Lookup("permalink", "lon-zone-1"), "data_center": Lookup("id", "loc_1")},
+            "not both",
+        ),
+        ({"ssh_keys": ["ssh-ed25519 AAAAC3Nz me@host"]}, "ids of stored keys"),
+        ({"ssh_keys": ["alice-laptop"]}, "ids of stored keys"),
+    ],
+)
+def test_spec_xml_refuses_what_the_api_would_not_read(kwargs: Any, message: str) -> None:
+    """A zone and a data center both, or SSH keys not resolved to ids, are refused."""
+    with pytest.raises(ValueError, match=message):
+        build_spec_xml(hostname="x", package=Lookup("permalink", "rock-1"), **kwargs)
 
 
 def test_spec_xml_escapes_user_values() -> None:
