@@ -316,7 +316,7 @@ def build_catalogue(seed: int) -> Catalogue:
     )
     by_sub = {o.sub_domain: o for o in orgs}
     key_table = {"acme": ("alice-laptop", "deploy"), "basic": ("ops",)}
-    tag_table = {"acme": ("web", "db", "public"), "basic": ("web",)}
+    tag_table = {"acme": ("web", "db", "public", "ci"), "basic": ("web",)}
     ssh_keys = {
         by_sub[sub].id: tuple(
             SshKey(mk("key", f"{sub}/{name}"), name, _fingerprint(seed, f"{sub}/{name}"))
@@ -324,10 +324,10 @@ def build_catalogue(seed: int) -> Catalogue:
         )
         for sub, names in key_table.items()
     }
-    colors = ("pastel_orange", "pink", "blue")
+    colors = ("pastel_orange", "pink", "blue", "green")
     tags = {
         by_sub[sub].id: tuple(
-            Tag(tag_id(by_sub[sub].id, name), name, colors[i % 3], CATALOGUE_CREATED_AT)
+            Tag(tag_id(by_sub[sub].id, name), name, colors[i % 4], CATALOGUE_CREATED_AT)
             for i, name in enumerate(names)
         )
         for sub, names in tag_table.items()

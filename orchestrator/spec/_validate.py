@@ -50,6 +50,17 @@ _TOP_KEYS = ("version", "defaults", "vms")
 _NO_LINE = 1 << 62  # issues without a line sort after located ones
 _MERGED_TABLES = ("disk_template_options", "annotations")
 _LOCATION = ("zone", "data_center")
+#: fields only build_from_spec carries (as VmRequest.uses_spec_xml tells)
+_SPEC_XML_FIELDS = (
+    "cpu_cores",
+    "memory_gb",
+    "system_disk_gb",
+    "ssh_keys",
+    "tags",
+    "name",
+    "description",
+    "group",
+)
 _EXPECTED = {
     "int_type": "an integer",
     "string_type": "a string",
@@ -367,6 +378,17 @@ def _require(
                 "or with KATAPULT_DATA_CENTER",
             )
         )
+    spec_fields = [name for name in _SPEC_XML_FIELDS if values.get(name) not in (None, [], ())]
+    both = all(name in values for name in _LOCATION)
+    if both and spec_fields:
+        missing.append(
+            (
+                "zone",
+                f"zone and data_center are both set, and {spec_fields[0]} sends this VM "
+                "through build_from_spec, whose spec names one of them, not both: "
+                "keep only one",
+            )
+        )
     for name, message in missing:
         issues.add(
             message,
@@ -375,7 +397,7 @@ def _require(
             hostname=entry.hostname,
             field=name,
         )
-    return "organization" in values and "package" in values
+    return "organization" in values and "package" in values and not (both and spec_fields)
 
 
 def _expand_all(entries: list[_Entry], issues: _Collector) -> list[VmRequest]:

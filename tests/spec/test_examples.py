@@ -66,5 +66,6 @@ def test_build_from_spec_example_needs_spec_xml() -> None:
     assert all(vm.uses_spec_xml for vm in spec.vms)
     runner = spec.by_key()["ci-runner-01"]
     assert (runner.cpu_cores, runner.memory_gb, runner.system_disk_gb) == (4, 8, 40)
-    assert runner.tags == ("orchestrator", "ci")
+    assert runner.tags == ("ci", "public")
+    assert runner.ssh_keys == ("alice-laptop", "deploy")
     assert runner.disk_template_options == {"install_agent": "true"}

@@ -387,7 +387,7 @@ def test_build_from_spec_fields_map_onto_vm_request() -> None:
 cpu_cores = 4
 memory_gb = 8
 system_disk_gb = 40
-ssh_keys = ["ssh-ed25519 AAAA a@b"]
+ssh_keys = ["alice-laptop", "SHA256:HKL2Wtfo+Is/GuxWApY", "key_uk6wLQYdApzutwlL"]
 tags = ["x", "y"]
 name = "A VM"
 description = "line one\\nline two"
@@ -395,9 +395,27 @@ group = "ci"
 """
     (vm,) = parse(entry(body)).vms
     assert (vm.cpu_cores, vm.memory_gb, vm.system_disk_gb) == (4, 8, 40)
-    assert (vm.ssh_keys, vm.tags) == (("ssh-ed25519 AAAA a@b",), ("x", "y"))
+    assert vm.ssh_keys == ("alice-laptop", "SHA256:HKL2Wtfo+Is/GuxWApY", "key_uk6wLQYdApzutwlL")
+    assert vm.tags == ("x", "y")
     assert (vm.name, vm.description, vm.group) == ("A VM", "line one\nline two", "ci")
     assert vm.uses_spec_xml
+
+
+@pytest.mark.parametrize("spec_field", ["cpu_cores = 2", 'tags = ["web"]', 'name = "n"'])
+def test_zone_and_data_center_both_refused_for_build_from_spec(spec_field: str) -> None:
+    """A spec XML names a zone or a data center, not both: such an entry is a spec problem."""
+    issue = one_issue(
+        entry(f'hostname = "a"\nzone = "lon-zone-1"\ndata_center = "uk-lon-01"\n{spec_field}')
+    )
+    assert (issue.entry, issue.hostname, issue.field) == (0, "a", "zone")
+    assert "zone and data_center are both set" in issue.message
+    assert "not both" in issue.message
+
+
+def test_zone_and_data_center_both_are_fine_for_plain_build() -> None:
+    """The plain /build endpoint takes both (the API checks that the zone is in the DC)."""
+    (vm,) = parse(entry('hostname = "a"\nzone = "lon-zone-1"\ndata_center = "uk-lon-01"')).vms
+    assert vm.zone is not None and vm.data_center is not None
 
 
 def test_table_values_become_strings() -> None:
@@ -461,6 +479,18 @@ def test_table_values_become_strings() -> None:
             "value of 'k' contains the control character U+0000 at position 0",
         ),
         ("tags = [" + ", ".join(['"t"'] * 101) + "]", "tags", "has too many items: at most 100"),
+        (
+            'ssh_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAKd me@laptop"]',
+            "ssh_keys[0]",
+            "is public-key text; ssh_keys name keys stored in the organization (by key_... id, "
+            "name or fingerprint): add the key to the organization in Katapult first, "
+            "then name it here",
+        ),
+        (
+            f'ssh_keys = ["{"k" * 256}"]',
+            "ssh_keys[0]",
+            "is 256 characters long; at most 255 allowed",
+        ),
         (
             "annotations = { " + ", ".join(f"k{i} = 1" for i in range(101)) + " }",
             "annotations",
