@@ -604,6 +604,8 @@ async def _run_async(
                 return _fail(str(error), EXIT_AUTH)
             if isinstance(error, JournalError):
                 return _fail(f"{error} (--journal PATH names another journal)", EXIT_USAGE)
+            if isinstance(error, SpecError):  # an SSH key or tag the organization lacks
+                return _fail(str(error), EXIT_USAGE)
             return _fail(str(error), EXIT_FAILED)
         run_info = orch.current_run
     output = settings.output

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from orchestrator.engine._appearance import AppearanceModel
 from orchestrator.engine._ownership import Ownership, Verdict, ownership_annotations
 from orchestrator.engine._retry import retry_get
+from orchestrator.engine._tagging import apply_tags
 from orchestrator.engine._track import Track, utcnow
 from orchestrator.errors import ApiError, TransportError, detail_messages
 from orchestrator.katapult import build_spec_xml
@@ -145,6 +146,9 @@ class BuildOperation:
             # resumed from the journal, or adopted: it may be done already
             run.set_phase(track, "building")
             run.scheduler.poll_soon(track.key, group=track.group)
+            return
+        if (refusal := run.refused_unsent.get(track.key)) is not None:
+            await run.finish(track, "failed", category=refusal[0], error=refusal[1])
             return
         if track.request.uses_spec_xml:
             try:
@@ -478,7 +482,20 @@ class BuildOperation:
         await self._succeed(track)
 
     async def _succeed(self, track: Track) -> None:
-        await self._run.finish(track, "succeeded", reason="adopted" if track.adopted else None)
+        run = self._run
+        if track.request.tags:  # set once built, as the Terraform provider does
+            fqdn = track.fqdn or track.org.fqdn(track.key)
+            track.tags, failed = await apply_tags(
+                run.client, track.vm_id, fqdn, track.request.tags, retry=run.retry
+            )
+            if failed is not None:
+                category, error = failed
+                stopped = "the VM was built; setting its tags failed"
+                await run.finish(
+                    track, "failed", category=category, error=error, stopped_because=stopped
+                )
+                return
+        await run.finish(track, "succeeded", reason="adopted" if track.adopted else None)
 
     async def _build_failed(self, track: Track, description: str) -> None:
         error = ErrorInfo(code="build_failed", description=description)

@@ -17,6 +17,8 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._ownership import default_fleet
+from orchestrator.engine._references import Checked, check_references
+from orchestrator.engine._retry import retry_args
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
@@ -183,6 +185,13 @@ class Orchestrator:
             durations=DurationModel(default_seconds=engine.expected_build_seconds),
         )
         self._stop_requested = False
+        checked = Checked(requests=requests)
+        if operation is None:
+            # a build's SSH keys, tags and flexible resources, checked before anything
+            # is sent: an unknown key or tag raises SpecError; the rest fail unsent
+            checked = await check_references(self._client, requests, retry=retry_args(engine))
+            checked.raise_spec_problems(path)
+        requests = checked.requests
         opened: Journal | None = None
         try:
             if journal is not None:
@@ -199,6 +208,7 @@ class Orchestrator:
                 only_keys=only_keys,
                 fleet=fleet,
                 operation=operation,
+                refused=checked.refused(),
             )
             results = await self._run.execute()
         finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.engine._references import check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient
@@ -90,6 +91,25 @@ async def _names(
             if value:
                 names.add((key, str(value)))
     return names
+
+
+async def _check_references(
+    client: KatapultClient, requests: Sequence[VmRequest], plan: Plan, deadline: float
+) -> None:
+    """SSH keys, tags and flexible resources: what ``run`` checks before its first POST."""
+    checked = await check_references(client, requests, retry={"deadline_seconds": deadline})
+    found: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+    for problem in checked.problems:
+        found[(problem.field, problem.value, problem.message)].append(problem.request.hostname)
+    by_key = {r.key: r for r in requests}
+    for key, (_, error) in checked.unreadable.items():
+        org = by_key[key].organization.value
+        message = (
+            f"cannot read organization {org!r}'s SSH keys, tags or policy: {error.description}"
+        )
+        found[("organization", org, message)].append(key)
+    for (name, value, message), hostnames in found.items():
+        plan.problems.append(LookupProblem(name, value, message, tuple(hostnames)))
 
 
 async def make_plan(
@@ -193,6 +213,9 @@ async def make_plan(
         plan.problems.append(
             LookupProblem(name, value, f"no {name.replace('_', ' ')} '{value}'", tuple(hostnames))
         )
+    await _check_references(
+        client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
+    )
     plan.permitted = permitted()
     plan.requests_spent = client.requests_total - start_requests
     return plan

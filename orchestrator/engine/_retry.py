@@ -9,7 +9,7 @@ the library's own format, bound to the run: the first retry of a request at
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import stamina
 import structlog
@@ -24,9 +24,22 @@ from orchestrator.errors import (
     UnexpectedResponse,
 )
 
-__all__ = ["is_retryable", "retry_get"]
+__all__ = ["is_retryable", "retry_args", "retry_get"]
+
+if TYPE_CHECKING:
+    from orchestrator.settings import EngineSettings
 
 T = TypeVar("T")
+
+
+def retry_args(settings: EngineSettings) -> dict[str, float]:
+    """:func:`retry_get`'s keyword arguments for a run: GET retries back off on the
+    same scale as polls (short under ``--simulate``)."""
+    return {
+        "deadline_seconds": settings.retry_deadline_seconds,
+        "wait_initial": min(0.2, settings.poll_min_seconds),
+        "wait_max": min(10.0, settings.poll_max_seconds),
+    }
 
 
 def is_retryable(exc: Exception) -> bool:

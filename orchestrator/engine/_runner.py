@@ -17,14 +17,14 @@ import contextlib
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
-from orchestrator.engine._retry import is_retryable, retry_get
+from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
@@ -81,6 +81,7 @@ class Run:
         only_keys: set[str] | None = None,
         fleet: str = "default",
         operation: OperationFactory | None = None,
+        refused: Mapping[str, tuple[Category, ErrorInfo]] | None = None,
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self.client = client
@@ -90,6 +91,8 @@ class Run:
         self.clock = clock
         self.run_id = run_id
         self.log = get_logger("orchestrator.engine", run_id=run_id)
+        #: VMs that must fail unsent (SSH keys, tags, flexible resources: _references.py)
+        self.refused_unsent = dict(refused or {})
         self._budget = budget
         self._hooks = list(hooks)
         self._orgs: dict[tuple[str, str], OrgContext] = {}
@@ -106,12 +109,7 @@ class Run:
                 self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
         self._poll_slots = anyio.Semaphore(64)
         # GET retries back off on the same scale as polls (short under --simulate)
-        self.retry: dict[str, Any] = {
-            "deadline_seconds": settings.retry_deadline_seconds,
-            "wait_initial": min(0.2, settings.poll_min_seconds),
-            "wait_max": min(10.0, settings.poll_max_seconds),
-            "log": self.log,
-        }
+        self.retry: dict[str, Any] = {**retry_args(settings), "log": self.log}
         self._doom_all: tuple[Category, ErrorInfo] | None = None
         self._stop_reason: str | None = None
         self._failures = 0

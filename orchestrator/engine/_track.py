@@ -90,6 +90,8 @@ class Track:
     vm_state: str | None = None
     last_error: ErrorInfo | None = None
     last_category: Category | None = None
+    #: the tags the VM has after they were set (None: none asked for, or not yet set)
+    tags: tuple[str, ...] | None = None
     result: VmResult | None = None
     done: anyio.Event = field(default_factory=anyio.Event)
 
@@ -138,4 +140,5 @@ class Track:
             submitted_at=self.submitted_at,
             finished_at=finished,
             duration_seconds=duration,
+            tags=self.tags,
         )

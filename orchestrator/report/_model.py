@@ -114,6 +114,8 @@ class VmResult(_Model):
     submitted_at: datetime | None = None
     finished_at: datetime | None = None
     duration_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    #: the tags the VM has after the orchestrator set them (None: the spec asked for none)
+    tags: tuple[str, ...] | None = None
 
     _check_utc = field_validator("submitted_at", "finished_at")(_utc)
 

@@ -418,17 +418,25 @@ def _spec_ref(what: str, ref: Ref | None, find: Callable[[str, str], _T | None])
     return found
 
 
-def _check_spec_keys_and_tags(ctx: Ctx, org: Organization, spec: SpecXml) -> None:
-    """SSH keys must be keys stored in the organization, tags its tags [inferred texts]."""
+def _check_spec_keys_and_tags(ctx: Ctx, org: Organization, spec: SpecXml) -> list[str]:
+    """The ids of the spec's SSH keys, which must be stored in the organization.
+
+    Tags must be the organization's tags. Refusals are ``invalid_spec_xml``
+    [inferred texts].
+    """
     catalogue = ctx.state.catalogue
     keys = catalogue.ssh_keys_of(org)
+    ids: list[str] = []
     for by, value in spec.ssh_keys:
-        if not any(getattr(k, by, None) == value for k in keys if by in ("id", "name")):
+        found = [k for k in keys if by in ("id", "name") and getattr(k, by) == value]
+        if not found:
             raise invalid_spec_xml(f"No SSH key was found matching {by} '{value}'")
+        ids.append(found[0].id)
     names = {t.name for t in catalogue.tags_of(org)}
     for name in spec.tags:
         if name not in names:
             raise invalid_spec_xml(f"No tag was found matching name '{name}'")
+    return ids
 
 
 def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
@@ -454,7 +462,7 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
     ):
         # [inferred] the refusal's exact code is unconfirmed; the policy is seen
         raise validation_error("Flexible resources are not available to this organization")
-    _check_spec_keys_and_tags(ctx, org, spec)
+    key_ids = _check_spec_keys_and_tags(ctx, org, spec)
     template = _spec_ref("disk template", spec.disk_template, catalogue.disk_template_by)
     network = _spec_ref(
         "network", spec.networks[0] if spec.networks else None, catalogue.network_by
@@ -475,6 +483,7 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
             name=spec.name,
             description=spec.description,
             tags=spec.tags,
+            ssh_key_ids=key_ids,
         )
 
     try:

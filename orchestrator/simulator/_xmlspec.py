@@ -116,10 +116,10 @@ def parse_spec_xml(xml: str) -> SpecXml:
         ref = _ref(network)
         if ref is not None:
             spec.networks.append(ref)
-    for key in root.findall("AuthorizedKeys/SSHKeys/SSHKey"):
-        ref = _ref(key)
-        if ref is not None:
-            spec.ssh_keys.append(ref)
+    for key_element in root.findall("AuthorizedKeys/SSHKeys/SSHKey"):
+        key_ref = _ref(key_element)
+        if key_ref is not None:
+            spec.ssh_keys.append(key_ref)
     spec.tags = [t for t in (_text(tag) for tag in root.findall("Tags/Tag")) if t]
     return spec
 
@@ -143,6 +143,7 @@ def render_spec_xml(
     name: str | None,
     description: str | None,
     tags: list[str],
+    ssh_key_ids: list[str] | None = None,
 ) -> str:
     """The server's normalized spec, as a build's ``spec_xml`` shows it."""
     out = ['<?xml version="1.0"?>\n<VirtualMachineSpec>\n']
@@ -175,7 +176,12 @@ def render_spec_xml(
     if description:
         out.append(_el("Description", description))
     out.append('  <AuthorizedKeys continuous_management="no">\n')
-    out.append('    <Users all="yes"/>\n    <SSHKeys all="yes"/>\n  </AuthorizedKeys>\n')
+    if ssh_key_ids:
+        out.append("    <SSHKeys>\n")
+        out.extend(_el("SSHKey", key_id, None, 3) for key_id in ssh_key_ids)
+        out.append("    </SSHKeys>\n  </AuthorizedKeys>\n")
+    else:
+        out.append('    <Users all="yes"/>\n    <SSHKeys all="yes"/>\n  </AuthorizedKeys>\n')
     if tags:
         out.append("  <Tags>\n")
         out.extend(_el("Tag", tag, None, 2) for tag in tags)
