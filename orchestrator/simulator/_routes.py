@@ -187,7 +187,7 @@ ROUTES: tuple[Route, ...] = (
         "virtual_machines/:virtual_machine",
         f"{_E}/VirtualMachines/UpdateEndpoint",
         ep.update_virtual_machine,
-        _VM | {"validation_error"},
+        _VM,
     ),
     Route(
         "GET",

@@ -42,9 +42,11 @@ from orchestrator.simulator._catalogue import (
     Network,
     Organization,
     Package,
+    Tag,
     Zone,
     build_catalogue,
     make_id,
+    tag_id,
 )
 from orchestrator.simulator._config import PENDING_END, FaultConfig, SimulatorConfig
 from orchestrator.simulator._errors import api_error, validation_error
@@ -573,6 +575,18 @@ class SimulatorState:
             name = f"{self._rng.choice(_WORDS_A)}-{self._rng.choice(_WORDS_B)}-{suffix}"
             if not org_state.taken(name, by_claims=True):
                 return name
+
+    def ensure_tags(self, org: Organization, names: list[str]) -> None:
+        """Create the tags of ``names`` that ``org`` does not have yet."""
+        have = self.catalogue.tags_of(org)
+        known = {t.name for t in have}
+        fresh = tuple(
+            Tag(tag_id(org.id, name), name, "pink", int(self.clock()))
+            for name in names
+            if name not in known
+        )
+        if fresh:
+            self.catalogue.tags[org.id] = have + fresh
 
     # ---------------------------------------------------------- test helpers
 

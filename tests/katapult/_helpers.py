@@ -165,6 +165,16 @@ CATALOGUE_ANSWERS: dict[str, Any] = {
         per_page=100,
         total_pages=1,
     ),
+    "organizations/_/ssh_keys": page_body(
+        "ssh_keys",
+        [{"id": "key_uk6wLQYdApzutwlL", "name": "alice", "fingerprint": "SHA256:abc"}],
+        page=1,
+        per_page=100,
+        total_pages=1,
+    ),
+    "organizations/_/tags": page_body(
+        "tags", [{"id": "tag_CqQyPRukJtTVa0tb", "name": "web"}], page=1, per_page=100, total_pages=1
+    ),
     "organizations/_/available_networks": {
         "networks": [
             {
@@ -185,4 +195,8 @@ def catalogue_handler(request: ApiRequest) -> ApiResponse:
     if request.path.startswith("tasks/"):
         return json_response(200, {"task": TASK})
     status = 201 if request.method == "POST" else 200
+    if request.method == "PATCH" and request.path == "virtual_machines/_":
+        tag_names = request.json["properties"]["tag_names"]
+        vm = {**VM_SUMMARY, "state": "started", "tag_names": tag_names}
+        return json_response(status, {"virtual_machine": vm})
     return json_response(status, CATALOGUE_ANSWERS[request.path])

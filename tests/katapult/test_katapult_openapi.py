@@ -95,6 +95,18 @@ BUILD_CALLS: dict[str, Callable[[KatapultClient], Awaitable[Any]]] = {
         organization=ORG,
         xml=build_spec_xml(hostname="web-01", package=Lookup("permalink", "rock-3")),
     ),
+    "from spec with annotations": lambda c: c.build_vm_from_spec(
+        organization=ORG,
+        xml=build_spec_xml(
+            hostname="web-01",
+            package=Lookup("permalink", "rock-3"),
+            ssh_keys=["key_uk6wLQYdApzutwlL"],
+            tags=["web"],
+            cpu_cores=2,
+            memory_gb=4,
+        ),
+        annotations={"orchestrator.run": "r1"},
+    ),
 }
 
 
@@ -110,6 +122,26 @@ async def test_build_bodies_match_request_schema(
     assert request.method == "POST"
     assert request.params == ()
     _body_validator(request.path).validate(request.json)
+
+
+def _patch_validator(path: str) -> jsonschema.Draft7Validator:
+    ref = _pointer(
+        "#", "paths", _openapi_path(path), "patch", "requestBody", "content", "application/json"
+    )
+    return jsonschema.Draft7Validator({"$ref": f"{SPEC_URI}{ref}/schema"}, registry=REGISTRY)
+
+
+@pytest.mark.anyio
+async def test_tag_patch_body_matches_request_schema() -> None:
+    """``PATCH virtual_machines/_`` with ``properties.tag_names`` is what the schema takes."""
+    client, transport = make_client(catalogue_handler)
+    await client.set_vm_tags(Lookup("id", "vm_K6GMJjtLaemzopxP"), ["web", "public"])
+    (request,) = transport.requests
+    assert request.method == "PATCH"
+    assert request.params == ()
+    validator = _patch_validator(request.path)
+    validator.validate(request.json)
+    assert not validator.is_valid({**request.json, "properties": {"tags": ["web"]}})
 
 
 def test_strict_schema_catches_a_misspelled_argument() -> None:
@@ -141,6 +173,8 @@ GET_CALLS: dict[str, Callable[[KatapultClient], Awaitable[Any]]] = {
     "packages": lambda c: c.list_packages(),
     "disk templates": lambda c: c.list_disk_templates(ORG),
     "networks": lambda c: c.list_networks(ORG),
+    "ssh keys": lambda c: c.list_ssh_keys(ORG),
+    "tags": lambda c: c.list_tags(ORG),
 }
 
 
