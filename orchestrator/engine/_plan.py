@@ -49,7 +49,7 @@ class Plan:
 
     @property
     def estimated_requests(self) -> int:
-        """At least a POST and a poll per VM to build, plus the run's organization requests.
+        """At least a POST and a poll per VM to build (and a tag PATCH), plus organization requests.
 
         Per organization with VMs to build: its lookup and VM list at the start,
         and its VM list again at the end for the addresses (100 VMs a page).
@@ -58,7 +58,8 @@ class Plan:
         in_place.update(r.organization.value for r, _ in self.existing)
         orgs = {r.organization.value for r in self.to_build}
         pages = sum(math.ceil(in_place[org] / _PER_PAGE) for org in orgs)
-        return 2 * len(self.to_build) + 2 * len(orgs) + pages
+        tagged = sum(1 for r in self.to_build if r.tags)  # a tag PATCH once built
+        return 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages
 
     @property
     def estimated_seconds(self) -> float | None:

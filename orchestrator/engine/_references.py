@@ -85,8 +85,22 @@ class Checked:
     unreadable: dict[str, tuple[Category, ErrorInfo]] = field(default_factory=dict)
 
     def raise_spec_problems(self, file: str) -> None:
-        """Raise :class:`SpecError` for every unknown SSH key or tag (nothing is sent)."""
-        issues = [p.issue(file) for p in self.problems if p.is_spec_problem]
+        """Raise :class:`SpecError` for every unknown SSH key or tag (nothing is sent).
+
+        One issue per entry and name, however many VMs the entry expands to.
+        """
+        grouped: dict[tuple[int, str, str], list[ReferenceProblem]] = {}
+        for problem in self.problems:
+            if problem.is_spec_problem:
+                key = (problem.request.entry_index, problem.field, problem.value)
+                grouped.setdefault(key, []).append(problem)
+        issues = []
+        for same in grouped.values():
+            issue = same[0].issue(file)
+            if len(same) > 1:
+                more = f" (and {len(same) - 1} more VMs of this entry)"
+                issue = dataclasses.replace(issue, message=issue.message + more)
+            issues.append(issue)
         if issues:
             raise SpecError(issues)
 

@@ -132,3 +132,36 @@ def test_plan_with_a_suspended_organization_reports_a_problem(
     out = capsys.readouterr().out
     assert code == 2
     assert "frozen" in out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ('"deploy"', '"bob-desktop"', "ssh_keys"),
+        ('tags = ["public"]', 'tags = ["no-such-tag"]', "tags"),
+        ('organization = "acme"', 'organization = "basic"', "cpu_cores"),
+    ],
+    ids=["unknown ssh key", "unknown tag", "no flexible resources"],
+)
+def test_plan_checks_keys_tags_and_flexible_resources(
+    cwd: Path, capsys: pytest.CaptureFixture[str], old: str, new: str, field: str
+) -> None:
+    """plan resolves SSH keys and tags and checks the flexible-resources policy (exit 2)."""
+    text = (EXAMPLE_SPEC.parent / "build-from-spec.toml").read_text()
+    assert old in text
+    (cwd / "fleet.toml").write_text(text.replace(old, new))
+    code = main(["plan", "--simulate", "fleet.toml"])
+    out = capsys.readouterr().out
+    assert code == 2
+    assert field in out
+    assert "ci-runner-01" in out
+
+
+def test_plan_of_the_build_from_spec_example_has_no_problem(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The example's keys, tags and CPU/memory all resolve: VMs to build (4)."""
+    code = main(["plan", "--simulate", str(EXAMPLE_SPEC.parent / "build-from-spec.toml")])
+    out = capsys.readouterr().out
+    assert code == 4
+    assert "0 problem(s)" in out

@@ -432,3 +432,36 @@ def test_unfinished_hint_says_what_to_do(
     else:
         assert hint is not None
         assert hint.startswith(expected)
+
+
+def test_build_from_spec_example_runs_with_keys_tags_and_flexible_resources(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """specs/build-from-spec.toml: stored keys by name, tags set, CPU/memory: all built."""
+    spec = EXAMPLE_SPEC.parent / "build-from-spec.toml"
+    assert main(["run", "--simulate", "--no-progress", str(spec)]) == 0
+    report = load_report(cwd / "report.json")
+    assert {vm.outcome for vm in report.vms} == {"succeeded"}
+    tags = {vm.key: vm.tags for vm in report.vms}
+    assert tags["ci-runner-01"] == ("ci", "public")
+    assert tags["cache-01"] == ("public",)
+    validate_report_file(cwd / "report.json")
+
+
+def test_unknown_ssh_key_exits_2_before_anything_is_sent(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An SSH key the organization does not store: exit 2 naming entry and field, nothing built."""
+    text = (EXAMPLE_SPEC.parent / "build-from-spec.toml").read_text()
+    (cwd / "keys.toml").write_text(text.replace('"deploy"', '"bob-desktop"'))
+    setenv(sim.env())
+    code = main(["run", "--no-progress", "keys.toml"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: spec is invalid (2 problems)"), err
+    assert "keys.toml vms[0] (ci-runner-01) ssh_keys: no SSH key 'bob-desktop'" in err
+    assert "(and 3 more VMs of this entry)" in err
+    assert "keys.toml vms[1] (cache-01) ssh_keys" in err
+    assert out == ""
+    assert sim.hostnames() == []
+    assert not (cwd / "report.json").exists()

@@ -149,6 +149,18 @@ async def test_an_unknown_key_or_tag_is_a_spec_problem_and_nothing_is_sent(
     assert value in issues[0].message
 
 
+async def test_one_issue_per_entry_however_many_vms_it_expands_to() -> None:
+    """Five VMs of one entry naming an unknown key make one issue, not five."""
+    requests = [dataclasses.replace(r, entry_index=0, ssh_keys=("nope",)) for r in vms(5)]
+    async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            with pytest.raises(SpecError) as info:
+                await orch.run(requests, spec_path="fleet.toml")
+    (issue,) = info.value.issues
+    assert (issue.entry, issue.hostname, issue.field) == (0, "vm-001", "ssh_keys")
+    assert issue.message.endswith("(and 4 more VMs of this entry)")
+
+
 async def test_flexible_resources_fail_unsent_where_the_policy_forbids_them() -> None:
     """In ``basic`` (no flexible resources) CPU/memory VMs fail unsent; the others build."""
     requests = [
@@ -177,7 +189,8 @@ async def test_flexible_resources_fail_unsent_where_the_policy_forbids_them() ->
     for vm in refused:
         assert vm.error is not None
         assert vm.error.code == "flexible_resources_unavailable_to_organization"
-        assert vm.attempts == 0 and vm.task_id is None
+        assert vm.attempts == 0
+        assert vm.task_id is None
     assert sorted(created) == ["flex-001", "plain-001"]
 
 
@@ -192,7 +205,8 @@ async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> N
         assert sim.state.faults["error_5xx"] >= 2
     for vm in report.vms:
         assert (vm.outcome, vm.category) == ("failed", "server_error")
-        assert vm.error is not None and vm.error.code in (
+        assert vm.error is not None
+        assert vm.error.code in (
             "unhandled_exception",
             "service_unavailable",
         )

@@ -78,10 +78,10 @@ def _argument_errors(set_id: str, seen: set[str]) -> set[str]:
     codes = {_code(e) for e in value.get("potential_errors") or []}
     for argument in value.get("arguments", []):
         kind = argument["type"]
-        if kind in OBJECTS and kind not in seen:
-            if OBJECTS[kind]["type"] in ("argument_set", "lookup_argument_set"):
-                seen.add(kind)
-                codes |= _argument_errors(kind, seen)
+        sets = ("argument_set", "lookup_argument_set")
+        if kind in OBJECTS and kind not in seen and OBJECTS[kind]["type"] in sets:
+            seen.add(kind)
+            codes |= _argument_errors(kind, seen)
     return codes
 
 
@@ -146,7 +146,7 @@ def test_what_stops_an_organization_is_about_the_organization() -> None:
     org_lookup = _argument_errors("CoreAPI/ArgumentSets/OrganizationLookup", set())
     builds = endpoint_errors("VirtualMachines/BuildEndpoint")
     builds |= endpoint_errors("VirtualMachines/BuildFromSpecEndpoint")
-    assert ORG_STOPPING_CODES <= org_lookup | builds
+    assert org_lookup | builds >= ORG_STOPPING_CODES
     # permission_denied of the SSH key listing is not about building: the run
     # only ever dooms an organization for an error of a build or org lookup
     assert "permission_denied" in endpoint_errors("OrganizationSSHKeys/ListEndpoint")

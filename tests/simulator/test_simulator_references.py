@@ -119,7 +119,8 @@ async def test_build_from_spec_takes_stored_keys_by_id_and_flexible_resources(
     build = await api.get("virtual_machines/builds/_", **{"virtual_machine_build[id]": build_id})
     spec_xml = build.json["virtual_machine_build"]["spec_xml"]
     assert f"<SSHKey>{key.id}</SSHKey>" in spec_xml
-    assert "<CPUCores>2</CPUCores>" in spec_xml and "<Memory>4</Memory>" in spec_xml
+    assert "<CPUCores>2</CPUCores>" in spec_xml
+    assert "<Memory>4</Memory>" in spec_xml
     vm_id = build.json["virtual_machine_build"]["virtual_machine"]["id"]
     vm = await api.get("virtual_machines/_", **{"virtual_machine[id]": vm_id})
     assert (

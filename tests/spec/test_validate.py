@@ -415,7 +415,8 @@ def test_zone_and_data_center_both_refused_for_build_from_spec(spec_field: str) 
 def test_zone_and_data_center_both_are_fine_for_plain_build() -> None:
     """The plain /build endpoint takes both (the API checks that the zone is in the DC)."""
     (vm,) = parse(entry('hostname = "a"\nzone = "lon-zone-1"\ndata_center = "uk-lon-01"')).vms
-    assert vm.zone is not None and vm.data_center is not None
+    assert vm.zone is not None
+    assert vm.data_center is not None
 
 
 def test_table_values_become_strings() -> None:
