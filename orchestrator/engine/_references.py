@@ -133,9 +133,10 @@ async def check_references(
     """Check every request's SSH keys, tags and flexible resources against its organization.
 
     ``retry`` are :func:`~orchestrator.engine._retry.retry_get`'s keyword
-    arguments. An organization whose facts cannot be read (not found,
-    suspended, a refused listing, an outage past the retry deadline) makes its
-    requests that need them ``unreadable``; authentication errors are raised.
+    arguments. Never raises for the API: an organization whose facts cannot be
+    read (a refused token, not found, suspended, a refused listing, an outage
+    past the retry deadline) makes its requests that need them ``unreadable``,
+    and the run fails them unsent (a refused token stops the run anyway).
     """
     by_org: dict[Lookup, list[VmRequest]] = defaultdict(list)
     for req in requests:
@@ -146,13 +147,9 @@ async def check_references(
     async def read(org: Lookup, reqs: list[VmRequest]) -> None:
         facts[org] = await _read_facts(client, org, reqs, retry)
 
-    try:
-        async with anyio.create_task_group() as tg:
-            for org, reqs in by_org.items():
-                tg.start_soon(read, org, reqs)
-    except* ApiError as group:
-        # callers catch our errors, not groups (only auth errors get here)
-        raise group.exceptions[0] from None
+    async with anyio.create_task_group() as tg:
+        for org, reqs in by_org.items():
+            tg.start_soon(read, org, reqs)
 
     checked = Checked()
     for req in requests:
@@ -183,11 +180,7 @@ async def _read_facts(
         if any(_needs_flexible(r) for r in reqs):
             policy = await get(lambda: client.get_policy_limits(org))
             facts.flexible = policy.flexible_virtual_machine_resources
-    except ApiError as exc:
-        if exc.category == "auth":
-            raise
-        facts.error = (exc.category, error_info(exc))
-    except TransportError as exc:
+    except (ApiError, TransportError) as exc:
         facts.error = (exc.category, error_info(exc))
     return facts
 

@@ -6,6 +6,7 @@ change ``config.faults`` while a server runs (every request reads it afresh).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,6 +172,10 @@ class SimulatorConfig:
         purge_seconds: simulated seconds a purge task takes; the trash object,
             the VM and its hold on the hostname go when it ends. Recorded:
             gone within 6 s.
+        refused_tokens: tokens the authenticator knows but refuses, each with
+            the code it answers: ``unauthorized_network_for_api_token`` (403,
+            ``detail.ip_address``: the token may not be used from this
+            network) or ``invalid_api_token``.
 
     The readings below play what nobody has confirmed about the real API
     (``shared/katapult/README.md``, "Unconfirmed, so build for every
@@ -243,6 +248,7 @@ class SimulatorConfig:
     vm_start_seconds: float = 4.0
     stop_seconds: float = 20.0
     purge_seconds: float = 4.0
+    refused_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     hostname_taken_at: HostnameTakenAt = "post"
     vm_record_at: tuple[float, float] = (VM_AT, VM_AT)
     duplicate_hostnames: DuplicateHostnames = "refuse"
@@ -290,6 +296,9 @@ class SimulatorConfig:
             raise ValueError(
                 f"vm_record_at must be two fractions {PENDING_END} <= lo <= hi <= 1, got {lo}, {hi}"
             )
+        refusals = {"unauthorized_network_for_api_token", "invalid_api_token"}
+        if not set(self.refused_tokens.values()) <= refusals:
+            raise ValueError(f"refused_tokens codes must be among {sorted(refusals)}")
 
     def readings(self) -> dict[str, Any]:
         """The readings of the unconfirmed API this config plays (JSON-ready)."""

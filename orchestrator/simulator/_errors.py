@@ -37,6 +37,10 @@ ERRORS: dict[str, tuple[int, str | None]] = {
         403,
         "The API token provided was not valid (it may not exist or have expired)",
     ),
+    "unauthorized_network_for_api_token": (
+        403,
+        "Network is not allowed to access the API with this API token",
+    ),
     "rate_limit_reached": (429, "You have reached the rate limit for this type of request"),
     "scope_not_granted": (
         403,

@@ -287,12 +287,15 @@ def match(method: str, api_path: str) -> tuple[Route, dict[str, str]] | None:
     return None
 
 
-def _token(request: web.Request, expected: str) -> str:
+def _token(request: web.Request, expected: str, refused: Mapping[str, str]) -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise api_error("missing_api_token")
-    if token.strip() != expected:
+    refusal = refused.get(token.strip())
+    if refusal == "unauthorized_network_for_api_token":
+        raise api_error(refusal, {"ip_address": request.remote or "127.0.0.1"})
+    if token.strip() != expected or refusal is not None:
         raise api_error("invalid_api_token", {"details": None})
     return token.strip()
 
@@ -340,7 +343,7 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         if found is None:
             raise route_not_found(api_path, method)
         route, path_values = found
-        token = _token(request, config.token)
+        token = _token(request, config.token, config.refused_tokens)
         if burst:
             state.faults["burst_429"] += 1
             headers["X-Ratelimit-Remaining"] = "0"

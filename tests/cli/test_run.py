@@ -465,3 +465,20 @@ def test_unknown_ssh_key_exits_2_before_anything_is_sent(
     assert out == ""
     assert sim.hostnames() == []
     assert not (cwd / "report.json").exists()
+
+
+def test_run_with_a_token_refused_for_its_network_exits_3(
+    cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``unauthorized_network_for_api_token`` stops the whole run (3), like a bad token."""
+    with thread_simulator(
+        refused_tokens={"net-token": "unauthorized_network_for_api_token"}
+    ) as sim:
+        setenv(sim.env(token="net-token"))
+        code = main(["run", str(EXAMPLE_SPEC), "--no-progress"])
+        out, err = capsys.readouterr()
+        assert code == 3, err
+        report = validate_report_file(cwd / "report.json")
+        assert {vm.category for vm in report.vms} == {"auth"}
+        assert "unauthorized_network_for_api_token" in out
+        assert sim.hostnames() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -137,6 +138,32 @@ async def test_invalid_token_stops_the_whole_run() -> None:
     assert run.doomed_run is not None
     assert {vm.outcome for vm in report.vms} == {"failed"}
     assert {vm.category for vm in report.vms} == {"auth"}
+    assert report.summary.requests.total < 10
+    assert created_hostnames(sim) == []
+
+
+@pytest.mark.parametrize("with_references", [False, True], ids=["plain", "keys and tags"])
+async def test_a_token_refused_for_its_network_stops_the_whole_run(with_references: bool) -> None:
+    """``unauthorized_network_for_api_token`` is a token failure: the run stops, as auth.
+
+    With SSH keys and tags to check first, the refusal comes at that check
+    already, and the run ends the same way: nothing sent, every VM ``auth``.
+    """
+    extra: dict[str, Any] = {"ssh_keys": ("deploy",), "tags": ("web",)} if with_references else {}
+    requests = vms(30, **extra)
+    config = sim_config()
+    config.refused_tokens = {config.token: "unauthorized_network_for_api_token"}
+    async with run_simulator(config) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests)
+            run = orch.current_run
+    assert run is not None
+    assert run.doomed_run is not None
+    assert run.doomed_run[1].code == "unauthorized_network_for_api_token"
+    assert {vm.category for vm in report.vms} == {"auth"}
+    assert {vm.error.code for vm in report.vms if vm.error} == {
+        "unauthorized_network_for_api_token"
+    }
     assert report.summary.requests.total < 10
     assert created_hostnames(sim) == []
 

@@ -197,3 +197,25 @@ async def test_build_from_spec_gives_the_vm_limit_as_a_validation_error(
     spec = await api.post("organizations/_/virtual_machines/build_from_spec", spec_body())
     assert (spec.status, spec.code) == (422, "validation_error")
     assert "maximum number of virtual machines" in spec.detail["errors"][0]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SimulatorConfig(
+            build_spread=0.0, refused_tokens={"sim-token": "unauthorized_network_for_api_token"}
+        )
+    ],
+)
+async def test_a_token_refused_for_its_network(api: Api, config: SimulatorConfig) -> None:
+    """A token the authenticator refuses for the caller's network: 403 with ``ip_address``."""
+    reply = await api.get("organizations/_/tags", **ORG)
+    assert (reply.status, reply.code) == (403, "unauthorized_network_for_api_token")
+    assert reply.detail == {"ip_address": "127.0.0.1"}
+    assert reply.headers["x-ratelimit-remaining"] == "1000"  # refused before the budget
+
+
+def test_refused_tokens_take_only_the_authenticators_codes() -> None:
+    """Anything else is not an answer the authenticator gives."""
+    with pytest.raises(ValueError, match="refused_tokens"):
+        SimulatorConfig(refused_tokens={"t": "permission_denied"})
