@@ -480,5 +480,7 @@ def test_run_with_a_token_refused_for_its_network_exits_3(
         assert code == 3, err
         report = validate_report_file(cwd / "report.json")
         assert {vm.category for vm in report.vms} == {"auth"}
-        assert "unauthorized_network_for_api_token" in out
+        codes = {vm.error.code for vm in report.vms if vm.error is not None}
+        assert codes == {"unauthorized_network_for_api_token"}
+        assert "0 succeeded" in out
         assert sim.hostnames() == []
