@@ -182,26 +182,6 @@ class Args:
             return False
         raise invalid_argument(self._endpoint_id, [name], "invalid_scalar")
 
-    def strings_in(self, name: str, key: str, *, required: bool) -> list[str] | None:
-        """``name[key]``, an array of strings inside the object argument ``name``.
-
-        ``None`` when ``key`` is absent (the object itself is required when
-        ``required``).
-        """
-        present, raw = self._raw(name)
-        if not present or raw is None:
-            if required:
-                raise missing_required_argument(self._endpoint_id, name)
-            return None
-        if not isinstance(raw, dict):
-            raise invalid_argument(self._endpoint_id, [name], "object_expected")
-        items = raw.get(key)
-        if items is None:
-            return None
-        if not isinstance(items, list):
-            raise invalid_argument(self._endpoint_id, [name, key], "array_expected")
-        return [self._scalar_string([name, key], item) for item in items]
-
     def key_values(self, name: str) -> list[dict[str, str | None]]:
         """An array of ``{key, value}`` (annotations, disk template options)."""
         present, raw = self._raw(name)

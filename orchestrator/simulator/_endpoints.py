@@ -269,27 +269,6 @@ def get_virtual_machine(ctx: Ctx) -> Answer:
     }
 
 
-def update_virtual_machine(ctx: Ctx) -> Answer:
-    """``PATCH virtual_machines/:virtual_machine``: only ``properties[tag_names]`` acts.
-
-    ``tag_names`` replaces the VM's tags. A name the organization has no tag
-    for creates that tag [inferred: the endpoint lists no validation error,
-    and the Terraform provider sends any names its user wrote].
-    """
-    a = ctx.args
-    lookup = a.lookup("virtual_machine", VM_KEYS, required=True)
-    tag_names = a.strings_in("properties", "tag_names", required=True)
-    vm = find_vm(ctx, lookup)
-    if tag_names is not None:
-        names = list(dict.fromkeys(tag_names))
-        ctx.state.ensure_tags(vm.org, names)
-        vm.tags = names
-    return 200, {
-        "annotations": _key_values(vm.annotations),
-        "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
-    }
-
-
 def get_build(ctx: Ctx) -> Answer:
     """``GET virtual_machines/builds/:virtual_machine_build``."""
     lookup = ctx.args.lookup("virtual_machine_build", ("id",), required=False)

@@ -563,7 +563,10 @@ class SimulatorState:
         if description is not None:
             vm.description = description
         if tags is not None:
-            vm.tags = list(tags)
+            # a name the organization has no tag for creates that tag [inferred: the
+            # endpoint lists no error for it, and the Terraform provider sends any name]
+            vm.tags = list(dict.fromkeys(tags))
+            self.ensure_tags(vm.org, vm.tags)
         if annotations is not None:
             vm.annotations = list(annotations)
 
