@@ -21,6 +21,7 @@ from orchestrator.errors import (
     api_error_for,
     category_for,
 )
+from orchestrator.katapult import KatapultClient
 from orchestrator.simulator._routes import COMMON_ERRORS, ROUTES
 
 SCHEMA: dict[str, Any] = json.loads(
@@ -39,6 +40,10 @@ CLIENT_ENDPOINTS = {
     "get_build": "VirtualMachineBuilds/InfoEndpoint",
     "get_vm": "VirtualMachines/InfoEndpoint",
     "set_vm_tags": "VirtualMachines/UpdateEndpoint",
+    "stop_vm": "VirtualMachines/StopEndpoint",
+    "delete_vm": "VirtualMachines/DeleteEndpoint",
+    "get_trash_object": "TrashObjects/InfoEndpoint",
+    "purge_trash_object": "TrashObjects/PurgeEndpoint",
     "list_vms": "VirtualMachines/ListEndpoint",
     "get_organization": "Organizations/InfoEndpoint",
     "get_policy_limits": "Organizations/PolicyLimitsEndpoint",
@@ -140,9 +145,20 @@ def test_codes_in_neither_schema_are_gone_or_marked_as_guesses() -> None:
     assert any("GUESS" in line for line in lines[at - 2 : at])
 
 
+def test_every_endpoint_the_client_calls_is_listed_here() -> None:
+    """A new client method must say its endpoint, so its codes get checked too."""
+    public = {
+        name
+        for name in vars(KatapultClient)
+        if not name.startswith("_") and name not in ("request", "aclose", "api_url")
+    }
+    assert public == set(CLIENT_ENDPOINTS)
+
+
 @pytest.mark.parametrize("method", sorted(CLIENT_ENDPOINTS))
 def test_every_code_an_endpoint_we_call_can_return_has_a_category(method: str) -> None:
     """Each code of the endpoint's list (and any endpoint's) is in the category table."""
+    assert hasattr(KatapultClient, method)
     codes = endpoint_errors(CLIENT_ENDPOINTS[method]) | (ANY_ENDPOINT - {"route_not_found"})
     missing = sorted(c for c in codes if c not in CATEGORY_BY_CODE)
     assert not missing, f"{method}: no category for {missing}"
