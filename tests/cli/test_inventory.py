@@ -27,7 +27,7 @@ disk_template = "templates/ubuntu-22-04"
 hostname = "web-{index:02d}"
 count = 2
 data_center = "uk-lon-01"
-tags = ["frontend", "prod.eu"]
+tags = ["web", "public"]             # tags the organization has (checked)
 group = "Web Servers"
 
 [[vms]]
@@ -96,7 +96,7 @@ def test_inventory_of_a_run_is_what_ansible_reads(
     assert groups["package_rock_1"] == ["old-01", "web-01", "web-02"]
     assert groups["package_rock_3"] == ["db-01"]
     assert groups["group_Web_Servers"] == ["web-01", "web-02"]
-    assert groups["tag_frontend"] == groups["tag_prod_eu"] == ["web-01", "web-02"]
+    assert groups["tag_web"] == groups["tag_public"] == ["web-01", "web-02"]
     assert "package_rock_99" not in groups
 
 
