@@ -22,7 +22,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -128,7 +128,7 @@ async def check_references(
     client: KatapultClient,
     requests: Sequence[VmRequest],
     *,
-    retry: Mapping[str, float],
+    retry: Mapping[str, Any],
 ) -> Checked:
     """Check every request's SSH keys, tags and flexible resources against its organization.
 
@@ -165,7 +165,7 @@ async def check_references(
 
 
 async def _read_facts(
-    client: KatapultClient, org: Lookup, reqs: list[VmRequest], retry: Mapping[str, float]
+    client: KatapultClient, org: Lookup, reqs: list[VmRequest], retry: Mapping[str, Any]
 ) -> _OrgFacts:
     facts = _OrgFacts()
 

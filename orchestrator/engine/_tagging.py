@@ -10,6 +10,7 @@ retried like a GET.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._track import error_info
@@ -27,7 +28,7 @@ async def apply_tags(
     fqdn: str | None,
     tags: Sequence[str],
     *,
-    retry: Mapping[str, float],
+    retry: Mapping[str, Any],
 ) -> tuple[tuple[str, ...], tuple[Category, ErrorInfo] | None]:
     """Set ``tags`` on the VM; the tags it has afterwards, and the failure if any.
 
