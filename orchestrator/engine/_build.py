@@ -38,6 +38,8 @@ from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from orchestrator.engine._journal_model import JournalEntry
     from orchestrator.engine._operation import OperationKind
     from orchestrator.engine._runner import Run
@@ -206,7 +208,7 @@ class BuildOperation:
             )
         elif track.uncertain or (verdict == "ours" and vm.state in _VM_BUILDING):
             run.adopt(track, vm.id)
-        else:
+        elif verdict != "ours" or await self._tagged(track, vm.tag_names):
             await run.finish(track, "skipped", reason="already_exists")
 
     # ---------------------------------------------------------------- sending
@@ -482,20 +484,30 @@ class BuildOperation:
         await self._succeed(track)
 
     async def _succeed(self, track: Track) -> None:
-        run = self._run
-        if track.request.tags:  # set once built, as the Terraform provider does
-            fqdn = track.fqdn or track.org.fqdn(track.key)
-            track.tags, failed = await apply_tags(
-                run.client, track.vm_id, fqdn, track.request.tags, retry=run.retry
-            )
-            if failed is not None:
-                category, error = failed
-                stopped = "the VM was built; setting its tags failed"
-                await run.finish(
-                    track, "failed", category=category, error=error, stopped_because=stopped
-                )
-                return
-        await run.finish(track, "succeeded", reason="adopted" if track.adopted else None)
+        if await self._tagged(track):
+            await self._run.finish(track, "succeeded", reason="adopted" if track.adopted else None)
+
+    async def _tagged(self, track: Track, has: Sequence[str] = ()) -> bool:
+        """Give our built VM the spec's tags, as the Terraform provider does (a PATCH).
+
+        ``has`` are the tags it has already: none missing, nothing is sent (a
+        rerun meeting our VM whose tags could not be set sets them then).
+        False when setting them failed: the VM is then finished ``failed``.
+        """
+        run, wanted = self._run, track.request.tags
+        if not wanted or all(tag in has for tag in wanted):
+            track.tags = tuple(has) if wanted else None
+            return True
+        fqdn = track.fqdn or track.org.fqdn(track.key)
+        track.tags, failed = await apply_tags(
+            run.client, track.vm_id, fqdn, wanted, retry=run.retry
+        )
+        if failed is None:
+            return True
+        category, error = failed
+        stopped = "the VM was built; setting its tags failed"
+        await run.finish(track, "failed", category=category, error=error, stopped_because=stopped)
+        return False
 
     async def _build_failed(self, track: Track, description: str) -> None:
         error = ErrorInfo(code="build_failed", description=description)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -192,6 +193,26 @@ async def test_flexible_resources_fail_unsent_where_the_policy_forbids_them() ->
         assert vm.attempts == 0
         assert vm.task_id is None
     assert sorted(created) == ["flex-001", "plain-001"]
+
+
+async def test_a_rerun_sets_the_tags_a_first_run_could_not(tmp_path: Path) -> None:
+    """Tags that failed are set by the rerun that finds our VM; the row says which it has."""
+    requests = vms(2, tags=("web", "db"))
+    faults = FaultConfig(error_5xx_rate=1.0, methods=frozenset({"PATCH"}))
+    journal = tmp_path / "fleet.journal"
+    async with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            first = await orch.run(requests, journal=journal)
+        sim.config.faults = FaultConfig()
+        async with Orchestrator(settings_for(sim)) as orch:
+            second = await orch.run(requests, journal=journal)
+        tagged = {vm.hostname: vm.tags for vm in sim.state.vms_of(_org(sim, "acme"))}
+        assert sorted(created_hostnames(sim)) == ["vm-001", "vm-002"]
+    assert {vm.outcome for vm in first.vms} == {"failed"}
+    assert [(vm.outcome, vm.reason, vm.tags) for vm in second.vms] == [
+        ("skipped", "already_exists", ("web", "db")),
+    ] * 2
+    assert tagged == {"vm-001": ["web", "db"], "vm-002": ["web", "db"]}
 
 
 async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> None:
