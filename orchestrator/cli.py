@@ -11,6 +11,8 @@ import functools
 import os
 import signal
 import sys
+import tempfile
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from rich.console import Console
 from orchestrator import __version__
 from orchestrator._duration import parse_duration
 from orchestrator._logging import configure_logging, get_logger
+from orchestrator._pipes import pipe_safe_streams
 from orchestrator._progress import log_progress, show_progress
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
 from orchestrator._simulator_options import (
@@ -47,6 +50,7 @@ from orchestrator.errors import (
 )
 
 if TYPE_CHECKING:
+    from orchestrator.engine import Orchestrator
     from orchestrator.report import Report
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
@@ -526,10 +530,16 @@ def run(
         ("metrics file", output.metrics),
         ("inventory", output.inventory),
     ):
-        if path is not None and not path.parent.is_dir():
-            # found now, not after every VM was built
-            return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
-    return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate, readings)
+        # found now, before anything is sent, not after every VM was built
+        from orchestrator.report._atomic import check_writable
+
+        problem = None if path is None else check_writable(path)
+        if problem is not None:
+            return _fail(f"cannot write the {label} {path}: {problem}")
+    try:
+        return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate, readings)
+    finally:
+        _handle_sigterm()  # asyncio put SIGTERM back to its default (death) on leaving
 
 
 async def _run_async(
@@ -542,6 +552,96 @@ async def _run_async(
     destroying: _Destroy | None = None,
 ) -> int:
     from orchestrator.engine import Orchestrator
+
+    interrupted = False
+    finishing = False  # the run is over: the results are being written
+    orch: Orchestrator | None = None
+
+    async def watch_signals() -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if finishing:
+                    # a report cut short helps nobody: it takes a moment
+                    interrupted = True
+                    _err.print(f"{name}: the results are being written", markup=False)
+                    continue
+                if interrupted:
+                    _err.print("second interrupt: exiting at once", markup=False)
+                    _err.show_cursor(True)  # a live progress line had hidden it
+                    os._exit(EXIT_CANCELLED)
+                interrupted = True
+                if settings.output.log_format == "json":
+                    get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
+                else:
+                    _err.print(
+                        f"{name}: stopping - no new builds; builds in flight are recorded "
+                        "and the report is written (Ctrl-C again exits at once)",
+                        markup=False,
+                    )
+                if orch is not None:
+                    orch.request_stop("interrupted")
+
+    def current_run_id() -> str | None:
+        run = orch.current_run if orch is not None else None
+        return run.run_id if run is not None else None
+
+    code = EXIT_OK
+    # the signal watcher is on from the first moment until the results are out
+    async with anyio.create_task_group() as watcher:
+        watcher.start_soon(watch_signals)
+        try:
+            async with AsyncExitStack() as stack:
+                if simulate:
+                    settings = await _simulated(stack, settings, readings)
+                orch = await stack.enter_async_context(Orchestrator(settings))
+                if interrupted:  # before anything was sent
+                    watcher.cancel_scope.cancel()
+                    return EXIT_CANCELLED
+                if destroying is not None and not await destroying.confirmed(orch, spec):
+                    watcher.cancel_scope.cancel()
+                    return EXIT_CANCELLED
+                async with anyio.create_task_group() as tg:
+                    if settings.output.progress and settings.output.log_format == "json":
+                        # the stream stays JSON: progress is a log event, not a text line
+                        statistics = orch.statistics
+                        tg.start_soon(lambda: log_progress(statistics, run_id=current_run_id))
+                    elif settings.output.progress:
+                        tg.start_soon(show_progress, orch.statistics, _err)
+                    if destroying is not None:
+                        result = await destroying.destroy(orch, spec, journal_path)
+                    else:
+                        result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
+                    tg.cancel_scope.cancel()
+                finishing = True
+                code = await _finish_run(settings, orch, result, journal_path, simulate, spec)
+        except (OrchestratorError, BaseExceptionGroup) as raw:
+            error = _expected_error(raw)
+            if error is None:
+                raise
+            if isinstance(error, AuthenticationError | PermissionDenied):
+                code = _fail(str(error), EXIT_AUTH)
+            elif isinstance(error, JournalError):
+                code = _fail(f"{error} (--journal PATH names another journal)", EXIT_USAGE)
+            elif isinstance(error, SpecError):  # an SSH key or tag the organization lacks
+                code = _fail(str(error), EXIT_USAGE)
+            else:
+                code = _fail(str(error), EXIT_FAILED)
+        finally:
+            watcher.cancel_scope.cancel()
+    return EXIT_CANCELLED if interrupted else code
+
+
+async def _finish_run(
+    settings: Settings,
+    orch: Orchestrator,
+    result: Report,
+    journal_path: Path | None,
+    simulate: bool,
+    spec: Spec,
+) -> int:
+    """Write every result file, then print the summary; the exit code by the VMs' outcome."""
     from orchestrator.report import (
         render_summary,
         write_inventory,
@@ -550,98 +650,76 @@ async def _run_async(
         write_report,
     )
 
-    interrupted = False
-    async with AsyncExitStack() as stack:
-        if simulate:
-            settings = await _simulated(stack, settings, readings)
-        orch = await stack.enter_async_context(Orchestrator(settings))
-
-        async def watch_signals() -> None:
-            nonlocal interrupted
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    if interrupted:
-                        _err.print("second interrupt: exiting at once", markup=False)
-                        _err.show_cursor(True)  # a live progress line had hidden it
-                        os._exit(EXIT_CANCELLED)
-                    interrupted = True
-                    name = signal.Signals(signum).name
-                    if settings.output.log_format == "json":
-                        get_logger("orchestrator.cli").warning(
-                            "orchestrator.run.stopping", signal=name
-                        )
-                    else:
-                        _err.print(
-                            f"{name}: stopping - no new builds; builds in flight are recorded "
-                            "and the report is written (Ctrl-C again exits at once)",
-                            markup=False,
-                        )
-                    orch.request_stop("interrupted")
-
-        def current_run_id() -> str | None:
-            return orch.current_run.run_id if orch.current_run is not None else None
-
-        try:
-            if destroying is not None and not await destroying.confirmed(orch, spec):
-                return EXIT_CANCELLED
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(watch_signals)
-                if settings.output.progress and settings.output.log_format == "json":
-                    # the stream stays JSON: progress is a log event, not a text line
-                    tg.start_soon(lambda: log_progress(orch.statistics, run_id=current_run_id))
-                elif settings.output.progress:
-                    tg.start_soon(show_progress, orch.statistics, _err)
-                if destroying is not None:
-                    result = await destroying.destroy(orch, spec, journal_path)
-                else:
-                    result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
-                tg.cancel_scope.cancel()
-        except (OrchestratorError, BaseExceptionGroup) as raw:
-            error = _expected_error(raw)
-            if error is None:
-                raise
-            if isinstance(error, AuthenticationError | PermissionDenied):
-                return _fail(str(error), EXIT_AUTH)
-            if isinstance(error, JournalError):
-                return _fail(f"{error} (--journal PATH names another journal)", EXIT_USAGE)
-            if isinstance(error, SpecError):  # an SSH key or tag the organization lacks
-                return _fail(str(error), EXIT_USAGE)
-            return _fail(str(error), EXIT_FAILED)
-        run_info = orch.current_run
     output = settings.output
+    code = EXIT_OK
+    report_path: Path | None = output.report
+    metrics = functools.partial(write_metrics, mode=output.metrics_mode)
+
+    def inventory(report: Report, path: Path) -> None:
+        write_inventory(report, spec.vms, path)
+
+    with anyio.CancelScope(shield=True):
+        written = await _write_result(write_report, result, output.report, "report")
+        if written is None:
+            report_path = await _write_fallback_report(result)
+            code = EXIT_FAILED
+        for write, path, label in (
+            (write_junit, output.junit, "JUnit file"),
+            (metrics, output.metrics, "metrics file"),
+            (inventory, output.inventory, "inventory"),
+        ):
+            if path is not None and await _write_result(write, result, path, label) is None:
+                code = EXIT_FAILED
+    run_info = orch.current_run
+    if run_info is not None and run_info.journal_error is not None:
+        _fail(
+            f"{run_info.journal_error}; the run stopped submitting and the report says "
+            "where each VM stands",
+            EXIT_FAILED,
+        )
     out = _out()
-    render_summary(result, out, report_path=str(output.report))
-    try:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(write_report, result, output.report)
-            if output.junit is not None:
-                await anyio.to_thread.run_sync(write_junit, result, output.junit)
-            if output.metrics is not None:
-                await anyio.to_thread.run_sync(
-                    functools.partial(write_metrics, mode=output.metrics_mode),
-                    result,
-                    output.metrics,
-                )
-            if output.inventory is not None:
-                await anyio.to_thread.run_sync(write_inventory, result, spec.vms, output.inventory)
-    except (OSError, ReportError) as exc:
-        return _fail(f"cannot write the results: {exc}", EXIT_FAILED)
-    out.print(f"report written to {output.report}", markup=False)
-    if output.inventory is not None:
+    render_summary(result, out, report_path=str(report_path) if report_path else None)
+    if report_path is not None:
+        out.print(f"report written to {report_path}", markup=False)
+    if output.inventory is not None and code == EXIT_OK:
         out.print(f"inventory written to {output.inventory}", markup=False)
     hint = None if simulate else _unfinished_hint(result, journal_path)
     if hint:
         out.print(hint, markup=False)
-    if interrupted:
-        return EXIT_CANCELLED
+    if code != EXIT_OK:
+        return code
     if run_info is not None and run_info.doomed_run is not None:
         category, cause = run_info.doomed_run
         if category == "network":  # the API URL cannot work: say why, once
             return _fail(cause.description or "the API cannot be reached", EXIT_FAILED)
         return EXIT_AUTH
-    if result.summary.failed or result.summary.cancelled:
+    if result.summary.failed or result.summary.cancelled or result.interrupted:
         return EXIT_FAILED
     return EXIT_OK
+
+
+async def _write_result(
+    write: Callable[[Report, Path], None], report: Report, path: Path, label: str
+) -> Path | None:
+    """Write one result file; on failure say why (naming the user's path) and return None."""
+    try:
+        await anyio.to_thread.run_sync(write, report, path)
+    except (OSError, ReportError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        _fail(f"cannot write the {label} {path}: {why}", EXIT_FAILED)
+        return None
+    return path
+
+
+async def _write_fallback_report(report: Report) -> Path | None:
+    """The report where it can be written when its own path cannot (a full disk)."""
+    from orchestrator.report import write_report
+
+    fallback = Path(tempfile.gettempdir()) / f"orchestrator-report-{report.run_id}.json"
+    written = await _write_result(write_report, report, fallback, "report")
+    if written is not None:
+        _err.print(f"the report was written to {fallback} instead", markup=False)
+    return written
 
 
 # ------------------------------------------------------------------------- destroy
@@ -813,14 +891,26 @@ def destroy(
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
     for label, path in (("report", settings.output.report), ("journal", journal_path)):
-        if path is not None and not path.parent.is_dir():
-            return _fail(f"cannot write the {label} {path}: no directory {path.parent}")
+        from orchestrator.report._atomic import check_writable
+
+        problem = None if path is None else check_writable(path)
+        if problem is not None:
+            return _fail(f"cannot write the {label} {path}: {problem}")
     destroying = _Destroy(
         build_journal=build_journal, purge=purge, yes=yes, fleet=fleet, only_keys=only_keys
     )
-    return anyio.run(
-        _run_async, settings, loaded, journal_path, None, simulate, readings, destroying
-    )
+    try:
+        return anyio.run(
+            functools.partial(_run_async, destroying=destroying),
+            settings,
+            loaded,
+            journal_path,
+            None,
+            simulate,
+            readings,
+        )
+    finally:
+        _handle_sigterm()  # asyncio put SIGTERM back to its default (death) on leaving
 
 
 def _unfinished_hint(report: Report, journal_path: Path | None) -> str | None:
@@ -1266,8 +1356,37 @@ def report_diff(old: Path, new: Path, output: str) -> int:
 # ---------------------------------------------------------------------------- main
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _handle_sigterm() -> signal.Handlers | Callable[..., Any] | int | None:
+    """Make SIGTERM raise KeyboardInterrupt like SIGINT (in the main thread only); return
+    the handler it had (None: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    SIGTERM is handled like SIGINT (exit 130) wherever it lands, and a reader of
+    stdout or stderr that goes away (``| head -1``) costs no result file.
+    """
+    previous = _handle_sigterm()
+    try:
+        with pipe_safe_streams():
+            return _main(argv)
+    except KeyboardInterrupt:
+        # a signal after the run's own handling ended (while exiting)
+        return EXIT_CANCELLED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     try:
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
     except click.exceptions.Exit as exc:

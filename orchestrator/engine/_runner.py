@@ -33,6 +33,7 @@ from orchestrator.errors import (
     ApiError,
     ApiUnreachable,
     Category,
+    JournalError,
     NotFound,
     RateLimited,
     ServerError,
@@ -62,6 +63,14 @@ MAX_POLL_NOT_FOUND = 5
 _STRETCH_WHEN_SHORT = 1.3
 
 OperationFactory = Callable[["Run"], "Operation"]
+
+
+def _first_journal_error(group: BaseExceptionGroup[JournalError]) -> JournalError:
+    for leaf in group.exceptions:
+        if isinstance(leaf, BaseExceptionGroup):
+            return _first_journal_error(leaf)
+        return leaf
+    raise AssertionError("an empty exception group")
 
 
 class Run:
@@ -123,6 +132,7 @@ class Run:
             else math.inf
         )
         self._removed: list[str] = []
+        self._journal_error: JournalError | None = None
         self._op: Operation = (
             operation(self)
             if operation is not None
@@ -145,6 +155,11 @@ class Run:
             category, error = self._doom_all
             return f"{category}: {error.code}"
         return None
+
+    @property
+    def journal_error(self) -> JournalError | None:
+        """Set when a journal write failed (a full disk): the run stopped submitting then."""
+        return self._journal_error
 
     @property
     def removed_from_spec(self) -> list[str]:
@@ -203,14 +218,21 @@ class Run:
             self._work_scope = scope
             if self._stop_reason is not None:
                 scope.cancel()
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(self._poll_loop)
-                await self._prepare()
-                async with anyio.create_task_group() as drivers:
-                    for track in self._tracks.values():
-                        if track.result is None:
-                            drivers.start_soon(self._drive, track)
-                outer.cancel_scope.cancel()
+            try:
+                async with anyio.create_task_group() as outer:
+                    outer.start_soon(self._poll_loop)
+                    await self._prepare()
+                    async with anyio.create_task_group() as drivers:
+                        for track in self._tracks.values():
+                            if track.result is None:
+                                drivers.start_soon(self._drive, track)
+                    outer.cancel_scope.cancel()
+            except* JournalError as failed:
+                # no intent can be recorded any more, so nothing more is sent;
+                # what is in flight ends cancelled below, with its ids
+                self._journal_error = _first_journal_error(failed)
+                self._stop_reason = self._stop_reason or f"journal_failed: {self._journal_error}"
+                self.log.error("orchestrator.journal.failed", error=str(self._journal_error))
         with anyio.CancelScope(shield=True):
             for track in self._tracks.values():
                 if track.result is None:
@@ -618,6 +640,10 @@ class Run:
             "submitting": "submission_outcome_unknown",
             "building": "build_in_progress",
         }.get(track.phase, "interrupted")
+        if reason == "submission_outcome_unknown" and not (track.uncertain or track.on_wire):
+            # stopped while waiting for the budget (or to resubmit after a 429):
+            # no POST of it can have taken
+            reason = "not_submitted"
         await self.finish(
             track,
             "cancelled",

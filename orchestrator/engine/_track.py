@@ -63,6 +63,8 @@ class Track:
     attempts: int = 0
     #: a POST was sent whose outcome we never learned: a taken hostname may be ours
     uncertain: bool = False
+    #: a POST of this VM is on the wire now (sent, not answered)
+    on_wire: bool = False
     task_id: str | None = None
     build_id: str | None = None
     vm_id: str | None = None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from orchestrator.errors import ConfigError, UnexpectedResponse, api_error_for
 from orchestrator.katapult._encoding import flatten_params
-from orchestrator.katapult._gate import RateLimitInfo, RequestGate
+from orchestrator.katapult._gate import ON_SENT, RateLimitInfo, RequestGate
 from orchestrator.katapult._lookups import lookup_arg
 from orchestrator.katapult._models import (
     CreatedBuild,
@@ -226,6 +226,9 @@ class KatapultClient:
             await gate.acquire(request)
         info = RateLimitInfo(status=None)
         try:
+            on_sent = ON_SENT.get()
+            if on_sent is not None:
+                on_sent()
             self.requests_total += 1
             response = await self._transport.send(request)
             info = RateLimitInfo.from_response(response)

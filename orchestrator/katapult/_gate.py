@@ -11,13 +11,19 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 from orchestrator.katapult._transport import ApiRequest, ApiResponse
 
-__all__ = ["RateLimitInfo", "RequestGate"]
+__all__ = ["ON_SENT", "RateLimitInfo", "RequestGate"]
+
+#: Called (in the sending task) the moment a request passed the gate and goes on the
+#: wire: what tells "never sent" (still waiting for the budget) from "sent, no answer".
+ON_SENT: ContextVar[Callable[[], None] | None] = ContextVar("orchestrator_on_sent", default=None)
 
 _DIGITS = re.compile(r"[0-9]+")
 

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "temp_pattern"]
+__all__ = ["atomic_write", "check_writable", "temp_pattern"]
 
 
 def temp_pattern(path: str | os.PathLike[str]) -> str:
@@ -28,9 +28,17 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
     with ``fchmod``, which the umask does not touch. On any failure (including
     ``KeyboardInterrupt``) the temp file is removed and the old file is left
     as it was. The temp name ends in ``.tmp`` so collectors that read ``*.prom``
-    or ``*.json`` never pick it up.
+    or ``*.json`` never pick it up. An ``OSError`` names ``path``, never the
+    temp file (which the user never asked for).
     """
     target = Path(path)
+    try:
+        _write(target, data, mode)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
+
+
+def _write(target: Path, data: bytes, mode: int) -> None:
     directory = target.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
@@ -58,3 +66,26 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_writable(path: str | os.PathLike[str]) -> str | None:
+    """Why :func:`atomic_write` could not write ``path``, found without touching it; None if
+    it can.
+
+    Tried for real (a temp file is created in the directory and removed), so a
+    read-only file system or directory is found whoever the user is.
+    """
+    target = Path(path)
+    directory = target.parent
+    if target.is_dir():
+        return f"{target} is a directory"
+    if not directory.is_dir():
+        return f"no directory {directory}"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        return f"directory {directory}: {exc.strerror or exc}"
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    return None
