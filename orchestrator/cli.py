@@ -375,6 +375,12 @@ _RUN_EPILOG = (
     "that were in flight when a run was killed.",
 )
 @click.option(
+    "--journal-rebind",
+    is_flag=True,
+    help="Use the journal even though it was written against another API URL or "
+    "organization, or has lost records it once held (refused otherwise: exit 2).",
+)
+@click.option(
     "--max-in-flight",
     metavar="N",
     type=click.IntRange(min=1),
@@ -446,6 +452,7 @@ def run(
     report: Path | None,
     journal: Path | None,
     no_journal: bool,
+    journal_rebind: bool,
     max_in_flight: int | None,
     retry_failed: Path | None,
     no_progress: bool,
@@ -537,7 +544,15 @@ def run(
         if problem is not None:
             return _fail(f"cannot write the {label} {path}: {problem}")
     try:
-        return anyio.run(_run_async, settings, loaded, journal_path, only_keys, simulate, readings)
+        return anyio.run(
+            functools.partial(_run_async, journal_rebind=journal_rebind),
+            settings,
+            loaded,
+            journal_path,
+            only_keys,
+            simulate,
+            readings,
+        )
     finally:
         _handle_sigterm()  # asyncio put SIGTERM back to its default (death) on leaving
 
@@ -550,6 +565,7 @@ async def _run_async(
     simulate: bool,
     readings: dict[str, Any] | None = None,
     destroying: _Destroy | None = None,
+    journal_rebind: bool = False,
 ) -> int:
     from orchestrator.engine import Orchestrator
 
@@ -612,7 +628,12 @@ async def _run_async(
                     if destroying is not None:
                         result = await destroying.destroy(orch, spec, journal_path)
                     else:
-                        result = await orch.run(spec, journal=journal_path, only_keys=only_keys)
+                        result = await orch.run(
+                            spec,
+                            journal=journal_path,
+                            only_keys=only_keys,
+                            journal_rebind=journal_rebind,
+                        )
                     tg.cancel_scope.cancel()
                 finishing = True
                 code = await _finish_run(settings, orch, result, journal_path, simulate, spec)

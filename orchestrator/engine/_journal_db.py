@@ -15,6 +15,7 @@ passes both is opened for writing.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -44,6 +45,7 @@ __all__ = [
     "create_journal",
     "entry_from_row",
     "journal_exists",
+    "lock_path",
     "read_entries",
     "read_runs",
     "release_lock",
@@ -254,8 +256,9 @@ def lock_path(path: Path) -> Path:
     return path.with_name(path.name + ".lock")
 
 
-def acquire_lock(path: Path, *, run_id: str, started_at: str) -> int:
-    """Take the run lock of journal ``path``; return the lock file's descriptor.
+def acquire_lock(path: Path, *, holder: dict[str, object]) -> tuple[int, bytes]:
+    """Take the run lock of journal ``path``; return the lock file's descriptor and what
+    the file said before (the journal's high-water mark, see ``_journal_meta``).
 
     ``flock`` belongs to the open file description, so the kernel drops it when
     the process dies however it dies (SIGKILL included), and a second open in the
@@ -271,19 +274,28 @@ def acquire_lock(path: Path, *, run_id: str, started_at: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read_holder(fd)
+        who = _read_holder(fd)
         os.close(fd)
-        raise JournalError(f"journal {path} is in use by another run ({holder})") from None
+        raise JournalError(f"journal {path} is in use by another run ({who})") from None
     except OSError as exc:
         os.close(fd)
         raise JournalError(f"cannot lock journal {path}: {_reason(exc)} ({target})") from exc
-    info = json.dumps({"pid": os.getpid(), "run_id": run_id, "started_at": started_at})
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, info.encode() + b"\n", 0)
+        before = os.pread(fd, 4096, 0)
+    except OSError:
+        before = b""
+    try:
+        previous = json.loads(before or b"{}")
+        kept = {k: previous[k] for k in ("journal_id", "records") if k in previous}
+    except (ValueError, TypeError):
+        kept = {}
+    info = json.dumps({**kept, **holder}).encode() + b"\n"
+    try:
+        os.pwrite(fd, info, 0)
+        os.ftruncate(fd, len(info))
     except OSError:
         pass  # the lock is what matters; the note is for error messages only
-    return fd
+    return fd, before
 
 
 def _read_holder(fd: int) -> str:
@@ -346,10 +358,35 @@ def _opt(value: object) -> str | None:
 
 def read_entries(conn: sqlite3.Connection, path: Path) -> list[JournalEntry]:
     """Every VM row, in the order the VMs were first recorded (spec order)."""
+    has_specs = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vm_specs'"
+    ).fetchone()
+    if not has_specs:  # a journal written before specs were recorded
+        return [
+            entry_from_row(row, path)
+            for row in conn.execute(f"SELECT {ENTRY_COLUMNS} FROM vms ORDER BY seq")
+        ]
+    columns = ", ".join(f"vms.{name.strip()}" for name in ENTRY_COLUMNS.split(","))
+    sql = (
+        f"SELECT {columns}, vm_specs.spec FROM vms"
+        " LEFT JOIN vm_specs ON vm_specs.key = vms.key ORDER BY vms.seq"
+    )
     return [
-        entry_from_row(row, path)
-        for row in conn.execute(f"SELECT {ENTRY_COLUMNS} FROM vms ORDER BY seq")
+        dataclasses.replace(entry_from_row(row[:-1], path), built_with=_spec(row[-1]))
+        for row in conn.execute(sql)
     ]
+
+
+def _spec(raw: object) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    try:
+        data = json.loads(str(raw))
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(k): str(v) for k, v in data.items() if v is not None}
 
 
 def read_runs(conn: sqlite3.Connection) -> list[RunRecord]:

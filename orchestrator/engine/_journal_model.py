@@ -65,6 +65,9 @@ class JournalEntry:
     result: VmResult | None
     updated_at: datetime
     note: str | None = None
+    #: what its latest POST asked for: organization, package, disk_template, location
+    #: (None: never sent, or a journal older than this record)
+    built_with: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +32,13 @@ from orchestrator.engine._journal_db import (
     release_lock,
     utc_text,
     validate,
+)
+from orchestrator.engine._journal_meta import (
+    Meta,
+    bind_meta,
+    count_records,
+    read_lock_note,
+    write_lock_note,
 )
 from orchestrator.engine._journal_model import Durability
 from orchestrator.errors import JournalError
@@ -50,6 +58,9 @@ CLOSE: Final = 7
 
 Op = tuple[int, int, tuple[Any, ...]]
 
+#: Seconds between two WAL checkpoints during a run (and one at every clean close).
+CHECKPOINT_SECONDS: Final = 1.0
+
 _SQL_ADD: Final = (
     "INSERT INTO vms (key, hostname, state, attempts, updated_at) VALUES (?, ?, 'pending', 0, ?)"
     " ON CONFLICT (key) DO NOTHING"
@@ -59,6 +70,10 @@ _SQL_INTENT: Final = (
     "UPDATE vms SET state = 'intent', attempts = ?, task_id = NULL, build_id = NULL,"
     " vm_id = NULL, submitted_at = NULL, result = NULL, note = NULL, updated_at = ?"
     " WHERE key = ?"
+)
+_SQL_SPEC: Final = (
+    "INSERT INTO vm_specs (key, spec) VALUES (?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET spec = excluded.spec"
 )
 _SQL_SUBMITTED: Final = (
     "UPDATE vms SET state = 'submitted', task_id = ?, build_id = ?, submitted_at = ?,"
@@ -127,6 +142,8 @@ class JournalWriter(threading.Thread):
         spec_sha256: str,
         run_id: str,
         durability: Durability,
+        api_url: str | None = None,
+        rebind: bool = False,
         on_open: Callable[[Opened | Exception], None],
         on_commit: Callable[[int, dict[int, object], JournalError | None], None],
         on_closed: Callable[[], None],
@@ -140,6 +157,11 @@ class JournalWriter(threading.Thread):
         self._spec_sha256 = spec_sha256
         self._run_id = run_id
         self._durability = durability
+        self._api_url = api_url
+        self._rebind = rebind
+        self._meta: Meta | None = None
+        self._holder: dict[str, object] = {}
+        self._checkpointed = time.monotonic()
         self._on_open = on_open
         self._on_commit = on_commit
         self._on_closed = on_closed
@@ -194,7 +216,9 @@ class JournalWriter(threading.Thread):
         started = utc_text()
         # refuse a foreign file before even creating the lock file next to it
         journal_exists(path)
-        self._lock_fd = acquire_lock(path, run_id=self._run_id, started_at=started)
+        self._holder = {"pid": os.getpid(), "run_id": self._run_id, "started_at": started}
+        self._lock_fd, before = acquire_lock(path, holder=self._holder)
+        note = read_lock_note(before)
         if journal_exists(path):
             reader = connect_readonly(path)
             try:
@@ -217,6 +241,13 @@ class JournalWriter(threading.Thread):
             row = conn.execute("SELECT spec_sha256 FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
             keys = {str(key) for (key,) in conn.execute("SELECT key FROM vms")}
             conn.execute("BEGIN")
+            try:
+                self._meta = bind_meta(
+                    conn, path, note=note, api_url=self._api_url, rebind=self._rebind
+                )
+            except JournalError:
+                conn.execute("ROLLBACK")
+                raise
             cursor = conn.execute(
                 "INSERT INTO runs (run_id, spec_sha256, started_at, pid) VALUES (?, ?, ?, ?)",
                 (self._run_id, self._spec_sha256, started, os.getpid()),
@@ -225,12 +256,16 @@ class JournalWriter(threading.Thread):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
+        write_lock_note(self._lock_fd, self._holder, self._meta)
         return Opened(previous_spec_sha256=None if row is None else str(row[0]), keys=keys)
 
     def _shutdown(self) -> None:
-        """Close the connection (checkpointing the WAL) and release the run lock."""
+        """Checkpoint the WAL into the journal, close the connection, release the run lock."""
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
+                if self._failed is None:
+                    # the main file holds everything: a lost -wal file costs nothing now
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._conn.close()
             self._conn = None
         if self._lock_fd is not None:
@@ -238,6 +273,16 @@ class JournalWriter(threading.Thread):
             self._lock_fd = None
 
     # ------------------------------------------------------------------ writes
+
+    def _checkpoint_now_and_then(self, conn: sqlite3.Connection) -> None:
+        """Copy the WAL into the main file about every :data:`CHECKPOINT_SECONDS`, so that
+        what a killed run recorded does not live in the ``-wal`` file alone for long."""
+        now = time.monotonic()
+        if now - self._checkpointed < CHECKPOINT_SECONDS:
+            return
+        self._checkpointed = now
+        with contextlib.suppress(sqlite3.Error):  # busy readers: next time
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def _apply(self, batch: Sequence[Op]) -> tuple[dict[int, object], JournalError | None]:
         """Apply ``batch`` in one transaction; all of it commits or none of it."""
@@ -272,6 +317,8 @@ class JournalWriter(threading.Thread):
                 writes += 1
                 if kind == INTENT:
                     conn.execute(_SQL_INTENT, (args[1], now, args[0]))
+                    if args[2] is not None:
+                        conn.execute(_SQL_SPEC, (args[0], args[2]))
                 elif kind == SUBMITTED:
                     key, task_id, build_id, submitted_at = args
                     conn.execute(_SQL_SUBMITTED, (task_id, build_id, _iso(submitted_at), now, key))
@@ -283,6 +330,8 @@ class JournalWriter(threading.Thread):
                     conn.executemany(_SQL_FINISHED, [_finished_row(r, now) for r in args[0]])
                 elif kind == ADD:
                     conn.executemany(_SQL_ADD, [(key, host, now) for key, host in args[0]])
+            if writes and self._meta is not None:
+                count_records(conn, self._meta, writes)
             conn.execute("COMMIT")
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -292,6 +341,9 @@ class JournalWriter(threading.Thread):
                 "acknowledged before this one, and takes no more in this run"
             )
             return {}, self._failed
+        if writes and self._meta is not None and self._lock_fd is not None:
+            write_lock_note(self._lock_fd, self._holder, self._meta)
+        self._checkpoint_now_and_then(conn)
         self.transactions += 1
         self.synced_transactions += full
         self.writes += writes

@@ -6,12 +6,13 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
+import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from orchestrator.engine._addresses import add_addresses
@@ -20,13 +21,28 @@ from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_args
 from orchestrator.engine._runner import OperationFactory, Run
+from orchestrator.engine._spec_drift import (
+    moved_organization,
+    spec_changes,
+    spec_of,
+    with_spec_changes,
+)
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
+from orchestrator.errors import Category, JournalError
 from orchestrator.katapult import KatapultClient, Timeouts
-from orchestrator.report import ApiInfo, Report, RequestCounts, SpecInfo, VmResult
+from orchestrator.report import (
+    ApiInfo,
+    ErrorInfo,
+    Report,
+    RequestCounts,
+    SpecChange,
+    SpecInfo,
+    VmResult,
+)
 from orchestrator.vm_request import VmRequest
 
 if TYPE_CHECKING:
@@ -35,6 +51,20 @@ if TYPE_CHECKING:
     from orchestrator.spec import Spec
 
 __all__ = ["Orchestrator"]
+
+_log = structlog.get_logger("orchestrator")
+
+#: (API URL, organization) of every run in progress in this process
+_ORGANIZATIONS_IN_RUNS: set[tuple[str, str]] = set()
+
+
+async def _stop_at_deadline(run: Run, at: float) -> None:
+    """``--deadline``: at ``at``, stop the run as a signal would. Nothing more is
+    submitted or polled; builds in flight stay in the journal (a rerun follows them)
+    and end ``cancelled``/``build_in_progress`` in the report, with their ids."""
+    await anyio.sleep_until(at)
+    _log.warning("orchestrator.run.deadline", message="deadline reached: stopping the run")
+    run.request_stop("deadline")
 
 
 class Orchestrator:
@@ -76,9 +106,12 @@ class Orchestrator:
         self._run: Run | None = None
         self._stop_requested = False
         self._addresses_scope: anyio.CancelScope | None = None
+        self._entered = False
+        self._running = False
 
     async def __aenter__(self) -> Self:
         await self._client.__aenter__()
+        self._entered = True
         return self
 
     async def __aexit__(
@@ -91,6 +124,7 @@ class Orchestrator:
 
     async def aclose(self) -> None:
         """Close the HTTP session and every event stream."""
+        self._entered = False
         for stream in [*self._streams, *self._run_streams]:
             stream.close()
         self._streams.clear()
@@ -155,6 +189,7 @@ class Orchestrator:
         spec_sha256: str | None = None,
         fleet: str | None = None,
         operation: OperationFactory | None = None,
+        journal_rebind: bool = False,
     ) -> Report:
         """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
 
@@ -165,7 +200,49 @@ class Orchestrator:
         annotations every build carries (default: the spec file's name without
         its suffix; ``"default"`` for a list of requests). ``operation`` drives
         the VMs through another operation than a build (see :meth:`destroy`).
+        ``journal_rebind`` uses a journal written against another API URL or
+        organization, or one that lost records (otherwise refused with
+        :class:`JournalError`).
+
+        One run at a time: a second ``run`` while one is in progress on this
+        orchestrator, or on any orchestrator of this process for the same
+        organization of the same API, raises ``RuntimeError`` (two runs would
+        each build the VMs the other is building). Only inside ``async with``.
         """
+        if not self._entered:
+            raise RuntimeError(
+                "use the Orchestrator inside `async with Orchestrator(settings) as orch:` "
+                "(it holds an HTTP session that must be closed)"
+            )
+        if self._running:
+            raise RuntimeError("a run is already in progress on this Orchestrator")
+        self._running = True
+        try:
+            return await self._run_once(
+                spec,
+                journal=journal,
+                only_keys=only_keys,
+                spec_path=spec_path,
+                spec_sha256=spec_sha256,
+                fleet=fleet,
+                operation=operation,
+                journal_rebind=journal_rebind,
+            )
+        finally:
+            self._running = False
+
+    async def _run_once(
+        self,
+        spec: Spec | Sequence[VmRequest],
+        *,
+        journal: str | os.PathLike[str] | None,
+        only_keys: set[str] | None,
+        spec_path: str | None,
+        spec_sha256: str | None,
+        fleet: str | None,
+        operation: OperationFactory | None,
+        journal_rebind: bool,
+    ) -> Report:
         if isinstance(spec, Sequence):
             requests = list(spec)
             path = spec_path or "<library>"
@@ -185,6 +262,15 @@ class Orchestrator:
             durations=DurationModel(default_seconds=engine.expected_build_seconds),
         )
         self._stop_requested = False
+        api_url = self._settings.katapult.api_url
+        organizations = {(api_url, r.organization.value) for r in requests}
+        busy = organizations & _ORGANIZATIONS_IN_RUNS
+        if busy:
+            names = ", ".join(sorted(org for _, org in busy))
+            raise RuntimeError(
+                f"another run of this process is working on VMs of {names} on {api_url}: "
+                "one run at a time per organization"
+            )
         checked = Checked(requests=requests)
         if operation is None:
             # a build's SSH keys, tags and flexible resources, checked before anything
@@ -192,32 +278,33 @@ class Orchestrator:
             checked = await check_references(self._client, requests, retry=retry_args(engine))
             checked.raise_spec_problems(path)
         requests = checked.requests
-        opened: Journal | None = None
+        _ORGANIZATIONS_IN_RUNS.update(organizations)
         try:
-            if journal is not None:
-                opened = await Journal.open(Path(journal), spec_sha256=sha, run_id=run_id)
-            self._run = Run(
+            run, results, changes = await self._execute(
                 requests,
-                client=self._client,
-                budget=self._budget,
-                scheduler=scheduler,
-                settings=engine,
-                journal=opened,
-                hooks=self._hooks,
+                journal,
+                sha=sha,
                 run_id=run_id,
+                scheduler=scheduler,
                 only_keys=only_keys,
+                rebind=journal_rebind,
                 fleet=fleet,
                 operation=operation,
                 refused=checked.refused(),
             )
-            results = await self._run.execute()
         finally:
+            _ORGANIZATIONS_IN_RUNS.difference_update(organizations)
             for stream in self._run_streams:
                 stream.close()
             self._run_streams.clear()
-            if opened is not None:
-                with anyio.CancelScope(shield=True):
-                    await opened.close()
+        for key, found in changes.items():
+            _log.warning(
+                "orchestrator.vm.spec_changed",
+                key=key,
+                changes=[f"{c.field}: built {c.built}, spec {c.spec}" for c in found],
+                message="not rebuilt: the spec differs from what the VM was built with",
+            )
+        results = with_spec_changes(results, changes)
         results = await self._with_addresses(requests, results)
         organization = self._settings.katapult.organization
         if organization is None and requests:
@@ -233,12 +320,77 @@ class Orchestrator:
                 total=self._client.requests_total - base_total,
                 rate_limited=self._client.rate_limited_total - base_limited,
             ),
-            interrupted=self._run.stopped_because is not None,
-            stopped_because=self._run.stopped_because,
-            removed_from_spec=self._run.removed_from_spec,
-            ownership=self._run.ownership,
-            operation=self._run.operation_kind,
+            interrupted=run.stopped_because is not None,
+            stopped_because=run.stopped_because,
+            removed_from_spec=run.removed_from_spec,
+            ownership=run.ownership,
+            operation=run.operation_kind,
         )
+
+    async def _execute(
+        self,
+        requests: list[VmRequest],
+        journal: str | os.PathLike[str] | None,
+        *,
+        sha: str,
+        run_id: str,
+        scheduler: PollScheduler,
+        only_keys: set[str] | None,
+        rebind: bool,
+        fleet: str,
+        operation: OperationFactory | None,
+        refused: Mapping[str, tuple[Category, ErrorInfo]],
+    ) -> tuple[Run, list[VmResult], dict[str, list[SpecChange]]]:
+        """Open the journal (checked against the spec), run, close the journal."""
+        started = anyio.current_time()
+        opened: Journal | None = None
+        changes: dict[str, list[SpecChange]] = {}
+        if journal is not None:
+            opened = await Journal.open(
+                Path(journal),
+                spec_sha256=sha,
+                run_id=run_id,
+                api_url=self._settings.katapult.api_url,
+                rebind=rebind,
+            )
+        try:
+            if opened is not None and operation is None:
+                # what each build asks for, and where the spec left what was built
+                opened.describe({r.key: spec_of(r) for r in requests})
+                changes = spec_changes(requests, await opened.entries())
+                moved = moved_organization(changes)
+                if moved and not rebind:
+                    raise JournalError(
+                        f"journal {opened.path} holds VMs built in another organization "
+                        f"than the spec says: {', '.join(moved[:5])}"
+                        + (f" and {len(moved) - 5} more" if len(moved) > 5 else "")
+                        + ". Use another --journal, or pass --journal-rebind to use it anyway"
+                    )
+            run = self._run = Run(
+                requests,
+                client=self._client,
+                budget=self._budget,
+                scheduler=scheduler,
+                settings=self._settings.engine,
+                journal=opened,
+                hooks=self._hooks,
+                run_id=run_id,
+                only_keys=only_keys,
+                fleet=fleet,
+                operation=operation,
+                refused=refused,
+            )
+            deadline = self._settings.engine.deadline_seconds
+            async with anyio.create_task_group() as tg:
+                if deadline is not None:
+                    tg.start_soon(_stop_at_deadline, run, started + deadline)
+                results = await run.execute()
+                tg.cancel_scope.cancel()
+        finally:
+            if opened is not None:
+                with anyio.CancelScope(shield=True):
+                    await opened.close()
+        return run, results, changes
 
     async def _with_addresses(
         self, requests: Sequence[VmRequest], results: list[VmResult]

@@ -33,9 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -109,6 +110,8 @@ class Journal:
         run_id: str,
         durability: Durability,
         post: Callable[..., None],
+        api_url: str | None = None,
+        rebind: bool = False,
     ) -> None:
         """Private: use :meth:`Journal.open`."""
         #: the journal file
@@ -125,6 +128,7 @@ class Journal:
         self._wake: anyio.Event | None = None
         self._results: dict[int, object] = {}
         self._keys: set[str] = set()
+        self._specs: dict[str, str] = {}
         self._closing = False
         self._closed = anyio.Event()
         self._opened = anyio.Event()
@@ -134,6 +138,8 @@ class Journal:
             spec_sha256=spec_sha256,
             run_id=run_id,
             durability=durability,
+            api_url=api_url,
+            rebind=rebind,
             on_open=lambda result: post(self._on_open, result),
             on_commit=lambda upto, results, error: post(self._on_commit, upto, results, error),
             on_closed=lambda: post(self._closed.set),
@@ -147,6 +153,8 @@ class Journal:
         spec_sha256: str,
         run_id: str,
         durability: Durability = "intent",
+        api_url: str | None = None,
+        rebind: bool = False,
     ) -> Journal:
         """Create (mode 0o600) or open the journal at ``path`` and lock it for this run.
 
@@ -155,6 +163,10 @@ class Journal:
         journal of this orchestrator (another file, another application's SQLite
         database, a corrupt or truncated journal, a newer schema); such a file is
         never written to. Records this run in the journal's ``runs`` table.
+
+        ``api_url`` binds the journal to that API: a journal written against
+        another one is refused, as is a journal that lost records it once held
+        (see ``_journal_meta``), unless ``rebind`` (then it is bound to ``api_url``).
         """
         try:
             loop = asyncio.get_running_loop()
@@ -172,6 +184,8 @@ class Journal:
             run_id=run_id,
             durability=durability,
             post=post,
+            api_url=api_url,
+            rebind=rebind,
         )
         journal._writer.start()
         # shielded: abandoning the handshake would leave the lock held by a writer
@@ -236,13 +250,18 @@ class Journal:
         self._keys.update(key for key, _ in rows)
         await self._wait(seq)
 
+    def describe(self, specs: Mapping[str, Mapping[str, str]]) -> None:
+        """What each VM's POST asks for (organization, package, disk_template, location),
+        by key: recorded with its intent, read back as ``JournalEntry.built_with``."""
+        self._specs = {key: json.dumps(dict(spec), sort_keys=True) for key, spec in specs.items()}
+
     async def record_intent(self, key: str, *, attempt: int) -> None:
         """Record that attempt ``attempt`` of ``key``'s POST is about to go out.
 
         Committed (and, with the default durability, fsync'd) when it returns: only
         then may the POST be sent. Clears the ids and result of earlier attempts.
         """
-        seq = self._put(INTENT, (self._known(key), attempt))
+        seq = self._put(INTENT, (self._known(key), attempt, self._specs.get(key)))
         await self._wait(seq)
 
     async def record_submitted(

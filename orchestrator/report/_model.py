@@ -93,6 +93,14 @@ class VmRef(_Model):
     data_center: str | None = None
 
 
+class SpecChange(_Model):
+    """A field of a VM whose value in the spec differs from the one it was built with."""
+
+    field: Literal["organization", "package", "disk_template", "location"]
+    built: str | None = None
+    spec: str | None = None
+
+
 class VmResult(_Model):
     """The one outcome of one VM of the spec.
 
@@ -116,6 +124,9 @@ class VmResult(_Model):
     duration_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     #: the tags the VM has after the orchestrator set them (None: the spec asked for none)
     tags: tuple[str, ...] | None = None
+    #: where the spec now differs from what the journal recorded the VM was built with
+    #: (the VM is not rebuilt; None: no difference known)
+    spec_changed: list[SpecChange] | None = None
 
     _check_utc = field_validator("submitted_at", "finished_at")(_utc)
 

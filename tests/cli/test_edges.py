@@ -23,6 +23,7 @@ from tests.cli._helpers import (
     ThreadSimulator,
     clean_environ,
     orchestrator_command,
+    thread_simulator,
     write_spec,
 )
 
@@ -165,3 +166,28 @@ def test_a_journal_that_cannot_be_written_stops_the_run_with_a_report(
         assert vm.outcome in ("succeeded", "cancelled")
         known = vm.build_id or vm.virtual_machine
         assert known or vm.reason == "submission_outcome_unknown", vm
+
+
+def test_a_journal_is_refused_against_another_api(
+    cwd: Path,
+    sim: ThreadSimulator,
+    setenv: Callable[[dict[str, str]], None],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A journal written against one API, used against another: exit 2, nothing sent
+    there (it used to report every VM succeeded with ids that API never had);
+    --journal-rebind says "use it anyway" and binds it to the new API."""
+    hostnames = write_spec(cwd / "fleet.toml", "bound", count=2)
+    setenv(sim.env())
+    assert main(["run", "fleet.toml", "--no-progress"]) == 0
+    with thread_simulator() as elsewhere:
+        setenv(elsewhere.env())
+        capsys.readouterr()
+        assert main(["run", "fleet.toml", "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert f"was written against the API at {sim.url}" in err
+        assert "--journal-rebind" in err
+        assert elsewhere.hostnames() == []
+        assert main(["run", "fleet.toml", "--no-progress", "--journal-rebind"]) == 0
+        assert main(["run", "fleet.toml", "--no-progress"]) == 0  # bound to it now
+    assert sorted(sim.hostnames()) == hostnames
