@@ -350,6 +350,9 @@ class RateBudget:
         if info.permitted is not None and info.permitted > 0:
             self._permitted = info.permitted
         remaining = info.remaining
+        if remaining is not None and self._permitted is not None and remaining > self._permitted:
+            # more left than the window allows at all: nonsense, taken as absent
+            remaining = None
         if info.status == 429:
             self._rate_limited += 1
             self._on_rate_limited(ticket, info.retry_after, now)
@@ -357,6 +360,12 @@ class RateBudget:
             # No usable headers (a proxy's 502, a transport error): the request
             # may or may not have been counted, so hold it as uncertain.
             self._charge_seq += 1
+            if self._window_end is None and self._permitted is not None:
+                # Never a usable Remaining yet: the window this request may have
+                # been counted in still ends within a window of now, so pace to
+                # that rather than wait for news that may never come.
+                self._phase_lo, self._phase_hi = ticket.sent_at - self._window, now
+                self._set_window(now)
         else:
             self._on_remaining(ticket, max(0, remaining), now)
         # A head sleeping until its pacing time needs no wake-up for ordinary
@@ -662,12 +671,18 @@ class RateBudget:
         # A 429 is not counted by the server and carries Remaining = 0: the
         # window it hit is spent. If that is (or may be) the current window,
         # nothing goes until it ends; a Retry-After, when given, rules instead.
+        if retry_after is not None and not 0 < retry_after < _INF:
+            # "retry at once" (0, a date in the past) after a refusal says nothing
+            # about the window; nonsense says nothing either: pace to the window
+            retry_after = None
         if ticket.gen == self._gen or not self._confirmed:
             self._observe(ticket, 0, now)
             if retry_after is None:
                 self.pause_until(self._rollover_at)
         if retry_after is not None:
-            resume = now + max(0.0, retry_after)
+            # a fixed window resets within one window: a longer wait is a broken
+            # header, never a reason to hang the run
+            resume = now + min(retry_after, self._window)
             self.pause_until(resume)
             # The server says its window allows us again then: assume a new
             # window from that moment (its first request is a probe).

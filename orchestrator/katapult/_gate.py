@@ -69,9 +69,11 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None or not value.strip():
         return None
     value = value.strip()
+    is_date = False
     try:
         seconds = float(value)
     except ValueError:
+        is_date = True
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError, IndexError):
@@ -81,6 +83,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         seconds = when.timestamp() - (time.time() if now is None else now)
     if not math.isfinite(seconds):
         return None
+    if seconds < 0 and not is_date:
+        return None  # delta-seconds are digits: a negative delay is nonsense
     return max(0.0, seconds)
 
 

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from orchestrator.engine import Orchestrator
+from orchestrator.engine.journal import read_journal
 from orchestrator.report import Report, write_report
 from orchestrator.report._validate import validate_report_file
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
@@ -102,18 +103,36 @@ async def test_unreachable_api_is_network(tmp_path: Path) -> None:
     await _valid(report, tmp_path)
 
 
-async def test_deadline_cancels_what_was_not_submitted(tmp_path: Path) -> None:
-    """After the run deadline nothing new is submitted; the rest end cancelled."""
+async def test_deadline_ends_the_run(tmp_path: Path) -> None:
+    """At the deadline the run ends: nothing new is submitted, builds in flight are not
+    waited for (they end cancelled/build_in_progress with their ids, and stay
+    `submitted` in the journal for a rerun to follow), the rest end not_submitted."""
     requests = vms(12)
-    async with run_simulator(sim_config(rate_limit=4)) as sim:
-        settings = settings_for(sim, max_in_flight=2, deadline_seconds=0.05)
+    journal = tmp_path / "run.journal"
+    # builds far longer than the deadline, a build timeout longer still
+    async with run_simulator(sim_config(rate_limit=4, build_seconds=100_000.0)) as sim:
+        settings = settings_for(
+            sim, max_in_flight=2, deadline_seconds=0.2, build_timeout_seconds=10_000_000.0
+        )
         async with Orchestrator(settings) as orch:
-            report = await orch.run(requests)
-    cancelled = [vm for vm in report.vms if vm.outcome == "cancelled"]
-    assert cancelled
-    assert all(vm.category == "cancelled" and vm.reason == "not_submitted" for vm in cancelled)
+            report = await orch.run(requests, journal=journal)
     assert report.stopped_because == "deadline"
-    assert len(created_hostnames(sim)) == 12 - len(cancelled)
+    assert report.interrupted
+    assert {vm.outcome for vm in report.vms} == {"cancelled"}
+    building = [vm for vm in report.vms if vm.reason == "build_in_progress"]
+    assert building
+    assert all(vm.build_id or vm.task_id for vm in building)
+    created = set(created_hostnames(sim))
+    unknown = {vm.hostname for vm in report.vms if vm.reason == "submission_outcome_unknown"}
+    assert {vm.hostname for vm in building} <= created <= {vm.hostname for vm in building} | unknown
+    assert {vm.reason for vm in report.vms} <= {
+        "build_in_progress",
+        "not_submitted",
+        "submission_outcome_unknown",
+    }
+    entries = (await anyio.to_thread.run_sync(read_journal, journal)).entries
+    states = {entry.key: entry.state for entry in entries}
+    assert all(states[vm.key] == "submitted" for vm in building)
     assert_exactly_once(report, requests, sim)
     await _valid(report, tmp_path)
 

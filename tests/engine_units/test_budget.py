@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -505,3 +507,56 @@ def test_no_server_window_is_ever_exceeded(
     run_virtual(main)
     assert server.rate_limited == 0
     assert max(server.counts.values()) <= permitted
+
+
+# ------------------------------------------------------- nonsense headers (issue 16)
+
+
+@dataclass
+class LyingServer(FixedWindowServer):
+    """Counts and refuses like the real server, but its headers lie in one way."""
+
+    lie: str = "retry_after_huge"
+
+    def handle(self, now: float) -> Info:
+        info = super().handle(now)
+        if self.lie == "retry_after_huge" and info.status == 429:
+            return dataclasses.replace(info, retry_after=99_999_999.0)
+        if self.lie == "retry_after_zero" and info.status == 429:
+            return dataclasses.replace(info, retry_after=0.0)
+        if self.lie == "remaining_above_permitted" and info.status != 429:
+            return dataclasses.replace(info, remaining=self.permitted * 1000)
+        return info
+
+
+async def test_a_huge_retry_after_waits_one_window_at_most() -> None:
+    """`Retry-After: 99999999` on a 429: requests resume within one window (they used to
+    wait for three years), and the budget paces on."""
+    server = LyingServer(permitted=100, window=60.0, phase=0.0, lie="retry_after_huge")
+    budget = RateBudget(window_seconds=60.0)
+    client = Client(budget, server, random.Random(3), latency=(0.05, 0.5))
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.saturate, 30, start + 400)
+        tg.start_soon(steal_budget, server, start + 100, 80)
+    answered = min(t for t, i in client.answers if i.status == 429)
+    resumed = min(t for t, _ in client.grants if t > answered)
+    assert resumed <= answered + 60.0
+    assert max(t for t, _ in client.grants) > start + 300  # still sending to the end
+
+
+@pytest.mark.parametrize("lie", ["retry_after_zero", "remaining_above_permitted"])
+async def test_nonsense_rate_limit_headers_do_not_drop_the_pacing(lie: str) -> None:
+    """`Retry-After: 0` (or a negative one, parsed as absent) on every 429, or a Remaining
+    larger than Permitted: taken as absent, so the budget keeps pacing to the window
+    and 429s stay rare (they were 38-61% of requests)."""
+    server = LyingServer(permitted=100, window=60.0, phase=0.0, lie=lie)
+    budget = RateBudget(window_seconds=60.0)
+    client = Client(budget, server, random.Random(5), latency=(0.05, 0.5))
+    start = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(client.saturate, 30, start + 600)
+        tg.start_soon(steal_budget, server, start + 100, 80)
+    answered = len(client.answers)
+    assert answered > 500  # it kept working
+    assert server.rate_limited <= 5

@@ -311,7 +311,7 @@ NOW = 1_786_739_846.0
         ("7", 7.0),
         (" 0 ", 0.0),
         ("2.5", 2.5),
-        ("-3", 0.0),
+        ("-3", None),  # delta-seconds are digits: a negative delay is nonsense
         ("nan", None),
         ("inf", None),
         ("soon", None),
