@@ -344,8 +344,17 @@ _RUN_EPILOG = (
     f"{_PRECEDENCE}\n\n"
     + _exit_codes(
         (EXIT_OK, "every VM succeeded or already existed"),
-        (EXIT_FAILED, "some VMs failed or were not built (the report says which)"),
-        (EXIT_USAGE, "bad usage, spec or config, or a journal in use: nothing was submitted"),
+        (
+            EXIT_FAILED,
+            "some VMs failed or were not built (the report says which), the deadline "
+            "was reached, or the journal could not be written",
+        ),
+        (
+            EXIT_USAGE,
+            "bad usage, spec or config, an output path that cannot be written, or a journal "
+            "in use, of another API or organization, or that lost records: nothing was "
+            "submitted",
+        ),
         (EXIT_AUTH, "the token or its permissions stopped the whole run"),
         (EXIT_CANCELLED, "interrupted (Ctrl-C, SIGTERM): report and journal still written"),
     )
@@ -403,8 +412,9 @@ _RUN_EPILOG = (
     "--deadline",
     metavar="DURATION",
     type=_Duration(),
-    help="Stop submitting new builds after this long, e.g. 90s, 15m, 1h30m; the VMs not "
-    "built are reported cancelled. Env: ORCHESTRATOR_DEADLINE_SECONDS.",
+    help="End the run after this long, e.g. 90s, 15m, 1h30m, as a signal would: nothing "
+    "more is submitted, builds in flight stay in the journal for a rerun and are reported "
+    "cancelled, the report is written, exit 1. Env: ORCHESTRATOR_DEADLINE_SECONDS.",
 )
 @click.option(
     "--junit",

@@ -21,6 +21,7 @@ from orchestrator.report import (
     Outcome,
     Report,
     RequestCounts,
+    SpecChange,
     SpecInfo,
     Summary,
     VmRef,
@@ -79,6 +80,7 @@ def test_schema_enums_are_the_closed_lists() -> None:
         (VmRef, ("$defs", "virtual_machine")),
         (SpecInfo, ("properties", "spec")),
         (ApiInfo, ("properties", "api")),
+        (SpecChange, ("$defs", "spec_change")),
     ],
 )
 def test_schema_properties_match_model_fields(
