@@ -49,7 +49,7 @@ def test_a_reader_that_goes_away_costs_no_result_file(cwd: Path, closed: str) ->
     report = validate_report_file(cwd / "r.json")
     assert [vm.hostname for vm in report.vms] == EXAMPLE_HOSTNAMES
     assert (cwd / "r.xml").read_text().count("<testcase") == len(EXAMPLE_HOSTNAMES)
-    assert "orchestrator_vms" in (cwd / "r.prom").read_text()
+    assert "orchestrator_last_run_vms" in (cwd / "r.prom").read_text()
 
 
 @pytest.fixture
