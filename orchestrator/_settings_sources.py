@@ -256,4 +256,3 @@ def _check_readable(path: str) -> None:
         raise ConfigError(f"{path}: cannot read the config file: Is a directory")
     if not stat.S_ISREG(mode):
         raise ConfigError(f"{path}: cannot read the config file: not a regular file")
-
