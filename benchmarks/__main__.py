@@ -1,7 +1,10 @@
 """``python -m benchmarks``: run the scenarios, print the table, write ``docs/benchmarks.md``.
 
 Options: ``--quick`` (small N, a smoke run in seconds), ``--scenario NAME``
-(repeatable; default every scenario), ``--output PATH`` (the Markdown file;
+(repeatable, or the names alone: ``python -m benchmarks rate-bound-real``;
+default every scenario), ``--build SECONDS`` / ``--n N`` (``rate-bound-real``:
+only the cases with that build duration / that N), ``--repeat K`` (run each
+``rate-bound-real`` case K times), ``--output PATH`` (the Markdown file;
 by default ``docs/benchmarks.md`` and only for a full run of every
 scenario), ``--json PATH`` (every figure as JSON). Exit status 1 when a
 correctness check failed (a duplicate or a lost VM), 0 otherwise: a missed
@@ -16,17 +19,26 @@ import logging
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
 import structlog
 
+from benchmarks._real_budget import rate_bound_real
 from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
-from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context
+from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context, ScenarioFn
 from orchestrator.settings import load_settings
 
 __all__ = ["main"]
+
+#: every scenario, in the order they run
+ALL: dict[str, ScenarioFn] = {
+    "rate-bound": SCENARIOS["rate-bound"],
+    "rate-bound-real": rate_bound_real,
+    **SCENARIOS,
+}
 
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 
@@ -60,14 +72,17 @@ on N once the pipeline is full.
 """
 
 
-async def _run(names: list[str], quick: bool) -> list[ScenarioResult]:
+async def _run(names: list[str], args: argparse.Namespace) -> list[ScenarioResult]:
     results: list[ScenarioResult] = []
     with tempfile.TemporaryDirectory(prefix="orchestrator-bench-") as tmp:
-        ctx = Context(sizes=QUICK if quick else FULL, workdir=Path(tmp))
+        sizes = QUICK if args.quick else FULL
+        if args.repeat is not None:
+            sizes = replace(sizes, real_repeats=args.repeat)
+        ctx = Context(sizes=sizes, workdir=Path(tmp), only_build=args.build, only_n=args.n)
         for name in names:
             started = time.monotonic()
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            result = await SCENARIOS[name](ctx)
+            result = await ALL[name](ctx)
             result.data["scenario_seconds"] = time.monotonic() - started
             print(
                 f"  {name} done in {result.data['scenario_seconds']:.1f} s",
@@ -85,24 +100,39 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small N: a smoke run")
     parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="SCENARIO",
+        help=f"run only these scenarios ({', '.join(ALL)})",
+    )
+    parser.add_argument(
         "--scenario",
         action="append",
-        choices=sorted(SCENARIOS),
+        choices=list(ALL),
         help="run only this scenario (repeatable)",
     )
+    parser.add_argument(
+        "--build", type=float, help="rate-bound-real: only the cases with builds of SECONDS"
+    )
+    parser.add_argument("--n", type=int, help="rate-bound-real: only the cases with N VMs")
+    parser.add_argument("--repeat", type=int, help="rate-bound-real: runs per case")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write every figure as JSON here")
     args = parser.parse_args(argv)
     # the engine logs retries as warnings; the table says what matters
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    names = args.scenario or list(SCENARIOS)
+    unknown = sorted(set(args.names) - set(ALL))
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)} (choose from {', '.join(ALL)})")
+    chosen = [*args.names, *(args.scenario or [])]
+    names = [name for name in ALL if name in chosen] or list(ALL)
     started = time.monotonic()
-    results = anyio.run(_run, names, args.quick)
+    results = anyio.run(_run, names, args)
     elapsed = time.monotonic() - started
     print(render_table(results))
     print(f"\n(benchmark took {elapsed:.0f} s)", flush=True)
     output = args.output
-    if output is None and not args.quick and args.scenario is None:
+    if output is None and not args.quick and not chosen and args.build is None and args.n is None:
         output = DEFAULT_OUTPUT
     if output is not None:
         command = "python -m benchmarks" + (" " + " ".join(argv) if argv else "")

@@ -98,8 +98,10 @@ def learned_build_seconds(orch: Orchestrator) -> float | None:
 class EngineRun:
     """One run of the engine: its report, wall time, traffic and samples of its state.
 
-    ``in_flight_samples`` are VMs submitting or building; ``learned_samples``
+    ``in_flight_samples`` are VMs submitting or building, ``limit_samples``
+    the engine's in-flight limit at the same instants; ``learned_samples``
     the build duration the engine expected at each sample (real seconds).
+    ``max_in_flight`` is the user's cap (None: sized by the engine).
     """
 
     report: Report
@@ -107,7 +109,8 @@ class EngineRun:
     exchanges: list[Any] = field(default_factory=list)
     in_flight_samples: list[int] = field(default_factory=list)
     learned_samples: list[float] = field(default_factory=list)
-    max_in_flight: int = 0
+    limit_samples: list[int] = field(default_factory=list)
+    max_in_flight: int | None = None
     timeline: Timeline = field(default_factory=Timeline)
     #: real seconds uncertain POSTs waited before their hostname was looked up again
     reconcile_wait_seconds: float = 0.0
@@ -136,6 +139,7 @@ async def run_engine(
         )
     )
     samples: list[int] = []
+    limits: list[int] = []
     learned: list[float] = []
     timeline = Timeline()
     async with Orchestrator(settings, transport=transport, hooks=[timeline]) as orch:
@@ -145,6 +149,7 @@ async def run_engine(
                 stats = orch.statistics()
                 if stats is not None:
                     samples.append(stats.submitting + stats.building)
+                    limits.append(stats.in_flight_limit)
                     expected = learned_build_seconds(orch)
                     if expected is not None:
                         learned.append(expected)
@@ -164,6 +169,7 @@ async def run_engine(
         exchanges=list(transport.exchanges),
         in_flight_samples=samples,
         learned_samples=learned,
+        limit_samples=limits,
         max_in_flight=eng.max_in_flight,
         timeline=timeline,
         reconcile_wait_seconds=waited,

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("n", type=int)
     parser.add_argument("scale", type=float)
     parser.add_argument("--journal", type=Path, default=None)
-    parser.add_argument("--max-in-flight", type=int, default=50)
+    parser.add_argument("--max-in-flight", type=int, default=None)
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     result = anyio.run(_run, args)

@@ -27,7 +27,6 @@ from benchmarks._probe import Traffic
 from benchmarks._results import ScenarioResult
 from benchmarks._sim import SimParams, SimulatorProcess
 from orchestrator.report import Report
-from orchestrator.settings import EngineSettings
 from orchestrator.vm_request import VmRequest
 
 __all__ = ["FULL", "QUICK", "SCENARIOS", "Context", "Sizes"]
@@ -65,6 +64,12 @@ class Sizes:
     overhead_without_journal: bool
     #: also run rate-bound with this ``max_in_flight`` (a what-if for the diagnosis)
     what_if_in_flight: int | None
+    #: rate-bound-real: the budget per window, build durations, sizes, clock, runs per case
+    real_permitted: int
+    real_builds: tuple[float, ...]
+    real_ns: tuple[int, ...]
+    real_scale: float
+    real_repeats: int
 
 
 #: the real benchmark: 60 s windows last 1 s, so the rate-bound lower bound is ~21 s
@@ -79,6 +84,11 @@ FULL = Sizes(
     rate_repeats=3,
     overhead_without_journal=True,
     what_if_in_flight=100,
+    real_permitted=1000,
+    real_builds=(10.0, 40.0, 120.0),
+    real_ns=(1000, 5000),
+    real_scale=10.0,
+    real_repeats=1,
 )
 #: a smoke run of every scenario in seconds
 QUICK = Sizes(
@@ -92,6 +102,11 @@ QUICK = Sizes(
     rate_repeats=1,
     overhead_without_journal=False,
     what_if_in_flight=None,
+    real_permitted=1000,
+    real_builds=(10.0,),
+    real_ns=(60,),
+    real_scale=60.0,
+    real_repeats=1,
 )
 
 
@@ -102,6 +117,9 @@ class Context:
     sizes: Sizes
     workdir: Path
     rate_bound: dict[str, float] = field(default_factory=dict)
+    #: rate-bound-real: run only the cases with this build duration / this N
+    only_build: float | None = None
+    only_n: int | None = None
 
 
 # ------------------------------------------------------------------ helpers
@@ -111,9 +129,9 @@ def _fmt_s(seconds: float, scale: float) -> str:
     return f"{seconds:.2f} s ({seconds * scale / WINDOW:.1f} windows)"
 
 
-def _lower_bound(n: int, permitted: int, scale: float) -> float:
+def _lower_bound(n: int, permitted: int, scale: float, build: float = BUILD) -> float:
     """Real seconds: 2N/P windows plus one build duration, on the scaled clock."""
-    return (2 * n / permitted * WINDOW + BUILD) / scale
+    return (2 * n / permitted * WINDOW + build) / scale
 
 
 def _accounting(report: Report, requests: list[VmRequest], state: dict[str, Any]) -> dict[str, int]:
@@ -188,6 +206,8 @@ class _RateFigures:
     lower_bound: float
     traffic: Traffic
     run: EngineRun
+    #: the mean build duration, in simulated seconds
+    build: float = BUILD
 
     @property
     def ratio(self) -> float:
@@ -209,8 +229,18 @@ class _RateFigures:
     @property
     def at_cap(self) -> float:
         samples = self.run.in_flight_samples
-        cap = self.run.max_in_flight
-        return sum(1 for s in samples if s >= cap) / len(samples) if samples else 0.0
+        limits = self.run.limit_samples
+        full = sum(1 for s, cap in zip(samples, limits, strict=True) if s >= cap)
+        return full / len(samples) if samples else 0.0
+
+    @property
+    def cap_label(self) -> str:
+        """The in-flight limit: the user's cap, or the range the engine chose."""
+        if self.run.max_in_flight is not None:
+            return f"max_in_flight={self.run.max_in_flight}"
+        limits = self.run.limit_samples
+        chosen = f"{min(limits)}-{max(limits)}" if limits else "?"
+        return f"the engine's limit ({chosen})"
 
     @property
     def mean_in_flight(self) -> float:
@@ -237,7 +267,7 @@ class _RateFigures:
     @property
     def polls_late(self) -> bool:
         """Whether first polls came well after the slowest build could have finished."""
-        return self.lag[0] > 1.5 * BUILD * (1 + SPREAD)
+        return self.lag[0] > 1.5 * self.build * (1 + SPREAD)
 
     def breakdown(self) -> str:
         kinds = self.traffic.by_kind
@@ -288,15 +318,18 @@ class _RateFigures:
         }
 
 
-def _figures(run: EngineRun, n: int, permitted: int, scale: float) -> _RateFigures:
+def _figures(
+    run: EngineRun, n: int, permitted: int, scale: float, build: float = BUILD
+) -> _RateFigures:
     return _RateFigures(
         n=n,
         permitted=permitted,
         scale=scale,
         wall=run.wall,
-        lower_bound=_lower_bound(n, permitted, scale),
+        lower_bound=_lower_bound(n, permitted, scale, build),
         traffic=Traffic.of(run.exchanges, permitted=permitted, window=WINDOW / scale),
         run=run,
+        build=build,
     )
 
 
@@ -309,7 +342,7 @@ def _why(f: _RateFigures) -> str:
     clauses = [
         f"{t.idle_slots / f.permitted:.1f} windows' worth of budget went unused before the "
         f"last POST ({t.sparse_windows} windows less than half used), and the run ended "
-        f"{tail:.0f} simulated s after its last POST (one build: {BUILD:.0f} s)"
+        f"{tail:.0f} simulated s after its last POST (one build: {f.build:.0f} s)"
     ]
     if f.polls_late:
         lag, p90 = f.lag
@@ -317,10 +350,10 @@ def _why(f: _RateFigures) -> str:
         clause = (
             f"polls came late: a build's first poll came on average {lag:.0f} simulated s "
             f"after its POST (p90 {p90:.0f} s) although builds take "
-            f"{BUILD * (1 - SPREAD):.0f}-{BUILD * (1 + SPREAD):.0f} s, and only "
+            f"{f.build * (1 - SPREAD):.0f}-{f.build * (1 + SPREAD):.0f} s, and only "
             f"{building:.1%} of polls found a build unfinished"
         )
-        if f.learned is not None and f.learned[1] > 1.5 * BUILD * (1 + SPREAD):
+        if f.learned is not None and f.learned[1] > 1.5 * f.build * (1 + SPREAD):
             clause += (
                 f"; the engine's expected build duration rose from {f.learned[0]:.0f} s to "
                 f"{f.learned[1]:.0f} s: it learns a duration from when the build is seen "
@@ -329,9 +362,10 @@ def _why(f: _RateFigures) -> str:
             )
         clauses.append(clause)
     if f.at_cap > 0.5 and wait + watch > 0:
-        limit = f.run.max_in_flight * WINDOW / (wait + watch)
+        mean_limit = sum(f.run.limit_samples) / len(f.run.limit_samples)
+        limit = mean_limit * WINDOW / (wait + watch)
         clauses.append(
-            f"max_in_flight={f.run.max_in_flight} was full {f.at_cap:.0%} of the time, so "
+            f"{f.cap_label} was full {f.at_cap:.0%} of the time, so "
             f"no POST could use the idle budget: a VM held its slot {wait:.0f} s waiting to "
             f"POST plus {watch:.0f} s until seen finished (simulated), and by Little's law the "
             f"cap then allows {limit:.1f} VMs per window against the "
@@ -353,11 +387,11 @@ def _diagnose(f: _RateFigures) -> list[str]:
         f"({t.idle_slots / f.permitted:.1f} windows' worth, {t.sparse_windows} windows less "
         f"than half used); requests beyond 2 per VM: {t.total - 2 * f.n} "
         f"({(t.total - 2 * f.n) / f.permitted:.1f} windows' worth); from the last POST to the "
-        f"end: {tail:.2f} s ({tail * f.scale:.0f} simulated s, against {BUILD:.0f} s for one "
+        f"end: {tail:.2f} s ({tail * f.scale:.0f} simulated s, against {f.build:.0f} s for one "
         "build).",
         f"Requests per VM by kind: {f.breakdown()}. First poll after the POST: mean "
         f"{lag:.0f} s, p90 {p90:.0f} s (simulated; builds take "
-        f"{BUILD * (1 - SPREAD):.0f}-{BUILD * (1 + SPREAD):.0f} s)"
+        f"{f.build * (1 - SPREAD):.0f}-{f.build * (1 + SPREAD):.0f} s)"
         + (
             f"; the engine's expected build duration went from {f.learned[0]:.0f} s to a "
             f"peak of {f.learned[1]:.0f} s."
@@ -365,7 +399,7 @@ def _diagnose(f: _RateFigures) -> list[str]:
             else "."
         ),
         f"In flight (submitting or building): mean {f.mean_in_flight:.0f} of "
-        f"max_in_flight={f.run.max_in_flight}, at the cap {f.at_cap:.0%} of the time.",
+        f"{f.cap_label}, at the limit {f.at_cap:.0%} of the time.",
     ]
     if over > (MAX_RATIO - 1) * f.lower_bound:
         notes.append(f"Why: {_why(f)}.")
@@ -388,11 +422,11 @@ def _rate_rows(result: ScenarioResult, f: _RateFigures) -> None:
     result.add(
         "first poll after the POST (simulated)",
         f"mean {lag:.0f} s, p90 {p90:.0f} s (builds take "
-        f"{BUILD * (1 - SPREAD):.0f}-{BUILD * (1 + SPREAD):.0f} s)",
+        f"{f.build * (1 - SPREAD):.0f}-{f.build * (1 + SPREAD):.0f} s)",
     )
     result.add(
         "in flight",
-        f"mean {f.mean_in_flight:.0f} of {f.run.max_in_flight}, at the cap {f.at_cap:.0%}",
+        f"mean {f.mean_in_flight:.0f}, limit {f.cap_label}, at the limit {f.at_cap:.0%}",
     )
 
 
@@ -639,7 +673,7 @@ async def overhead(ctx: Context) -> ScenarioResult:
         "overhead",
         f"N={small:,} and N={big:,} VMs, no rate limit, builds of 1 simulated s at time scale "
         f"{scale:g} (1 ms); the orchestrator alone in a child process, default settings "
-        f"(max_in_flight={EngineSettings().max_in_flight}), with a journal"
+        "(the in-flight limit sized by the engine), with a journal"
         + (" and without" if s.overhead_without_journal else ""),
     )
     runs: dict[tuple[int, bool], dict[str, Any]] = {}

@@ -292,8 +292,9 @@ class EngineSettings(_Section):
 
     #: length of the API's fixed rate window (60 on the real API)
     rate_window_seconds: _Seconds = 60
-    #: cap on builds submitted and not finished
-    max_in_flight: _Count = 200
+    #: cap on builds submitted and not finished (None: as many as it takes to
+    #: spend the rate budget, sized from the budget and the build time learned)
+    max_in_flight: _Count | None = None
     #: optional cap per data center (or zone)
     max_in_flight_per_data_center: _Count | None = None
     #: lower bound of the adaptive poll interval

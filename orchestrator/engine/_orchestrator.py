@@ -259,7 +259,15 @@ class Orchestrator:
         scheduler = PollScheduler(
             poll_min=engine.poll_min_seconds,
             poll_max=engine.poll_max_seconds,
-            durations=DurationModel(default_seconds=engine.expected_build_seconds),
+            # first polls aim at the p95 of the durations learned: a poll that
+            # comes too early costs a request, one a little late only seconds
+            durations=DurationModel(default_seconds=engine.expected_build_seconds, quantile=0.95),
+            # a few builds of each group are polled closely: they measure how
+            # long builds really take, faster or slower than expected
+            follow=3,
+            follow_every=100,
+            # a build missed at the p95 is among the slowest: look again soon
+            first_retry=0.1,
         )
         self._stop_requested = False
         api_url = self._settings.katapult.api_url

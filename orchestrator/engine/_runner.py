@@ -24,6 +24,7 @@ import anyio
 
 from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
+from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -110,7 +111,13 @@ class Run:
             org_key = (req.organization.key, req.organization.value)
             org = self._orgs.setdefault(org_key, OrgContext(lookup=req.organization))
             self._tracks[req.key] = Track(request=req, org=org)
-        self._in_flight = anyio.CapacityLimiter(settings.max_in_flight)
+        self._in_flight = AdaptiveLimiter(
+            budget=budget,
+            cap=settings.max_in_flight,
+            expected_seconds=settings.expected_build_seconds,
+            clock=clock,
+        )
+        self._hooks.append(self._in_flight)  # it learns how long builds stay in flight
         per_dc = settings.max_in_flight_per_data_center
         self._dc_limiters: dict[str, anyio.CapacityLimiter] = {}
         if per_dc is not None:
@@ -210,6 +217,7 @@ class Run:
             permitted=budget.permitted,
             remaining=budget.remaining_estimate,
             elapsed_seconds=self.clock() - self._started,
+            in_flight_limit=self._in_flight.limit,
         )
 
     async def execute(self) -> list[VmResult]:

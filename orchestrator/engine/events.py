@@ -46,7 +46,12 @@ class ProgressHook(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class EngineStatistics:
-    """A snapshot of a run's progress (see :meth:`Orchestrator.statistics`)."""
+    """A snapshot of a run's progress (see :meth:`Orchestrator.statistics`).
+
+    ``in_flight_limit`` is how many VMs may be submitting or building at once
+    right now: sized from the rate budget and the build time learned, at most
+    ``engine.max_in_flight`` when that is set.
+    """
 
     total: int
     queued: int
@@ -61,6 +66,7 @@ class EngineStatistics:
     permitted: int | None
     remaining: int | None
     elapsed_seconds: float
+    in_flight_limit: int = 0
 
     @property
     def done(self) -> int:

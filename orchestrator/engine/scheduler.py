@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Hashable
 from itertools import count
 
@@ -57,6 +57,7 @@ class DurationModel:
         "_cache",
         "_calibration",
         "_default",
+        "_floors",
         "_groups",
         "_history",
         "_min_samples",
@@ -89,6 +90,8 @@ class DurationModel:
         self._calibration: dict[Hashable, float] = {}
         self._groups: dict[Hashable, deque[float]] = {}
         self._all: deque[float] = deque(maxlen=4 * history)
+        # per young group: the longest a build was seen still unfinished
+        self._floors: dict[Hashable, float] = {}
         # expected() per group, dropped whenever an observation changes it
         self._cache: dict[Hashable, float] = {}
 
@@ -106,10 +109,29 @@ class DurationModel:
             samples = self._groups[group] = deque(maxlen=self._history)
         samples.append(seconds)
         self._all.append(seconds)
+        if len(samples) >= self._min_samples:
+            self._floors.pop(group, None)
         self._cache.clear()  # the fallback of every young group changes too
 
+    def unfinished(self, group: Hashable, seconds: float) -> None:
+        """Record that a build of ``group`` was still unfinished ``seconds`` after submission.
+
+        Until the group has its own durations, this is all there is to learn
+        from builds slower than expected: :meth:`expected` is then never less
+        than the longest such time (see :meth:`expected`).
+        """
+        if self.learned(group) or not seconds > self._floors.get(group, 0.0):
+            return
+        self._floors[group] = seconds
+        self._cache.pop(group, None)
+
     def expected(self, group: Hashable) -> float:
-        """How long a build of ``group`` is expected to take, in seconds (see the class)."""
+        """How long a build of ``group`` is expected to take, in seconds (see the class).
+
+        A group not yet learned falls back on all groups' durations (or the
+        default), raised to the longest time one of its builds was seen
+        unfinished.
+        """
         cached = self._cache.get(group)
         if cached is not None:
             return cached
@@ -117,12 +139,16 @@ class DurationModel:
         if samples is not None and len(samples) >= self._min_samples:
             value = self._quantile_of(samples)
             value *= self._calibration.get(group, 1.0)
-        elif self._all:
-            value = self._quantile_of(self._all)
         else:
-            value = self._default
+            value = self._quantile_of(self._all) if self._all else self._default
+            value = max(value, self._floors.get(group, 0.0))
         self._cache[group] = value
         return value
+
+    def fastest(self, group: Hashable) -> float | None:
+        """The shortest recent duration of ``group``, or None before it has one."""
+        samples = self._groups.get(group)
+        return min(samples) if samples else None
 
     def first_poll(self, group: Hashable, *, done: bool, after: float) -> None:
         """Report whether a first poll ``after`` seconds from submission found the build done.
@@ -163,18 +189,46 @@ class DurationModel:
 
     def _quantile_of(self, samples: deque[float]) -> float:
         # Nearest-rank quantile: the smallest sample with at least q of all
-        # samples at or below it.
+        # samples at or below it. With too few samples to resolve it (the rank
+        # falls on the largest), the quantile most likely lies beyond them: the
+        # largest is extended by the mean spacing of the samples, as the
+        # unbiased estimate of a uniform distribution's maximum does. (Three
+        # samples' largest is only their p75 on average.)
         ordered = sorted(samples)
-        rank = math.ceil(self._quantile * len(ordered))
-        return ordered[max(0, rank - 1)]
+        n = len(ordered)
+        rank = math.ceil(self._quantile * n)
+        value = ordered[max(0, rank - 1)]
+        if rank >= n >= 2:
+            value += (ordered[-1] - ordered[0]) / (n - 1)
+        return value
 
 
 class _Entry:
     """One build being watched."""
 
-    __slots__ = ("group", "interval", "judge", "polls", "seq", "submitted_at")
+    __slots__ = (
+        "aim",
+        "followed",
+        "group",
+        "interval",
+        "judge",
+        "polls",
+        "seq",
+        "stretch",
+        "submitted_at",
+        "unfinished_at",
+    )
 
-    def __init__(self, group: Hashable, submitted_at: float, *, judge: float | None) -> None:
+    def __init__(
+        self,
+        group: Hashable,
+        submitted_at: float,
+        *,
+        judge: float | None,
+        aim: float | None = None,
+        stretch: float = 1.0,
+        followed: bool = False,
+    ) -> None:
         self.group = group
         self.submitted_at = submitted_at
         self.interval: float | None = None  # the last back-off interval, unstretched
@@ -183,6 +237,12 @@ class _Entry:
         # when its first poll was aimed (unstretched, from submission), while
         # that is still to be reported to the model as a hit or a miss
         self.judge = judge
+        # while its first poll is still to come: where it was aimed (unstretched,
+        # from submission), and the stretch it was given (None: not a first poll)
+        self.aim = aim
+        self.stretch = stretch
+        self.followed = followed  # polled closely, to measure its duration
+        self.unfinished_at = 0.0  # seconds from submission at the last poll that saw it unfinished
 
 
 class PollScheduler:
@@ -196,16 +256,38 @@ class PollScheduler:
     included) is multiplied by the :meth:`stretch` factor, which the engine
     raises above 1 when the rate budget runs short.
 
+    **Following.** With ``follow`` > 0 the scheduler measures durations itself
+    instead of trusting what :meth:`completed` is told: the first ``follow``
+    builds of each group (and one in ``follow_every`` after that) are
+    *followed*, polled from ``poll_min`` (or from a little before the fastest
+    build learned) at intervals growing with their age (each poll
+    ``follow_growth`` times later, at least ``poll_min`` apart), so that the
+    poll seeing one done brackets its duration closely; only followed builds
+    teach the model durations (the midpoint of that bracket). Every other
+    build only reports whether its first poll was a hit or a miss (see
+    :meth:`DurationModel.first_poll`), and a poll that finds it unfinished
+    teaches a young group that its builds take longer
+    (:meth:`DurationModel.unfinished`). A first poll that falls due when the
+    group is by then expected to take longer is put off without a request;
+    when a group becomes learned, every first poll still to come is aimed
+    again, so builds much faster than first assumed are seen done soon. With
+    ``follow = 0`` every :meth:`completed` duration is learned as given.
+
     One task (the engine's poll loop) calls :meth:`wait` and then :meth:`due`.
     Every operation but :meth:`count_due_before` is O(log n) (amortized) in the
-    number of builds.
+    number of builds, and a group's becoming learned costs one pass over them.
     """
 
     __slots__ = (
+        "_adds",
         "_clock",
         "_durations",
         "_entries",
         "_first_retry",
+        "_follow",
+        "_follow_every",
+        "_follow_growth",
+        "_following",
         "_growth",
         "_heap",
         "_live",
@@ -214,6 +296,7 @@ class PollScheduler:
         "_seq",
         "_sleep_until",
         "_stretch",
+        "_stretched",
         "_wake",
         "_wake_at",
     )
@@ -228,11 +311,21 @@ class PollScheduler:
         sleep_until: Callable[[float], Awaitable[None]] | None = None,
         growth: float = 1.5,
         first_retry: float = 0.25,
+        follow: int = 0,
+        follow_every: int = 0,
+        follow_growth: float = 1.2,
     ) -> None:
         if not 0 < poll_min <= poll_max:
             raise ValueError("poll_min must be positive and at most poll_max")
         if not growth >= 1 or not first_retry > 0:
             raise ValueError("growth must be at least 1 and first_retry positive")
+        if follow < 0 or follow_every < 0 or not follow_growth > 1:
+            raise ValueError("follow and follow_every must not be negative, follow_growth > 1")
+        self._follow = follow
+        self._follow_every = follow_every
+        self._follow_growth = follow_growth
+        self._adds: Counter[Hashable] = Counter()  # builds added, per group
+        self._following: Counter[Hashable] = Counter()  # followed builds watched, per group
         self._poll_min = float(poll_min)
         self._poll_max = float(poll_max)
         self._durations = durations
@@ -241,6 +334,7 @@ class PollScheduler:
         self._growth = growth
         self._first_retry = first_retry
         self._stretch = 1.0
+        self._stretched: list[str] = []  # keys whose first poll was stretched, since the last unstretch
         self._entries: dict[str, _Entry] = {}
         # (due, seq, key); items whose seq is no longer their entry's are stale
         self._heap: list[tuple[float, int, str]] = []
@@ -268,12 +362,23 @@ class PollScheduler:
         :class:`DurationModel`), and never sooner than ``poll_min`` after the
         submission. Adding a key again starts it over.
         """
-        self._unschedule(key)
-        aim = max(self._poll_min, self._durations.expected(group))
-        judge = self._stretch == 1.0 and self._durations.learned(group)
-        entry = self._entries[key] = _Entry(group, submitted_at, judge=aim if judge else None)
-        delay = aim * self._stretch
-        return self._schedule(key, entry, submitted_at + delay)
+        self.remove(key)
+        self._adds[group] += 1
+        durations = self._durations
+        if self._follows(group):
+            self._following[group] += 1
+            fastest = durations.fastest(group) if durations.learned(group) else None
+            start = self._poll_min if fastest is None else max(self._poll_min, 0.8 * fastest)
+            entry = self._entries[key] = _Entry(group, submitted_at, judge=None, followed=True)
+            return self._schedule(key, entry, submitted_at + start)
+        aim = max(self._poll_min, durations.expected(group))
+        judge = self._stretch == 1.0 and durations.learned(group)
+        entry = self._entries[key] = _Entry(
+            group, submitted_at, judge=aim if judge else None, aim=aim, stretch=self._stretch
+        )
+        if self._stretch > 1.0:
+            self._stretched.append(key)
+        return self._schedule(key, entry, submitted_at + aim * self._stretch)
 
     def poll_soon(self, key: str, *, group: Hashable, delay: float | None = None) -> float:
         """Poll ``key`` again ``delay`` seconds from now (default and minimum ``poll_min``).
@@ -309,9 +414,19 @@ class PollScheduler:
             return _INF
         now = self._clock()
         entry.polls += 1
+        entry.aim = None
+        age = now - entry.submitted_at
+        entry.unfinished_at = max(entry.unfinished_at, age)
         if entry.judge is not None:
             self._durations.first_poll(entry.group, done=False, after=entry.judge)
             entry.judge = None
+        if entry.followed:
+            # Closely, to bracket its duration: each poll a fixed fraction of
+            # its age later (never sooner than poll_min), and never stretched.
+            step = age * (self._follow_growth - 1)
+            interval = min(self._poll_max, max(self._poll_min, step))
+            self._unfinished(entry, age)
+            return self._schedule(key, entry, now + self._shorten(entry, interval, progress, now))
         # Geometric back-off, bounded: the first retry after a fraction of the
         # expected duration (the build is late, but most late builds are only
         # a little late), each next one growth times longer.
@@ -321,37 +436,66 @@ class PollScheduler:
             interval = entry.interval * self._growth
         interval = min(self._poll_max, max(self._poll_min, interval))
         entry.interval = interval
-        if progress is not None and progress > 0:
-            # Linear extrapolation from the progress so far: if the build should
-            # end before the back-off is over, poll when it should end instead.
-            done = min(progress, 1.0)
-            elapsed = max(0.0, now - entry.submitted_at)
-            left = elapsed * (1.0 - done) / done
-            interval = min(interval, max(self._poll_min, left))
+        interval = self._shorten(entry, interval, progress, now)
+        # (only now: the back-off above starts from what was expected before)
+        self._unfinished(entry, age)
         return self._schedule(key, entry, now + interval * self._stretch)
 
     def remove(self, key: str) -> None:
         """Stop watching ``key`` (no error if it is not watched)."""
         self._unschedule(key)
-        self._entries.pop(key, None)
+        entry = self._entries.pop(key, None)
+        if entry is not None and entry.followed:
+            self._following[entry.group] -= 1
 
     def completed(self, key: str, *, group: Hashable, duration: float) -> None:
-        """Teach the model that the build took ``duration`` seconds, and stop watching it.
+        """Tell that the build was seen done ``duration`` seconds after submission; stop watching it.
 
         If no poll saw it unfinished before, its first poll was a hit, and the
-        model hears of that too (see :meth:`DurationModel.first_poll`).
+        model hears of that too (see :meth:`DurationModel.first_poll`). What
+        the model learns as a duration depends on following (see the class):
+        without it, ``duration`` as given; with it, only a followed build's
+        duration, bracketed by its last poll that saw it unfinished (a build
+        not watched is learned as given).
         """
         entry = self._entries.get(key)
+        durations = self._durations
         if entry is not None and entry.judge is not None:
-            self._durations.first_poll(entry.group, done=True, after=entry.judge)
-        self._durations.observe(group, duration)
+            durations.first_poll(entry.group, done=True, after=entry.judge)
+        learned = durations.learned(group)
+        if entry is None or not self._follow:
+            durations.observe(group, duration)
+        elif entry.followed:
+            # done within (last seen unfinished, seen done]: the midpoint
+            low = entry.unfinished_at
+            durations.observe(group, duration if entry.polls == 0 else (low + duration) / 2)
         self.remove(key)
+        if not learned and durations.learned(group):
+            self._reaim(group)
 
     def stretch(self, factor: float) -> None:
-        """Multiply every interval scheduled from now on by ``factor`` (>= 1; 1 undoes it)."""
+        """Multiply every interval scheduled from now on by ``factor`` (>= 1; 1 undoes it).
+
+        Lowering it also brings forward the first polls still to come that were
+        stretched more: once the budget is no longer short, a build is best
+        seen done soon (at the end of a run, that is the wall time).
+        """
         if not factor >= 1:
             raise ValueError("the stretch factor must be at least 1")
+        lowered = factor < self._stretch
         self._stretch = float(factor)
+        if lowered and self._stretched:
+            # Each key is in the list once per stretched add: amortized O(log n) per add.
+            keys, self._stretched = self._stretched, []
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is None or entry.aim is None or entry.seq < 0:
+                    continue
+                if entry.stretch > factor:
+                    entry.stretch = factor
+                    self._aim(key, entry, entry.aim)
+                if factor > 1.0:
+                    self._stretched.append(key)
 
     def polls(self, key: str) -> int:
         """How many polls of ``key`` saw it unfinished so far."""
@@ -365,15 +509,24 @@ class PollScheduler:
         """
         if now is None:
             now = self._clock()
-        heap, entries = self._heap, self._entries
+        entries, durations = self._entries, self._durations
         keys: list[str] = []
-        while heap and heap[0][0] <= now:
-            _, seq, key = heapq.heappop(heap)
+        while self._heap and self._heap[0][0] <= now:
+            _, seq, key = heapq.heappop(self._heap)
             entry = entries.get(key)
-            if entry is not None and entry.seq == seq:
-                entry.seq = -1
-                self._live -= 1
-                keys.append(key)
+            if entry is None or entry.seq != seq:
+                continue
+            entry.seq = -1
+            self._live -= 1
+            if entry.aim is not None:
+                # A first poll: if the group is by now expected to take longer
+                # than when it was aimed, put it off rather than spend a request.
+                aim = max(self._poll_min, durations.expected(entry.group))
+                when = entry.submitted_at + aim * entry.stretch
+                if aim > entry.aim and when > now + _EPSILON:
+                    self._aim(key, entry, aim)
+                    continue
+            keys.append(key)
         return keys
 
     def next_due_at(self) -> float | None:
@@ -430,6 +583,54 @@ class PollScheduler:
         return key in self._entries
 
     # --------------------------------------------------------------- helpers
+
+    def _follows(self, group: Hashable) -> bool:
+        # The first `follow` builds of a group (counting those it learned from),
+        # then one in `follow_every`.
+        if not self._follow:
+            return False
+        durations = self._durations
+        if durations.samples(group) + self._following[group] < self._follow:
+            return True
+        return (
+            bool(self._follow_every)
+            and durations.learned(group)
+            and self._adds[group] % self._follow_every == 0
+        )
+
+    def _unfinished(self, entry: _Entry, age: float) -> None:
+        # Tell the model a build was seen unfinished at `age`. When following,
+        # a young group's builds are not expected before the next close poll of
+        # one of them (age * follow_growth): until a followed build is seen
+        # done, polling younger builds would only find them unfinished too.
+        growth = self._follow_growth if self._follow else 1.0
+        self._durations.unfinished(entry.group, age * growth)
+
+    def _shorten(
+        self, entry: _Entry, interval: float, progress: float | None, now: float
+    ) -> float:
+        if progress is not None and progress > 0:
+            # Linear extrapolation from the progress so far: if the build should
+            # end before the back-off is over, poll when it should end instead.
+            done = min(progress, 1.0)
+            elapsed = max(0.0, now - entry.submitted_at)
+            left = elapsed * (1.0 - done) / done
+            interval = min(interval, max(self._poll_min, left))
+        return interval
+
+    def _aim(self, key: str, entry: _Entry, aim: float) -> float:
+        # (Re)aim a first poll still to come at `aim` seconds after submission.
+        entry.aim = aim
+        if entry.stretch == 1.0 and self._durations.learned(entry.group):
+            entry.judge = aim
+        return self._schedule(key, entry, entry.submitted_at + aim * entry.stretch)
+
+    def _reaim(self, group: Hashable) -> None:
+        # The group has just learned its durations: aim its first polls anew.
+        aim = max(self._poll_min, self._durations.expected(group))
+        for key, entry in list(self._entries.items()):
+            if entry.group == group and entry.aim is not None and entry.seq >= 0:
+                self._aim(key, entry, aim)
 
     async def _sleep_on_clock(self, deadline: float) -> None:
         await anyio.sleep(max(0.0, deadline - self._clock()))

@@ -49,7 +49,7 @@ def test_defaults() -> None:
     )
     assert settings.engine == EngineSettings(
         rate_window_seconds=60,
-        max_in_flight=200,
+        max_in_flight=None,
         max_in_flight_per_data_center=None,
         poll_min_seconds=5,
         poll_max_seconds=60,
@@ -132,7 +132,7 @@ def test_unknown_orchestrator_variables_are_warned_about() -> None:
         "environment variable ORCHESTRATOR_MAX_INFLIGHT is not a setting and is ignored "
         "(did you mean ORCHESTRATOR_MAX_IN_FLIGHT?)"
     ]
-    assert settings.engine.max_in_flight == 200
+    assert settings.engine.max_in_flight is None
 
 
 def test_environ_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +168,7 @@ def test_journal_path(report: str, journal: str | None, expected: Path) -> None:
             ("ORCHESTRATOR_MAX_IN_FLIGHT", "20"),
             30,
             lambda s: s.engine.max_in_flight,
-            (200, 10, 20, 30),
+            (None, 10, 20, 30),
         ),
         (
             "output.report",

@@ -55,7 +55,7 @@ def settings_like_the_cli() -> Settings:
         overrides={"engine.max_in_flight": 10},
         environ={"KATAPULT_API_KEY": "token"},
     )
-    assert_type(settings.engine.max_in_flight, int)
+    assert_type(settings.engine.max_in_flight, int | None)
     assert_type(settings.output.report, Path)
     assert_type(settings.journal_path(), Path)
     assert_type(settings.source_of("engine.max_in_flight"), str)
