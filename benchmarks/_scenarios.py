@@ -240,7 +240,7 @@ class _RateFigures:
             return f"max_in_flight={self.run.max_in_flight}"
         limits = self.run.limit_samples
         chosen = f"{min(limits)}-{max(limits)}" if limits else "?"
-        return f"the engine's limit ({chosen})"
+        return f"limit {chosen} (sized by the engine)"
 
     @property
     def mean_in_flight(self) -> float:
@@ -426,7 +426,7 @@ def _rate_rows(result: ScenarioResult, f: _RateFigures) -> None:
     )
     result.add(
         "in flight",
-        f"mean {f.mean_in_flight:.0f}, limit {f.cap_label}, at the limit {f.at_cap:.0%}",
+        f"mean {f.mean_in_flight:.0f}, {f.cap_label}, at the limit {f.at_cap:.0%}",
     )
 
 

@@ -140,7 +140,8 @@ class AdaptiveLimiter:
         if stats.permitted is None:
             return None
         builds_per_second = stats.permitted / self._budget.window_seconds / self._cost
-        return self._bounded(math.ceil(builds_per_second * self.flight_seconds() * self._headroom))
+        wanted = builds_per_second * self.flight_seconds() * self._headroom
+        return self._bounded(math.ceil(wanted - 1e-9))  # (float noise must not add one)
 
     def refresh(self) -> int:
         """Resize to :meth:`target` now; returns the limit."""

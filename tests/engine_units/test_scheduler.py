@@ -389,17 +389,28 @@ def simulate(
     report_poll_time: bool = False,
     progress: bool = False,
     seed: int = 1,
+    means: dict[str, float] | None = None,
+    spread: float = 0.12,
+    quantile: float = 0.8,
+    **options: Any,
 ) -> Outcome:
     """Builds of three groups (30, 45 and 90 s, ±12%) submitted two a second, polled when due.
 
     ``report_poll_time`` makes the run report the time of the poll that saw a
     build done as its duration (an upper bound), as an engine without the
-    server's timestamps would.
+    server's timestamps would. ``means`` and ``spread`` (a normal one's
+    standard deviation) change the groups; ``options`` go to the scheduler.
     """
     rng = random.Random(seed)
     clock = FakeClock()
-    polls = scheduler(clock, default=default)
-    means = {"rock-1": 30.0, "rock-3": 45.0, "rock-6": 90.0}
+    polls = PollScheduler(
+        poll_min=2.0,
+        poll_max=30.0,
+        durations=DurationModel(default_seconds=default, quantile=quantile),
+        clock=clock,
+        **options,
+    )
+    means = means or {"rock-1": 30.0, "rock-3": 45.0, "rock-6": 90.0}
     truth: dict[str, tuple[str, float, float]] = {}
     count: dict[str, int] = {}
     late: dict[str, float] = {}
@@ -412,7 +423,7 @@ def simulate(
             clock.now = next_submit
             group = rng.choice(list(means))
             key = f"vm-{submitted}"
-            duration = max(5.0, rng.gauss(means[group], 0.12 * means[group]))
+            duration = max(5.0, rng.gauss(means[group], spread * means[group]))
             truth[key] = (group, clock.now, duration)
             count[key] = 0
             polls.add(key, group=group, submitted_at=clock.now)
@@ -454,3 +465,125 @@ def test_a_learned_run_needs_few_polls_per_build(kwargs: dict[str, Any]) -> None
     outcome = simulate(**kwargs)
     assert outcome.polls_per_build <= 1.5
     assert outcome.late_seconds <= 15.0
+
+
+#: the scheduler as the engine sets it up
+ENGINE_OPTIONS: dict[str, Any] = {
+    "quantile": 0.95,
+    "follow": 3,
+    "follow_every": 100,
+    "first_retry": 0.1,
+    "report_poll_time": True,
+}
+
+
+@pytest.mark.parametrize("mean", [10.0, 45.0, 120.0])
+def test_following_learns_builds_much_faster_or_slower_than_expected(mean: float) -> None:
+    """With the default at 45 s, builds of 10 s or 120 s are seen done soon, at ~1 poll each."""
+    outcome = simulate(default=45.0, means={"g": mean}, spread=0.15, **ENGINE_OPTIONS)
+    assert outcome.polls_per_build <= 1.1
+    assert outcome.late_seconds <= 0.3 * mean + 2.0  # poll_min is 2 s
+
+
+# -------------------------------------------------------------- following
+
+
+def test_followed_builds_are_polled_closely_and_teach_their_duration() -> None:
+    """The first builds of a group are polled from poll_min, each poll a fifth later in age."""
+    clock = FakeClock()
+    polls = scheduler(clock, follow=1)
+    assert polls.add("a", group="g", submitted_at=0.0) == 2.0  # poll_min, not 40
+    assert polls.add("b", group="g", submitted_at=0.0) == 40.0  # only the first is followed
+    ages = []
+    while clock.now < 20.0:
+        clock.now = polls.next_due_at() or 0.0
+        assert polls.due() == ["a"]
+        ages.append(polls.polled("a") - clock.now)
+    assert ages[:3] == [2.0, 2.0, 2.0]  # never closer than poll_min
+    assert ages[-1] == pytest.approx(0.2 * clock.now)
+    seen_done = clock.now = polls.next_due_at() or 0.0
+    last_unfinished = seen_done / 1.2
+    polls.completed("a", group="g", duration=seen_done)
+    polls.completed("b", group="g", duration=99.0)  # not followed: teaches no duration
+    assert polls.durations.samples("g") == 1
+    assert polls.durations.fastest("g") == pytest.approx((last_unfinished + seen_done) / 2)
+
+
+def test_a_young_group_puts_off_first_polls_while_its_followed_build_runs() -> None:
+    """No other build of a group is polled while a build older than it is seen still running."""
+    clock = FakeClock()
+    polls = PollScheduler(
+        poll_min=2.0,
+        poll_max=30.0,
+        durations=DurationModel(default_seconds=40.0, min_samples=1),
+        clock=clock,
+        follow=1,
+    )
+    polls.add("followed", group="g", submitted_at=0.0)
+    polls.add("other", group="g", submitted_at=1.0)  # aimed at 41 s
+    while clock.now < 100.0:
+        clock.now = polls.next_due_at() or 0.0
+        due = polls.due()  # "other" falls due, and is put off
+        assert "other" not in due
+        if due:
+            polls.polled("followed")
+    while "followed" not in polls.due():
+        clock.now = polls.next_due_at() or 0.0
+    polls.completed("followed", group="g", duration=clock.now)
+    assert polls.durations.learned("g")
+    # learned: the other build is aimed at the duration measured, which has passed
+    assert polls.next_due_at() == pytest.approx(1.0 + polls.durations.expected("g"))
+    assert polls.due() == ["other"]
+
+
+def test_learning_brings_first_polls_forward() -> None:
+    """Builds far faster than the default are polled as soon as the group is learned."""
+    clock = FakeClock()
+    polls = PollScheduler(
+        poll_min=2.0,
+        poll_max=30.0,
+        durations=DurationModel(default_seconds=40.0, min_samples=1),
+        clock=clock,
+        follow=1,
+    )
+    polls.add("followed", group="g", submitted_at=0.0)
+    assert polls.add("other", group="g", submitted_at=0.5) == 40.5
+    clock.now = 2.0
+    assert polls.due() == ["followed"]
+    polls.polled("followed")
+    clock.now = 4.0
+    assert polls.due() == ["followed"]
+    polls.completed("followed", group="g", duration=4.0)
+    assert polls.durations.expected("g") == 3.0  # done between 2 s and 4 s
+    assert polls.next_due_at() == 3.5
+    assert polls.due() == ["other"]
+
+
+def test_lowering_the_stretch_brings_stretched_first_polls_forward() -> None:
+    """First polls put off while the budget was short come back once it is not."""
+    polls = scheduler(default=40.0)
+    polls.stretch(1.3)
+    assert polls.add("a", group="g", submitted_at=0.0) == 52.0
+    polls.stretch(1.3)  # unchanged: nothing moves
+    assert polls.next_due_at() == 52.0
+    polls.stretch(1.0)
+    assert polls.next_due_at() == 40.0
+
+
+def test_few_samples_extend_the_quantile_beyond_the_largest() -> None:
+    """With three samples the p95 lies beyond their largest, by their mean spacing."""
+    model = DurationModel(default_seconds=40.0, quantile=0.95)
+    for seconds in (90.0, 100.0, 120.0):
+        model.observe("g", seconds)
+    assert model.expected("g") == 135.0
+
+
+def test_builds_seen_unfinished_raise_a_young_groups_estimate_only() -> None:
+    """A build still running at 70 s makes a young group expect 70 s; a learned one ignores it."""
+    model = DurationModel(default_seconds=40.0, min_samples=1)
+    model.unfinished("young", 70.0)
+    model.unfinished("young", 50.0)
+    assert model.expected("young") == 70.0
+    model.observe("old", 30.0)
+    model.unfinished("old", 70.0)
+    assert model.expected("old") == 30.0
