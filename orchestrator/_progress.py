@@ -50,9 +50,12 @@ _KEEP |= {"ok": 3, "skipped": 2, "requests": 1, "queued": 0}
 
 
 def _parts(stats: EngineStatistics) -> list[tuple[str, str]]:
+    building = str(stats.building + stats.submitting)
+    if stats.in_flight_limit:  # how many may be in flight at once (sized by the run)
+        building += f" (limit {stats.in_flight_limit})"
     parts = [
         ("done", f"{stats.done}/{stats.total}"),
-        ("building", str(stats.building + stats.submitting)),
+        ("building", building),
         ("queued", str(stats.queued)),
         ("ok", str(stats.succeeded)),
         ("failed", str(stats.failed)),
@@ -83,9 +86,10 @@ def _join(parts: list[tuple[str, str]], *, short: bool) -> str:
 def format_progress(stats: EngineStatistics, width: int | None = None) -> str:
     """One line, most telling first: where the run stands, the ETA, the rate budget.
 
-    ``3/5 done · building 2 · queued 0 · ok 2 · failed 1 · ETA 12s · requests 27 ·
-    budget 973/1000``; skipped, cancelled and 429 counts appear once not zero.
-    Given a ``width`` (a terminal's columns), the line fits it: labels shorten
+    ``3/5 done · building 2 (limit 563) · queued 0 · ok 2 · failed 1 · ETA 12s ·
+    requests 27 · budget 973/1000``; the limit is how many may be in flight at
+    once (sized by the run, or ``max_in_flight``); skipped, cancelled and 429
+    counts appear once not zero. Given a ``width`` (a terminal's columns), the line fits it: labels shorten
     (``bld 2 · q 0``), then the least telling parts go; the budget stays.
     """
     parts = _parts(stats)

@@ -56,4 +56,13 @@ def render_plan(plan: Plan, console: Console) -> None:
                 f"{_seconds(estimate)} with {budget}",
                 highlight=False,
             )
+        limit = plan.in_flight_limit
+        if limit is not None:
+            how = (
+                f"max_in_flight = {plan.max_in_flight}"
+                if limit == plan.max_in_flight
+                else "sized from the rate budget and the expected build time; the run then "
+                "follows the build times it measures"
+            )
+            console.print(f"In flight: up to {limit} builds at once ({how})", highlight=False)
     console.print(f"Requests spent by this plan: {plan.requests_spent}", highlight=False)

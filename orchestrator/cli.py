@@ -1061,6 +1061,7 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
                 window_seconds=engine.rate_window_seconds,
                 expected_build_seconds=engine.expected_build_seconds,
                 permitted=lambda: orch.budget_statistics().permitted,
+                max_in_flight=engine.max_in_flight,
             )
         except (OrchestratorError, BaseExceptionGroup) as raw:
             # make_plan runs its look-ups in a task group: errors may come grouped

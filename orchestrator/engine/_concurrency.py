@@ -36,12 +36,34 @@ if TYPE_CHECKING:
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.events import ProvisionEvent
 
-__all__ = ["AdaptiveLimiter"]
+__all__ = ["AdaptiveLimiter", "in_flight_for"]
 
 #: events after which a build is no longer in flight
 _FINAL = frozenset({"succeeded", "failed", "cancelled", "skipped"})
 #: events that start a build's time in flight (the 201, or a VM found by hostname)
 _STARTED = frozenset({"submitted", "adopted"})
+
+
+def in_flight_for(
+    *,
+    permitted: int,
+    window_seconds: float,
+    flight_seconds: float,
+    cap: int | None = None,
+    requests_per_build: float = 2.0,
+    headroom: float = 1.5,
+    floor: int = 4,
+    ceiling: int = 10_000,
+) -> int:
+    """The Little's-law number of builds in flight that spends ``permitted`` per window.
+
+    ``λ·W·headroom`` with ``λ = permitted / window_seconds / requests_per_build``
+    and ``W = flight_seconds``, within ``[floor, ceiling]`` and at most ``cap``.
+    """
+    builds_per_second = permitted / window_seconds / requests_per_build
+    wanted = builds_per_second * flight_seconds * headroom
+    value = min(ceiling, max(floor, math.ceil(wanted - 1e-9)))  # (float noise must not add one)
+    return value if cap is None else min(cap, value)
 
 
 class AdaptiveLimiter:
@@ -136,12 +158,19 @@ class AdaptiveLimiter:
 
     def target(self) -> int | None:
         """The Little's-law limit from what is known now (None while the budget is unknown)."""
-        stats = self._budget.statistics()
-        if stats.permitted is None:
+        permitted = self._budget.statistics().permitted
+        if permitted is None:
             return None
-        builds_per_second = stats.permitted / self._budget.window_seconds / self._cost
-        wanted = builds_per_second * self.flight_seconds() * self._headroom
-        return self._bounded(math.ceil(wanted - 1e-9))  # (float noise must not add one)
+        return in_flight_for(
+            permitted=permitted,
+            window_seconds=self._budget.window_seconds,
+            flight_seconds=self.flight_seconds(),
+            cap=self._cap,
+            requests_per_build=self._cost,
+            headroom=self._headroom,
+            floor=self._floor,
+            ceiling=self._ceiling,
+        )
 
     def refresh(self) -> int:
         """Resize to :meth:`target` now; returns the limit."""

@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 
+from orchestrator.engine._concurrency import in_flight_for
 from orchestrator.engine._references import check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import NotFound, OrchestratorError, PermissionDenied
@@ -46,6 +47,8 @@ class Plan:
     window_seconds: float = 60.0
     expected_build_seconds: float = 45.0
     requests_spent: int = 0
+    #: the user's cap on builds in flight (None: sized by the run)
+    max_in_flight: int | None = None
 
     @property
     def estimated_requests(self) -> int:
@@ -70,6 +73,23 @@ class Plan:
             return None
         windows = self.estimated_requests / self.permitted
         return windows * self.window_seconds + self.expected_build_seconds
+
+    @property
+    def in_flight_limit(self) -> int | None:
+        """How many builds ``run`` would keep in flight at first (None when the budget is unknown).
+
+        Sized as the run sizes it before it has learned anything: by Little's
+        law from the rate budget and the expected build time, at most
+        ``max_in_flight``; the run then follows the build times it measures.
+        """
+        if not self.permitted:
+            return self.max_in_flight
+        return in_flight_for(
+            permitted=self.permitted,
+            window_seconds=self.window_seconds,
+            flight_seconds=self.expected_build_seconds,
+            cap=self.max_in_flight,
+        )
 
     @property
     def has_errors(self) -> bool:
@@ -121,9 +141,14 @@ async def make_plan(
     window_seconds: float = 60.0,
     expected_build_seconds: float = 45.0,
     permitted: Callable[[], int | None] = lambda: None,
+    max_in_flight: int | None = None,
 ) -> Plan:
     """Resolve every lookup of ``requests``, find existing hostnames, check quota."""
-    plan = Plan(window_seconds=window_seconds, expected_build_seconds=expected_build_seconds)
+    plan = Plan(
+        window_seconds=window_seconds,
+        expected_build_seconds=expected_build_seconds,
+        max_in_flight=max_in_flight,
+    )
     start_requests = client.requests_total
     orgs: dict[Lookup, list[VmRequest]] = defaultdict(list)
     for req in requests:

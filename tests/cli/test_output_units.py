@@ -148,7 +148,22 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
     assert "new-09 … (+2)" in text
     # 2 per VM to build, 2 for the organization, 1 page of its VM list for the addresses
     assert "Estimate: about 27 requests, at least 27h00m" in text
+    assert "In flight: up to 4 builds at once (sized from the rate budget" in text
     assert "Requests spent by this plan: 8" in text
+
+
+@pytest.mark.parametrize(
+    ("max_in_flight", "shown"),
+    [
+        (None, "In flight: up to 563 builds at once (sized from the rate budget"),
+        (100, "In flight: up to 100 builds at once (max_in_flight = 100)"),
+        (1000, "In flight: up to 563 builds at once (sized from the rate budget"),
+    ],
+)
+def test_plan_rendering_shows_the_in_flight_limit(max_in_flight: int | None, shown: str) -> None:
+    """1000 requests a minute and 45 s builds: 563 in flight (Little's law), unless capped lower."""
+    plan = Plan(to_build=[_request("a-1")], permitted=1000, max_in_flight=max_in_flight)
+    assert shown in _render(plan)
 
 
 def test_plan_rendering_with_an_unknown_budget() -> None:

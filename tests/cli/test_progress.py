@@ -59,6 +59,12 @@ def test_progress_line_says_the_most_telling_first() -> None:
     )
 
 
+def test_progress_line_shows_the_in_flight_limit_once_known() -> None:
+    """The number of builds allowed in flight at once follows the building count."""
+    line = format_progress(_stats(in_flight_limit=563))
+    assert line.startswith("3/5 done · building 2 (limit 563) · queued 0")
+
+
 def test_progress_line_shows_rare_counts_only_when_not_zero() -> None:
     """Skipped, cancelled and 429s appear once they happened; an unknown budget is left out."""
     line = format_progress(
