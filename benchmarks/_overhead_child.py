@@ -1,7 +1,11 @@
 """The orchestrator alone in a process, measuring its own CPU time and memory.
 
 Run by the ``overhead`` scenario as ``python -m benchmarks._overhead_child
-URL N SCALE [--journal PATH] [--max-in-flight M]``; prints one JSON object.
+URL N SCALE [--journal PATH] [--max-in-flight M] [--report PATH]``; prints one
+JSON object. With ``--report`` it also writes the JSON report there, as
+``orchestrator run`` does, and times that apart (``report_seconds``, wall;
+``report_cpu_seconds``); the CPU and wall figures of the run stop before it, the
+peak memory includes it.
 The CPU time is the process's own (``getrusage(RUSAGE_SELF)``, threads
 included: the journal writes from one), measured from just before the VM
 requests are made to just after the report. Memory is the resident set
@@ -27,6 +31,7 @@ import structlog
 
 from benchmarks._engine import engine_settings, make_requests
 from orchestrator.engine import Orchestrator
+from orchestrator.report import write_report
 
 __all__ = ["main"]
 
@@ -83,14 +88,23 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         requests = make_requests(args.n)
         async with Orchestrator(settings) as orch:
             report = await orch.run(requests, journal=args.journal)
-    wall = time.monotonic() - started
-    cpu = _cpu() - cpu_before
+        wall = time.monotonic() - started
+        cpu = _cpu() - cpu_before
+        report_seconds = report_cpu = None
+        if args.report is not None:
+            report_started, report_cpu_before = time.monotonic(), _cpu()
+            write_report(report, args.report)
+            report_seconds = time.monotonic() - report_started
+            report_cpu = _cpu() - report_cpu_before
     keys = [vm.key for vm in report.vms]
     return {
         "n": args.n,
         "journal": args.journal is not None,
         "cpu_seconds": cpu,
         "wall_seconds": wall,
+        "report_seconds": report_seconds,
+        "report_cpu_seconds": report_cpu,
+        "report_bytes": args.report.stat().st_size if args.report is not None else None,
         "rss_before_kib": rss_before,
         "maxrss_before_kib": maxrss_before,
         "maxrss_kib": _maxrss_kib(),
@@ -112,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("scale", type=float)
     parser.add_argument("--journal", type=Path, default=None)
     parser.add_argument("--max-in-flight", type=int, default=None)
+    parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     result = anyio.run(_run, args)

@@ -45,6 +45,9 @@ MAX_RATIO = 1.15
 MAX_REQUESTS_PER_VM = 2.5
 MAX_CPU_MS_PER_VM = 2.0
 MAX_BYTES_PER_VM = 10_000
+#: targets at scale (the overhead scenario's largest N)
+MAX_CPU_MS_PER_VM_AT_SCALE = 1.0
+MAX_BYTES_PER_VM_AT_SCALE = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,8 @@ class Sizes:
     rate_scale: float
     baseline_n: int
     overhead_ns: tuple[int, int]
+    #: the overhead scenario's run at scale (journal and report; None: none)
+    overhead_large: int | None
     overhead_scale: float
     faults_n: int
     #: how many times rate-bound runs (its run-to-run spread is wide)
@@ -79,6 +84,7 @@ FULL = Sizes(
     rate_scale=60.0,
     baseline_n=1000,
     overhead_ns=(1000, 10_000),
+    overhead_large=100_000,
     overhead_scale=1000.0,
     faults_n=1000,
     rate_repeats=3,
@@ -97,6 +103,7 @@ QUICK = Sizes(
     rate_scale=120.0,
     baseline_n=20,
     overhead_ns=(100, 300),
+    overhead_large=1000,
     overhead_scale=1000.0,
     faults_n=40,
     rate_repeats=1,
@@ -640,7 +647,7 @@ async def baseline(ctx: Context) -> ScenarioResult:
 
 
 async def _overhead_child(
-    n: int, scale: float, workdir: Path, *, journal: bool
+    n: int, scale: float, workdir: Path, *, journal: bool, report: bool = False
 ) -> tuple[dict[str, Any], float | None]:
     params = SimParams(time_scale=scale, build_seconds=1.0, build_spread=0.0, seed=5)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -648,6 +655,8 @@ async def _overhead_child(
             argv = [sys.executable, "-m", "benchmarks._overhead_child", sim.url, str(n), str(scale)]
             if journal:
                 argv += ["--journal", str(Path(tmp) / "overhead.journal")]
+            if report:
+                argv += ["--report", str(Path(tmp) / "report.json")]
             done = await anyio.run_process(argv, cwd=ROOT, check=False)
             sim_cpu = sim.cpu_seconds()
     if done.returncode != 0:
@@ -671,7 +680,9 @@ async def overhead(ctx: Context) -> ScenarioResult:
     scale = s.overhead_scale
     result = ScenarioResult(
         "overhead",
-        f"N={small:,} and N={big:,} VMs, no rate limit, builds of 1 simulated s at time scale "
+        f"N={small:,} and N={big:,} VMs"
+        + (f" (and N={s.overhead_large:,}, journal and report)" if s.overhead_large else "")
+        + ", no rate limit, builds of 1 simulated s at time scale "
         f"{scale:g} (1 ms); the orchestrator alone in a child process, default settings "
         "(the in-flight limit sized by the engine), with a journal"
         + (" and without" if s.overhead_without_journal else ""),
@@ -690,6 +701,11 @@ async def overhead(ctx: Context) -> ScenarioResult:
             )
             label = "journal" if journal else "no journal"
             result.checks[f"overhead N={n} ({label}): every VM succeeded once"] = ok
+    large = None
+    if s.overhead_large is not None:
+        large = await _overhead_child(
+            s.overhead_large, scale, ctx.workdir, journal=True, report=True
+        )
 
     def cpu_ms(n: int, journal: bool) -> float:
         return float(runs[(n, journal)]["cpu_seconds"]) / n * 1000
@@ -747,7 +763,51 @@ async def overhead(ctx: Context) -> ScenarioResult:
         "for the whole run, so this is the cost of a VM in flight whatever max_in_flight is."
     )
     result.data = {f"{n}_{'journal' if j else 'no_journal'}": m for (n, j), m in runs.items()}
+    if s.overhead_large is not None and large is not None:
+        _at_scale(result, s.overhead_large, large)
     return result
+
+
+def _at_scale(result: ScenarioResult, n: int, child: tuple[dict[str, Any], float | None]) -> None:
+    """Rows and checks of the overhead run at scale (journal, report written)."""
+    measure, sim_cpu = child
+    measure["simulator_cpu_seconds"] = sim_cpu
+    result.checks[f"overhead N={n} (journal, report): every VM succeeded once"] = (
+        measure["rows"] == n
+        and measure["unique_keys"] == n
+        and measure["all_keys"]
+        and measure["outcomes"].get("succeeded", 0) == n
+    )
+    cpu = float(measure["cpu_seconds"]) / n * 1000
+    ok = cpu <= MAX_CPU_MS_PER_VM_AT_SCALE
+    result.add(
+        f"N={n:,}: CPU per VM (journal)",
+        f"{cpu:.3f} ms",
+        f"<= {MAX_CPU_MS_PER_VM_AT_SCALE:g} ms",
+        ok,
+        "" if ok else f"{cpu / MAX_CPU_MS_PER_VM_AT_SCALE - 1:+.0%}",
+    )
+    kb = _kb_per_vm(measure)
+    ok = kb * 1000 <= MAX_BYTES_PER_VM_AT_SCALE
+    result.add(
+        f"N={n:,}: memory per VM (peak RSS growth / N, report included)",
+        f"{kb:.1f} KB",
+        f"<= {MAX_BYTES_PER_VM_AT_SCALE / 1000:g} KB",
+        ok,
+        "" if ok else f"{kb * 1000 / MAX_BYTES_PER_VM_AT_SCALE - 1:+.0%}",
+    )
+    result.add(
+        f"N={n:,}: writing the report",
+        f"{measure['report_seconds']:.2f} s ({measure['report_cpu_seconds']:.2f} s CPU, "
+        f"{measure['report_bytes'] / 1e6:.1f} MB)",
+    )
+    result.add(
+        f"N={n:,}: run",
+        f"wall {measure['wall_seconds']:.1f} s, {measure['requests']} requests, peak RSS "
+        f"{measure['peak_rss_kib'] / 1024:.0f} MiB (at start {measure['rss_before_kib'] / 1024:.0f}"
+        " MiB)",
+    )
+    result.data[f"{n}_journal_report"] = measure
 
 
 async def faults(ctx: Context) -> ScenarioResult:

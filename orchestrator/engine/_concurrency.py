@@ -19,7 +19,10 @@ learns both factors during the run and keeps the limit at ``λ·W·headroom``:
 
 The time a VM waits for the budget before its POST is not part of ``W``, so a
 limit set too high does not feed on itself. A limit the user sets stays a hard
-cap; the chosen one is bounded by ``floor`` and ``ceiling``.
+cap; the chosen one is bounded by ``floor`` and ``ceiling`` (5,000 by default:
+at the real API's 1,000 requests a minute, enough for builds of up to about
+seven minutes, and a bound on the memory a run without a rate limit, where
+Little's law asks for no bound at all, keeps in flight).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ def in_flight_for(
     requests_per_build: float = 2.0,
     headroom: float = 1.5,
     floor: int = 4,
-    ceiling: int = 10_000,
+    ceiling: int = 5_000,
 ) -> int:
     """The Little's-law number of builds in flight that spends ``permitted`` per window.
 
@@ -104,7 +107,7 @@ class AdaptiveLimiter:
         requests_per_build: float = 2.0,
         headroom: float = 1.5,
         floor: int = 4,
-        ceiling: int = 10_000,
+        ceiling: int = 5_000,
         history: int = 200,
         initial: int = 200,
     ) -> None:
@@ -158,7 +161,7 @@ class AdaptiveLimiter:
 
     def target(self) -> int | None:
         """The Little's-law limit from what is known now (None while the budget is unknown)."""
-        permitted = self._budget.statistics().permitted
+        permitted = self._budget.permitted
         if permitted is None:
             return None
         return in_flight_for(

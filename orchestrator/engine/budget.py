@@ -310,6 +310,11 @@ class RateBudget:
         """The server's window length this budget assumes."""
         return self._window
 
+    @property
+    def permitted(self) -> int | None:
+        """``P``, the requests per window the server permits (None until it has said)."""
+        return self._permitted
+
     async def acquire(self, request: RequestLike) -> None:
         """Wait until ``request`` may be sent (POST counts as a submit, anything else as a poll)."""
         kind: RequestKind = "submit" if request.method.upper() == "POST" else "poll"

@@ -334,7 +334,9 @@ class PollScheduler:
         self._growth = growth
         self._first_retry = first_retry
         self._stretch = 1.0
-        self._stretched: list[str] = []  # keys whose first poll was stretched, since the last unstretch
+        self._stretched: list[
+            str
+        ] = []  # keys whose first poll was stretched, since the last unstretch
         self._entries: dict[str, _Entry] = {}
         # (due, seq, key); items whose seq is no longer their entry's are stale
         self._heap: list[tuple[float, int, str]] = []
@@ -449,7 +451,7 @@ class PollScheduler:
             self._following[entry.group] -= 1
 
     def completed(self, key: str, *, group: Hashable, duration: float) -> None:
-        """Tell that the build was seen done ``duration`` seconds after submission; stop watching it.
+        """Say the build was seen done ``duration`` s after submission; stop watching it.
 
         If no poll saw it unfinished before, its first poll was a hit, and the
         model hears of that too (see :meth:`DurationModel.first_poll`). What
@@ -606,9 +608,7 @@ class PollScheduler:
         growth = self._follow_growth if self._follow else 1.0
         self._durations.unfinished(entry.group, age * growth)
 
-    def _shorten(
-        self, entry: _Entry, interval: float, progress: float | None, now: float
-    ) -> float:
+    def _shorten(self, entry: _Entry, interval: float, progress: float | None, now: float) -> float:
         if progress is not None and progress > 0:
             # Linear extrapolation from the progress so far: if the build should
             # end before the back-off is over, poll when it should end instead.

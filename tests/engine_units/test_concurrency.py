@@ -80,7 +80,7 @@ async def test_measured_times_in_flight_replace_the_expected_one() -> None:
 
 
 async def test_builds_slower_than_expected_raise_the_limit_before_any_finishes() -> None:
-    """Unfinished builds older than expected make the time in flight at least twice their mean age."""
+    """Builds in flight longer than expected make W at least twice their mean age."""
     budget = await told(RateBudget(window_seconds=60), 1000)
     clock = FakeClock()
     in_flight = limiter(budget, clock)
