@@ -14,7 +14,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = {"rate-bound", "baseline", "overhead", "faults", "faults-pessimistic"}
+SCENARIOS = {
+    "rate-bound",
+    "rate-bound-real",
+    "baseline",
+    "overhead",
+    "faults",
+    "faults-pessimistic",
+}
 
 
 @pytest.mark.timeout(180)
@@ -52,6 +59,10 @@ def test_quick_mode_runs_every_scenario_exactly_once(tmp_path: Path) -> None:
         assert data["lost"] == 0
         assert data["rows"] == data["n"]
         assert data["repeated_rows"] == 0
+    for run in by_name["rate-bound-real"]["runs"]:
+        assert run["duplicates"] == 0
+        assert run["lost"] == 0
+        assert run["rows"] == run["n"]
     assert "correctness: all" in done.stdout
     assert "wall / lower bound" in done.stdout
     text = doc.read_text(encoding="utf-8")
