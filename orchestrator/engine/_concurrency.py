@@ -27,9 +27,10 @@ Little's law asks for no bound at all, keeps in flight).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -72,8 +73,11 @@ def in_flight_for(
 class AdaptiveLimiter:
     """A capacity limiter whose size follows Little's law (see the module docstring).
 
-    Use it as ``async with limiter:`` around a VM's whole life in flight, and
-    pass it the run's :class:`ProvisionEvent` stream (it is a progress hook).
+    Use it as ``async with limiter:`` around a VM's whole life in flight (or
+    :meth:`acquire_on_behalf_of` before starting the VM's task, so that VMs
+    still to go cost no waiting task, and ``async with limiter.placed(vm):``
+    in the task), and pass it the run's :class:`ProvisionEvent` stream (it is
+    a progress hook).
     ``cap`` is the user's ``max_in_flight`` (None: no cap but ``ceiling``);
     ``expected_seconds`` the build time assumed until one is measured;
     ``requests_per_build`` the budget a build costs (two when nothing goes
@@ -203,6 +207,23 @@ class AdaptiveLimiter:
                 self._flights.append(flight)
                 self._flights_sum += flight
         self.refresh()  # on every event: the ages of the builds in flight move too
+
+    async def acquire_on_behalf_of(self, borrower: object) -> None:
+        """Wait for a place for ``borrower`` (e.g. a VM whose task is not started yet)."""
+        self.refresh()
+        await self._limiter.acquire_on_behalf_of(borrower)
+
+    def release_on_behalf_of(self, borrower: object) -> None:
+        """Give back ``borrower``'s place."""
+        self._limiter.release_on_behalf_of(borrower)
+
+    @contextlib.asynccontextmanager
+    async def placed(self, borrower: object) -> AsyncIterator[None]:
+        """Hold the place :meth:`acquire_on_behalf_of` took for ``borrower``; give it back after."""
+        try:
+            yield
+        finally:
+            self.release_on_behalf_of(borrower)
 
     async def __aenter__(self) -> None:
         self.refresh()

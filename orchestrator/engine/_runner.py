@@ -233,6 +233,8 @@ class Run:
                     async with anyio.create_task_group() as drivers:
                         for track in self._tracks.values():
                             if track.result is None:
+                                # a place first, then a task: VMs waiting cost no task
+                                await self._in_flight.acquire_on_behalf_of(track)
                                 drivers.start_soon(self._drive, track)
                     outer.cancel_scope.cancel()
             except* JournalError as failed:
@@ -297,7 +299,10 @@ class Run:
 
     async def _drive(self, track: Track) -> None:
         dc = self._dc_limiters.get(track.request.location)
-        async with self._in_flight, dc if dc is not None else contextlib.nullcontext():
+        async with (
+            self._in_flight.placed(track),
+            dc if dc is not None else contextlib.nullcontext(),
+        ):
             if track.result is not None:
                 return
             await self._op.start(track)
