@@ -118,7 +118,8 @@ class DurationModel:
 
         Until the group has its own durations, this is all there is to learn
         from builds slower than expected: :meth:`expected` is then never less
-        than the longest such time (see :meth:`expected`).
+        than the longest such time, up to four times what it would be without
+        (a build that hangs must not put the others off for ever).
         """
         if self.learned(group) or not seconds > self._floors.get(group, 0.0):
             return
@@ -130,7 +131,7 @@ class DurationModel:
 
         A group not yet learned falls back on all groups' durations (or the
         default), raised to the longest time one of its builds was seen
-        unfinished.
+        unfinished (see :meth:`unfinished`).
         """
         cached = self._cache.get(group)
         if cached is not None:
@@ -141,7 +142,7 @@ class DurationModel:
             value *= self._calibration.get(group, 1.0)
         else:
             value = self._quantile_of(self._all) if self._all else self._default
-            value = max(value, self._floors.get(group, 0.0))
+            value = max(value, min(self._floors.get(group, 0.0), 4.0 * value))
         self._cache[group] = value
         return value
 
@@ -587,12 +588,13 @@ class PollScheduler:
     # --------------------------------------------------------------- helpers
 
     def _follows(self, group: Hashable) -> bool:
-        # The first `follow` builds of a group (counting those it learned from),
-        # then one in `follow_every`.
+        # Up to `follow` builds of a group at a time until it has `follow`
+        # durations (one that hangs does not hold the others up), then one in
+        # `follow_every`.
         if not self._follow:
             return False
         durations = self._durations
-        if durations.samples(group) + self._following[group] < self._follow:
+        if durations.samples(group) < self._follow and self._following[group] < self._follow:
             return True
         return (
             bool(self._follow_every)

@@ -482,7 +482,8 @@ def test_following_learns_builds_much_faster_or_slower_than_expected(mean: float
     """With the default at 45 s, builds of 10 s or 120 s are seen done soon, at ~1 poll each."""
     outcome = simulate(default=45.0, means={"g": mean}, spread=0.15, **ENGINE_OPTIONS)
     assert outcome.polls_per_build <= 1.1
-    assert outcome.late_seconds <= 0.3 * mean + 2.0  # poll_min is 2 s
+    # first polls aim at the p95, some 25% past the mean at this spread; poll_min is 2 s
+    assert outcome.late_seconds <= 0.4 * mean + 2.0
 
 
 # -------------------------------------------------------------- following
@@ -587,3 +588,23 @@ def test_builds_seen_unfinished_raise_a_young_groups_estimate_only() -> None:
     model.observe("old", 30.0)
     model.unfinished("old", 70.0)
     assert model.expected("old") == 30.0
+
+
+def test_a_hung_followed_build_does_not_keep_its_group_young() -> None:
+    """While a followed build hangs, others are followed until the group has its durations."""
+    clock = FakeClock()
+    polls = scheduler(clock, follow=2)
+    assert polls.add("hangs", group="g", submitted_at=0.0) == 2.0
+    assert polls.add("done", group="g", submitted_at=0.0) == 2.0
+    assert polls.add("plain", group="g", submitted_at=0.0) == 40.0  # two followed at a time
+    clock.now = 2.0
+    polls.due()
+    polls.completed("done", group="g", duration=2.0)
+    assert polls.add("next", group="g", submitted_at=2.0) == 4.0  # followed in its place
+
+
+def test_a_hung_build_puts_a_young_groups_polls_off_four_times_at_most() -> None:
+    """The time a young group's builds were seen unfinished raises its estimate up to 4x."""
+    model = DurationModel(default_seconds=40.0)
+    model.unfinished("g", 1000.0)
+    assert model.expected("g") == 160.0
