@@ -89,8 +89,9 @@ def format_progress(stats: EngineStatistics, width: int | None = None) -> str:
     ``3/5 done · building 2 (limit 563) · queued 0 · ok 2 · failed 1 · ETA 12s ·
     requests 27 · budget 973/1000``; the limit is how many may be in flight at
     once (sized by the run, or ``max_in_flight``); skipped, cancelled and 429
-    counts appear once not zero. Given a ``width`` (a terminal's columns), the line fits it: labels shorten
-    (``bld 2 · q 0``), then the least telling parts go; the budget stays.
+    counts appear once not zero. Given a ``width`` (a terminal's columns), the
+    line fits it: labels shorten (``bld 2 · q 0``), then the least telling
+    parts go; the budget stays.
     """
     parts = _parts(stats)
     line = _join(parts, short=False)
