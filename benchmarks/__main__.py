@@ -29,7 +29,6 @@ from benchmarks._real_budget import rate_bound_real
 from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
 from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context, ScenarioFn
-from orchestrator.settings import load_settings
 
 __all__ = ["main"]
 
@@ -45,8 +44,11 @@ DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
 _INTRO = """
 How fast `orchestrator` provisions VMs, measured against the built-in simulator
 (`orchestrator simulate`), each scenario with its own simulator process.
-Regenerate with `python -m benchmarks` (about 4 minutes on 2 cores);
-`python -m benchmarks --quick` is a smoke run.
+Regenerate with `python -m benchmarks` (about {minutes} minutes on 2 cores);
+`python -m benchmarks --quick` is a smoke run. One scenario alone:
+`python -m benchmarks rate-bound-real` (the real API's budget, every case),
+`python -m benchmarks rate-bound-real --build 40 --n 1000` (one case),
+`--repeat 3` to run each case three times.
 
 What users feel is how long a bulk run takes, and on the real API the ceiling
 is the rate budget: every VM needs at least two requests (its build POST and
@@ -56,8 +58,9 @@ duration. The simulator runs on a scaled clock (time scale S: a 60 s window
 lasts 60/S real seconds, a 40 s build 40/S) and the orchestrator's settings
 are scaled the same way (rate window, poll bounds, expected build time, build
 timeout), so a "window" below is one rate window whatever its real length.
-Everything else is the engine's defaults (notably `max_in_flight = {max_in_flight}`),
-with a journal, as `orchestrator run` uses it. Rate-bound runs three times,
+Everything else is the engine's defaults (notably `max_in_flight` unset: the
+run sizes its concurrency from the budget and the build times it learns), with
+a journal, as `orchestrator run` uses it. Rate-bound runs three times,
 because its wall time varies from run to run; the median and the worst run are
 both held against the target.
 
@@ -138,13 +141,12 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m benchmarks" + (" " + " ".join(argv) if argv else "")
         if argv is None and len(sys.argv) > 1:
             command = "python -m benchmarks " + " ".join(sys.argv[1:])
-        defaults = load_settings(environ={}).engine
         text = render_markdown(
             results,
             info=machine(ROOT),
             command=command,
             elapsed=elapsed,
-            intro=_INTRO.format(max_in_flight=defaults.max_in_flight),
+            intro=_INTRO.format(minutes=max(1, round(elapsed / 60))),
         )
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(text, encoding="utf-8")

@@ -158,6 +158,8 @@ COVERED = {
     "orchestrator report diff report.json report.json --output json": "test_fleet_block",
     "python -m benchmarks": "test_benchmark_commands",
     "python -m benchmarks --quick": "test_benchmark_commands",
+    "python -m benchmarks rate-bound-real": "test_benchmark_commands",
+    "python -m benchmarks rate-bound-real --build 40 --n 1000": "test_benchmark_commands",
     "eval '$(_ORCHESTRATOR_COMPLETE=bash_source orchestrator)'": "test_shell_completion",
 }
 
@@ -349,7 +351,7 @@ def test_simulator_block(
 
 
 def test_benchmark_commands() -> None:
-    """``python -m benchmarks [--quick]`` exist (they run minutes: the benchmark job runs them)."""
+    """``python -m benchmarks [--quick | SCENARIO [--build S --n N]]`` exist (they run minutes)."""
     if not (ROOT / "benchmarks" / "__main__.py").exists():
         pytest.skip("benchmarks/ is not in this checkout yet")
     result = subprocess.run(
@@ -362,7 +364,8 @@ def test_benchmark_commands() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "--quick" in result.stdout
+    for option in ("--quick", "rate-bound-real", "--build", "--n N", "--repeat"):
+        assert option in result.stdout
 
 
 # ------------------------------------------------------------ cron and systemd
