@@ -175,7 +175,9 @@ class ConfigFile(TomlConfigSettingsSource, Origin):
         super().__init__(settings_cls, toml_file=Path(self.path))
         self.values = {k: v for k, v in self.toml_data.items() if isinstance(v, dict)}
 
-    def _read_file(self, file_path: Path) -> dict[str, Any]:
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        # Any: pydantic-settings types this argument Path in some releases and
+        # Path | Traversable in others; ours is always the Path given above
         try:
             with open(file_path, "rb") as handle:
                 raw = handle.read(_MAX_CONFIG_BYTES)
