@@ -191,3 +191,55 @@ def test_a_journal_is_refused_against_another_api(
         assert main(["run", "fleet.toml", "--no-progress", "--journal-rebind"]) == 0
         assert main(["run", "fleet.toml", "--no-progress"]) == 0  # bound to it now
     assert sorted(sim.hostnames()) == hostnames
+
+
+_REPORT_DIR_GONE = """
+import shutil, sys
+from pathlib import Path
+import orchestrator.report as report
+
+write = report.write_report
+
+def gone(result, path):
+    # the report's directory disappears after the run: a real ENOENT
+    if Path(path).parent.name == "out":
+        shutil.rmtree(Path(path).parent)
+    write(result, path)
+
+report.write_report = gone
+from orchestrator.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def test_a_report_that_cannot_be_written_goes_to_the_temp_directory(cwd: Path) -> None:
+    """The report's own path fails at the end: the report is written to the temp
+    directory instead, the error names both paths, exit 1."""
+    (cwd / "out").mkdir()
+    (cwd / "tmp").mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _REPORT_DIR_GONE,
+            "run",
+            "--simulate",
+            str(EXAMPLE_SPEC),
+            "--no-progress",
+            "--report",
+            "out/report.json",
+        ],
+        cwd=cwd,
+        env=clean_environ({"TMPDIR": str(cwd / "tmp")}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "cannot write the report out/report.json" in done.stderr
+    (fallback,) = (cwd / "tmp").glob("orchestrator-report-*.json")
+    assert f"written to {fallback}" in done.stderr
+    report = validate_report_file(fallback)
+    assert [vm.hostname for vm in report.vms] == EXAMPLE_HOSTNAMES
+    assert f"report written to {fallback}" in done.stdout
