@@ -27,8 +27,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import anyio
-
 from orchestrator.engine._appearance import AppearanceModel
 from orchestrator.engine._ownership import Ownership, Verdict, ownership_annotations
 from orchestrator.engine._retry import retry_get
@@ -36,7 +34,6 @@ from orchestrator.engine._tagging import apply_tags
 from orchestrator.engine._track import Track, utcnow
 from orchestrator.errors import ApiError, TransportError, detail_messages
 from orchestrator.katapult import build_spec_xml
-from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -243,23 +240,6 @@ class BuildOperation:
         )
 
     async def _post(self, track: Track, xml: str | None) -> CreatedBuild:
-        def sent() -> None:
-            track.on_wire = True
-
-        token = ON_SENT.set(sent)
-        try:
-            created = await self._send(track, xml)
-        except anyio.get_cancelled_exc_class():
-            raise  # stopped: sent and unanswered, or never sent (on_wire tells)
-        except BaseException:
-            track.on_wire = False  # answered, or known not to have gone out
-            raise
-        finally:
-            ON_SENT.reset(token)
-        track.on_wire = False
-        return created
-
-    async def _send(self, track: Track, xml: str | None) -> CreatedBuild:
         req = track.request
         client = self._run.client
         annotations = {**req.annotations, **ownership_annotations(req.key, self.ownership.fleet)}

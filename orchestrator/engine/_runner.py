@@ -26,7 +26,7 @@ from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
-from orchestrator.engine._track import OrgContext, Phase, Track, error_info
+from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
     ORG_STOPPING_CODES,
@@ -380,7 +380,8 @@ class Run:
                 await self.journal.record_intent(track.key, attempt=track.attempts)
             self.emit("submitting", track)
             try:
-                await self._op.send(track)
+                with sending(track):
+                    await self._op.send(track)
             except RateLimited as exc:
                 # a 429 means the server did not act: sending again is safe
                 self.note_error(track, exc)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -9,6 +11,7 @@ from typing import Literal
 import anyio
 
 from orchestrator.errors import ApiError, Category
+from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -144,3 +147,27 @@ class Track:
             duration_seconds=duration,
             tags=self.tags,
         )
+
+
+@contextmanager
+def sending(track: Track) -> Iterator[None]:
+    """Around an operation's request(s) for ``track``: ``track.on_wire`` says whether
+    one went on the wire unanswered. Set the moment a request passes the rate budget
+    (``ON_SENT``); cleared by any answer or error; left as it is when cancelled, which
+    tells "stopped while waiting for the budget" (never sent) from "sent, no answer"."""
+
+    def sent() -> None:
+        track.on_wire = True
+
+    token = ON_SENT.set(sent)
+    try:
+        yield
+    except anyio.get_cancelled_exc_class():
+        raise
+    except BaseException:
+        track.on_wire = False
+        raise
+    else:
+        track.on_wire = False
+    finally:
+        ON_SENT.reset(token)
