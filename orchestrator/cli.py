@@ -654,7 +654,8 @@ async def _run_async(
             if isinstance(error, AuthenticationError | PermissionDenied):
                 code = _fail(str(error), EXIT_AUTH)
             elif isinstance(error, JournalError):
-                code = _fail(f"{error} (--journal PATH names another journal)", EXIT_USAGE)
+                hint = " (--journal PATH names another journal)"
+                code = _fail(f"{error}{'' if '--journal' in str(error) else hint}", EXIT_USAGE)
             elif isinstance(error, SpecError):  # an SSH key or tag the organization lacks
                 code = _fail(str(error), EXIT_USAGE)
             else:
