@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import assert_type
+from typing import Any, assert_type
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -25,6 +25,7 @@ from orchestrator import (
     EventKind,
     KatapultClient,
     KatapultSettings,
+    LimitError,
     Lookup,
     LookupProblem,
     Orchestrator,
@@ -41,6 +42,7 @@ from orchestrator import (
     SpecIssue,
     VmRequest,
     VmResult,
+    limit_vms,
     load_settings,
     load_spec,
     make_plan,
@@ -143,6 +145,23 @@ async def follow_events(settings: Settings, spec: Spec) -> list[str]:
             await orch.run(spec)
             await events.aclose()
     return seen
+
+
+def limited(spec: Spec) -> list[VmRequest]:
+    """``--limit`` as a function: hostname globs, a pattern matching nothing raises."""
+    try:
+        return limit_vms(spec.vms, ["web-*", "db-01,db-02"])
+    except LimitError:
+        return []
+
+
+def addresses_and_inventory(report: Report, spec: Spec) -> list[str]:
+    """Each VM's addresses are in the report; the inventory is written from report and spec."""
+    from orchestrator.report import inventory_of, write_inventory
+
+    write_inventory(report, spec.vms, Path("inventory.yml"))
+    assert_type(inventory_of(report, spec.vms), dict[str, Any])
+    return [ip for vm in report.vms if vm.virtual_machine for ip in vm.virtual_machine.ip_addresses]
 
 
 def read_a_report(report: Report) -> list[str]:
