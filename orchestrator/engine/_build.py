@@ -312,28 +312,21 @@ class BuildOperation:
         show their VM, and only then is the POST sent again.
         """
         run = self._run
-        try:
-            vm = await run.find_hostname(track, quiet=False)
-            if vm is None and track.result is None:
-                settle = self._appearance.settle_seconds()
-                since = run.clock() - (track.last_post_clock or run.clock())
-                if since < settle:
-                    wait = settle - since
-                    run.emit(
-                        "reconciling",
-                        track,
-                        message=f"hostname free; look again in {wait:.0f} s, then re-send",
-                    )
-                    self.waited_seconds += wait
-                    await run.sleep(wait)
-                vm = await run.find_hostname(track, quiet=False)
-        except (ApiError, TransportError):
-            # the lookups got no answer (after their retries): "free" is not
-            # known, so nothing is re-sent; the hostname is watched instead
-            if track.result is None:
-                self.give_up(track)
-            return True
-        if track.result is not None:
+        vm = await self._look_until_answered(track)
+        if vm is None and track.result is None and not track.gave_up:
+            settle = self._appearance.settle_seconds()
+            since = run.clock() - (track.last_post_clock or run.clock())
+            if since < settle:
+                wait = settle - since
+                run.emit(
+                    "reconciling",
+                    track,
+                    message=f"hostname free; look again in {wait:.0f} s, then re-send",
+                )
+                self.waited_seconds += wait
+                await run.sleep(wait)
+            vm = await self._look_until_answered(track)
+        if track.result is not None or track.gave_up:
             return True
         if vm is None:
             return False
@@ -342,6 +335,30 @@ class BuildOperation:
             return True
         self._take(track, vm)
         return True
+
+    async def _look_until_answered(self, track: Track) -> VirtualMachine | None:
+        """Look the hostname up until the API answers; "free" is never assumed.
+
+        Lookups that get no answer (after their own retries: an outage) are
+        tried again with back-off, and nothing is re-sent meanwhile. Once the
+        build timeout has passed since the uncertain POST, the hostname is
+        watched instead (:meth:`give_up`).
+        """
+        run = self._run
+        pause = run.settings.poll_min_seconds
+        while True:
+            try:
+                return await run.find_hostname(track, quiet=False)
+            except (ApiError, TransportError):
+                if track.result is not None:
+                    return None
+                since = run.clock() - (track.last_post_clock or run.clock())
+                if since > run.settings.build_timeout_seconds:
+                    self.give_up(track)
+                    return None
+                run.emit("reconciling", track, message="the lookup got no answer: again later")
+                await run.sleep(pause)
+                pause = min(pause * 2, run.settings.poll_max_seconds)
 
     def _take(self, track: Track, vm: VirtualMachine) -> None:
         """Adopt ``vm`` as this VM's and follow it until it has settled."""
