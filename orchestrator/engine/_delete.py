@@ -153,27 +153,46 @@ class DeleteOperation:
         await run.submit(track)
 
     async def _look(self, track: Track, vm_id: str) -> tuple[Where, VirtualMachine | None] | None:
-        """Where the VM is: present (with its annotations), in the trash, or gone.
-
-        None when the VM's fate was settled because the look failed for good.
-        """
+        """Where the VM is (see :meth:`_where`); None when the look failed for good and
+        the VM's fate was settled by it."""
         run = self._run
         try:
-            vm = await retry_get(lambda: run.client.get_vm(Lookup("id", vm_id)), **run.retry)
+            return await self._where(vm_id, retried=True)
+        except (ApiError, TransportError) as exc:
+            run.note_error(track, exc)
+            if isinstance(exc, ApiError):
+                run.doom_for(track.org, exc)
+            await run.finish(track, "failed", category=exc.category, error=error_info(exc))
+            return None
+
+    async def _where(self, vm_id: str, *, retried: bool) -> tuple[Where, VirtualMachine | None]:
+        """Present (with its annotations), in the trash, or gone; other errors propagate."""
+        run = self._run
+
+        async def get() -> VirtualMachine:
+            return await run.client.get_vm(Lookup("id", vm_id))
+
+        try:
+            vm = await (retry_get(get, **run.retry) if retried else get())
         except NotFound:
             return "gone", None
         except ApiError as exc:
-            if exc.code == "object_in_trash":
-                return "trash", None
-            run.note_error(track, exc)
-            run.doom_for(track.org, exc)
-            await run.finish(track, "failed", category=exc.category, error=error_info(exc))
-            return None
-        except TransportError as exc:
-            run.note_error(track, exc)
-            await run.finish(track, "failed", category=exc.category, error=error_info(exc))
-            return None
+            if exc.code != "object_in_trash":
+                raise
+            return "trash", None
         return "present", vm
+
+    async def _follow(self, track: Track, where: Where, vm: VirtualMachine | None) -> bool:
+        """After a DELETE: gone or in the trash settles the VM (True); present does not."""
+        if where == "gone":
+            await self._gone(track)
+        elif where == "trash":
+            await self._in_trash(track)
+        else:
+            assert vm is not None
+            self._run.seen_vm(track, vm)
+            return False
+        return True
 
     # ---------------------------------------------------------------- sending
 
@@ -226,25 +245,12 @@ class DeleteOperation:
     async def reconcile(self, track: Track) -> bool:
         """After an uncertain DELETE: look. Still there: send again (safe by id)."""
         assert track.vm_id is not None
-        run = self._run
         try:
-            vm = await retry_get(
-                lambda: run.client.get_vm(Lookup("id", track.vm_id or "")), **run.retry
-            )
-        except NotFound:
-            await self._gone(track)
-            return True
-        except ApiError as exc:
-            if exc.code == "object_in_trash":
-                await self._in_trash(track)
-                return True
+            where, vm = await self._where(track.vm_id, retried=True)
+        except (ApiError, TransportError):
             self.give_up(track)
             return True
-        except TransportError:
-            self.give_up(track)
-            return True
-        run.seen_vm(track, vm)
-        return False
+        return await self._follow(track, where, vm)
 
     def give_up(self, track: Track) -> None:
         """The DELETE's outcome cannot be learned now: watch the VM until the timeout."""
@@ -325,15 +331,6 @@ class DeleteOperation:
                 self._poll_purge_soon(track)
             return
         assert track.vm_id is not None
-        try:
-            vm = await run.client.get_vm(Lookup("id", track.vm_id))
-        except NotFound:
-            await self._gone(track)
-            return
-        except ApiError as exc:
-            if exc.code != "object_in_trash":
-                raise
-            await self._in_trash(track)
-            return
-        run.seen_vm(track, vm)
-        run.repoll(track)
+        where, vm = await self._where(track.vm_id, retried=False)
+        if not await self._follow(track, where, vm):
+            run.repoll(track)

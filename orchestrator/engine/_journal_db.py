@@ -133,8 +133,7 @@ def journal_exists(path: Path) -> bool:
         raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
     if len(header) < _HEADER_SIZE or not header.startswith(_SQLITE_MAGIC):
         raise JournalError(
-            f"{path} is not an orchestrator journal (not an SQLite database); "
-            "it was left untouched"
+            f"{path} is not an orchestrator journal (not an SQLite database); it was left untouched"
         )
     app_id = int.from_bytes(header[_APPLICATION_ID_OFFSET : _APPLICATION_ID_OFFSET + 4], "big")
     version = int.from_bytes(header[_USER_VERSION_OFFSET : _USER_VERSION_OFFSET + 4], "big")

@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
-#: API codes after which no request in the whole run / the same organization can succeed
-_DOOM_RUN, _DOOM_ORG = RUN_STOPPING_CODES, ORG_STOPPING_CODES
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
 #: consecutive "not found" answers while polling before the VM is declared lost
@@ -461,8 +459,7 @@ class Run:
     ) -> VirtualMachine | None:
         """``GET`` one VM (with retries); None when it is not there or could not be read.
 
-        A VM in the trash fails ``track`` (``conflict``/``hostname_in_trash``)
-        unless the operation handles the trash itself (``in_trash_ok``).
+        A VM in the trash fails ``track`` (``conflict``/``hostname_in_trash``).
         """
         try:
             return await retry_get(lambda: self.client.get_vm(lookup), **self.retry)
@@ -535,11 +532,11 @@ class Run:
     def doom_for(self, org: OrgContext, exc: ApiError, *, force_org: bool = False) -> None:
         """Remember a failure that dooms every later request of the run or organization."""
         doom = (exc.category, error_info(exc))
-        if exc.code in _DOOM_RUN or exc.category == "auth":
+        if exc.code in RUN_STOPPING_CODES or exc.category == "auth":
             if self._doom_all is None:
                 self._doom_all = doom
                 self.log.error("orchestrator.run.doomed", error=str(exc))
-        elif (exc.code in _DOOM_ORG or force_org) and org.doom is None:
+        elif (exc.code in ORG_STOPPING_CODES or force_org) and org.doom is None:
             org.doom = doom
             self.log.error("orchestrator.org.doomed", organization=org.lookup.value, error=str(exc))
 
