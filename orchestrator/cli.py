@@ -298,6 +298,20 @@ def _limited(spec: Spec, limit: tuple[str, ...]) -> tuple[list[VmRequest], int |
         return [], _fail(f"{spec.path}: {exc}")
 
 
+def _unwritable(*outputs: tuple[str, Path | None]) -> int | None:
+    """Exit 2 naming the first output that cannot be written; None when all can.
+
+    Found now, before anything is sent, not after every VM was built.
+    """
+    from orchestrator.report._atomic import check_writable
+
+    for label, path in outputs:
+        problem = None if path is None else check_writable(path)
+        if problem is not None:
+            return _fail(f"cannot write the {label} {path}: {problem}")
+    return None
+
+
 _NO_CREDENTIALS = (
     "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
     "or add --simulate to try the built-in simulator"
@@ -540,19 +554,15 @@ def run(
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     output = settings.output
-    for label, path in (
+    code = _unwritable(
         ("report", output.report),
         ("journal", journal_path),
         ("JUnit file", output.junit),
         ("metrics file", output.metrics),
         ("inventory", output.inventory),
-    ):
-        # found now, before anything is sent, not after every VM was built
-        from orchestrator.report._atomic import check_writable
-
-        problem = None if path is None else check_writable(path)
-        if problem is not None:
-            return _fail(f"cannot write the {label} {path}: {problem}")
+    )
+    if code is not None:
+        return code
     try:
         return anyio.run(
             functools.partial(_run_async, journal_rebind=journal_rebind),
@@ -922,12 +932,9 @@ def destroy(
         build_journal = Path("report.json.journal")
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
-    for label, path in (("report", settings.output.report), ("journal", journal_path)):
-        from orchestrator.report._atomic import check_writable
-
-        problem = None if path is None else check_writable(path)
-        if problem is not None:
-            return _fail(f"cannot write the {label} {path}: {problem}")
+    code = _unwritable(("report", settings.output.report), ("journal", journal_path))
+    if code is not None:
+        return code
     destroying = _Destroy(
         build_journal=build_journal, purge=purge, yes=yes, fleet=fleet, only_keys=only_keys
     )
