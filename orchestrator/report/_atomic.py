@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 __all__ = ["atomic_write", "check_writable", "temp_pattern"]
@@ -20,8 +21,12 @@ def temp_pattern(path: str | os.PathLike[str]) -> str:
     return f".{Path(path).name}.*.tmp"
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | Iterable[bytes], *, mode: int = 0o600
+) -> None:
     """Replace ``path`` with ``data`` atomically; the file gets exactly ``mode``.
+
+    ``data`` may come in pieces (an iterable of bytes), written as they come.
 
     The temp file is created owner-only (``mkstemp``), so the content is never
     readable by others even briefly, whatever the umask; ``mode`` is applied
@@ -38,13 +43,16 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600
         raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
 
 
-def _write(target: Path, data: bytes, mode: int) -> None:
+def _write(target: Path, data: bytes | Iterable[bytes], mode: int) -> None:
     directory = target.parent
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), mode)
-            file.write(data)
+            if isinstance(data, bytes):
+                file.write(data)
+            else:
+                file.writelines(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ from orchestrator.errors import ReportError
 from orchestrator.report._atomic import atomic_write
 from orchestrator.report._model import Report
 
-__all__ = ["SCHEMA_VERSION", "load_report", "report_json_schema", "report_to_json", "write_report"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "load_report",
+    "report_json_chunks",
+    "report_json_schema",
+    "report_to_json",
+    "write_report",
+]
 
 #: The ``schema_version`` this orchestrator writes and reads.
 SCHEMA_VERSION = 1
@@ -23,10 +31,34 @@ SCHEMA_VERSION = 1
 _MAX_LISTED_ERRORS = 10
 
 
+#: the line of an empty ``vms`` list in the report's JSON, where the rows go
+_NO_VMS = '\n  "vms": [],\n'
+
+
+def report_json_chunks(report: Report) -> Iterator[str]:
+    """The text of ``report.json`` in pieces: one per VM, between a head and a tail.
+
+    Joined, exactly :func:`report_to_json`; written piece by piece, a report of
+    100,000 VMs never exists whole in memory as text (nor as bytes).
+    """
+    # fallback: a value pydantic cannot serialize (an odd object in an error detail) as text
+    if not report.vms:
+        yield report.model_dump_json(indent=2, fallback=str) + "\n"
+        return
+    frame = report.model_copy(update={"vms": []}).model_dump_json(indent=2, fallback=str)
+    head, tail = frame.split(_NO_VMS, 1)
+    yield head + '\n  "vms": [\n'
+    last = len(report.vms) - 1
+    for i, vm in enumerate(report.vms):
+        # a row nests two levels deep; JSON strings hold no raw newline to re-indent
+        row = vm.model_dump_json(indent=2, fallback=str).replace("\n", "\n    ")
+        yield "    " + row + (",\n" if i < last else "\n")
+    yield "  ],\n" + tail + "\n"
+
+
 def report_to_json(report: Report) -> str:
     """``report`` as the text of ``report.json``: indent 2, datetimes ISO-8601 UTC."""
-    # fallback: a value pydantic cannot serialize (an odd object in an error detail) as text
-    return report.model_dump_json(indent=2, fallback=str) + "\n"
+    return "".join(report_json_chunks(report))
 
 
 def write_report(report: Report, path: str | os.PathLike[str]) -> None:
@@ -34,9 +66,9 @@ def write_report(report: Report, path: str | os.PathLike[str]) -> None:
 
     Synchronous and blocking: from async code call it through
     ``anyio.to_thread.run_sync``. Safe to call while handling Ctrl-C: the old
-    file stays whole until the new one is complete.
+    file stays whole until the new one is complete. Written a VM at a time.
     """
-    atomic_write(path, report_to_json(report).encode("utf-8"))
+    atomic_write(path, (chunk.encode("utf-8") for chunk in report_json_chunks(report)))
 
 
 def load_report(path: str | os.PathLike[str]) -> Report:

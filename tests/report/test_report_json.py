@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
 from orchestrator.errors import ReportError
 from orchestrator.report import ErrorInfo, Report, load_report, write_report
 from orchestrator.report._atomic import atomic_write, temp_pattern
-from orchestrator.report._json import report_to_json
+from orchestrator.report._json import report_json_chunks, report_to_json
 
 from ._helpers import report_of, vm
+from ._strategies import reports
 
 
 def _mode(path: Path) -> int:
@@ -228,3 +230,23 @@ def test_load_rejects_duplicate_keys(tmp_path: Path, report: Report) -> None:
     data["vms"][1]["key"] = "web-01"
     with pytest.raises(ReportError, match="duplicate keys web-01"):
         load_report(_write_json(tmp_path, data))
+
+
+@settings(max_examples=60, deadline=None)
+@given(report=reports())
+def test_written_a_vm_at_a_time_the_text_is_pydantics_whole_dump(report: Report) -> None:
+    """The report is written in pieces (one per VM), and the pieces make exactly the text
+    pydantic gives for the whole report: any VM rows, empty lists, odd error details."""
+    whole = report.model_dump_json(indent=2, fallback=str) + "\n"
+    assert "".join(report_json_chunks(report)) == whole
+    assert report_to_json(report) == whole
+
+
+def test_an_odd_error_detail_is_written_as_text_in_a_row(tmp_path: Path) -> None:
+    """A value pydantic cannot serialize in a row's error detail is written as its text."""
+    odd = vm("odd-1", "failed", category="server_error", error=ErrorInfo(detail={1j}))
+    report = report_of([odd, vm("web-1")])
+    path = tmp_path / "report.json"
+    write_report(report, path)
+    assert path.read_text("utf-8") == report.model_dump_json(indent=2, fallback=str) + "\n"
+    assert json.loads(path.read_text("utf-8"))["vms"][0]["error"]["detail"] == ["1j"]
