@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import json
 import os
 import sqlite3
@@ -125,7 +126,8 @@ class Journal:
         self._seq = 0
         self._committed = 0
         self._error: JournalError | None = None
-        self._wake: anyio.Event | None = None
+        #: (seq, future) of the tasks waiting for their operation's commit, a heap by seq
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._results: dict[int, object] = {}
         self._keys: set[str] = set()
         self._specs: dict[str, str] = {}
@@ -343,14 +345,15 @@ class Journal:
         """Wait until operation ``seq`` is committed; JournalError if it failed.
 
         Cancelling this wait does not withdraw the operation: it is applied whole.
+        Each waiter is woken once, by the commit that covers it (not by every
+        commit: thousands of VMs in flight would each wake for every group).
         """
-        while self._committed < seq:
-            if self._error is not None:
-                raise JournalError(str(self._error)) from self._error
-            wake = self._wake
-            if wake is None:
-                wake = self._wake = anyio.Event()
-            await wake.wait()
+        if self._committed < seq and self._error is None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiters, (seq, future))
+            await future
+        if self._committed < seq and self._error is not None:
+            raise JournalError(str(self._error)) from self._error
 
     # called on the event loop by the writer thread (through call_soon_threadsafe)
 
@@ -364,9 +367,11 @@ class Journal:
             self._results.update(results)
         elif self._error is None:
             self._error = error
-        wake, self._wake = self._wake, None
-        if wake is not None:
-            wake.set()
+        waiters = self._waiters
+        while waiters and (waiters[0][0] <= self._committed or self._error is not None):
+            _, future = heapq.heappop(waiters)
+            if not future.done():  # (a cancelled wait)
+                future.set_result(None)
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalSnapshot:
