@@ -115,6 +115,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         "all_keys": set(keys) == {r.key for r in requests},
         "requests": report.summary.requests.total,
         "rate_limited": report.summary.requests.rate_limited,
+        "stopped_because": report.stopped_because,
     }
 
 

@@ -27,10 +27,9 @@ Little's law asks for no bound at all, keeps in flight).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -75,9 +74,9 @@ class AdaptiveLimiter:
 
     Use it as ``async with limiter:`` around a VM's whole life in flight (or
     :meth:`acquire_on_behalf_of` before starting the VM's task, so that VMs
-    still to go cost no waiting task, and ``async with limiter.placed(vm):``
-    in the task), and pass it the run's :class:`ProvisionEvent` stream (it is
-    a progress hook).
+    still to go cost no waiting task, and :meth:`release_on_behalf_of` when
+    the VM is done), and pass it the run's :class:`ProvisionEvent` stream (it
+    is a progress hook).
     ``cap`` is the user's ``max_in_flight`` (None: no cap but ``ceiling``);
     ``expected_seconds`` the build time assumed until one is measured;
     ``requests_per_build`` the budget a build costs (two when nothing goes
@@ -216,14 +215,6 @@ class AdaptiveLimiter:
     def release_on_behalf_of(self, borrower: object) -> None:
         """Give back ``borrower``'s place."""
         self._limiter.release_on_behalf_of(borrower)
-
-    @contextlib.asynccontextmanager
-    async def placed(self, borrower: object) -> AsyncIterator[None]:
-        """Hold the place :meth:`acquire_on_behalf_of` took for ``borrower``; give it back after."""
-        try:
-            yield
-        finally:
-            self.release_on_behalf_of(borrower)
 
     async def __aenter__(self) -> None:
         self.refresh()

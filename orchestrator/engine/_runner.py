@@ -13,7 +13,6 @@ module each: :mod:`orchestrator.engine._build` and
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 from collections import Counter
@@ -21,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.abc
 
 from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
@@ -58,6 +58,8 @@ __all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 MAX_SUBMIT_ATTEMPTS = 8
 #: consecutive "not found" answers while polling before the VM is declared lost
 MAX_POLL_NOT_FOUND = 5
+#: tasks that poll, each one VM at a time (the most polls waiting at once)
+POLLERS = 64
 #: poll intervals are scaled by this while requests queue for the rate budget
 _STRETCH_WHEN_SHORT = 1.3
 
@@ -121,13 +123,17 @@ class Run:
         if per_dc is not None:
             for req in requests:
                 self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
-        self._poll_slots = anyio.Semaphore(64)
         # GET retries back off on the same scale as polls (short under --simulate)
         self.retry: dict[str, Any] = {**retry_args(settings), "log": self.log}
         self._doom_all: tuple[Category, ErrorInfo] | None = None
         self._stop_reason: str | None = None
         self._failures = 0
         self._phases: Counter[str] = Counter(queued=len(self._tracks))
+        #: VMs without a result yet; the run's work is over when none is left
+        self._total = self._unsettled = len(self._tracks)
+        self._all_settled = anyio.Event()
+        if not self._tracks:
+            self._all_settled.set()
         self._outcomes: Counter[str] = Counter()
         self._work_scope: anyio.CancelScope | None = None
         self._started = clock()
@@ -202,7 +208,7 @@ class Run:
         """A snapshot of the run's progress."""
         budget = self._budget.statistics()
         return EngineStatistics(
-            total=len(self._tracks),
+            total=self._total,
             queued=self._phases["queued"],
             submitting=self._phases["submitting"],
             building=self._phases["building"],
@@ -233,7 +239,10 @@ class Run:
                             if track.result is None:
                                 # a place first, then a task: VMs waiting cost no task
                                 await self._in_flight.acquire_on_behalf_of(track)
+                                track.placed = True
                                 drivers.start_soon(self._drive, track)
+                    # every VM started; those in flight end through the poll loop
+                    await self._all_settled.wait()
                     outer.cancel_scope.cancel()
             except* JournalError as failed:
                 # no intent can be recorded any more, so nothing more is sent;
@@ -245,7 +254,9 @@ class Run:
             for track in self._tracks.values():
                 if track.result is None:
                     await self._finish_interrupted(track)
-        return [t.result for t in self._tracks.values() if t.result is not None]
+        results = [t.result for t in self._tracks.values() if t.result is not None]
+        self._tracks.clear()  # the results are the caller's now: a finished run keeps no VM
+        return results
 
     # ----------------------------------------------------------------- prepare
 
@@ -296,16 +307,26 @@ class Run:
     # ------------------------------------------------------------ submission
 
     async def _drive(self, track: Track) -> None:
+        """Start ``track``'s operation in the place in flight it was given.
+
+        The task ends once the request is sent (or the VM's fate known); a VM
+        then being polled costs no task, and gives its places back when it
+        settles (:meth:`settle`).
+        """
         dc = self._dc_limiters.get(track.request.location)
-        async with (
-            self._in_flight.placed(track),
-            dc if dc is not None else contextlib.nullcontext(),
-        ):
-            if track.result is not None:
-                return
+        if dc is not None:
+            await dc.acquire_on_behalf_of(track)
+            track.dc_placed = True
+        if track.result is None:
             await self._op.start(track)
-            if track.result is None:
-                await track.done.wait()
+
+    def _release_places(self, track: Track) -> None:
+        if track.placed:
+            track.placed = False
+            self._in_flight.release_on_behalf_of(track)
+        if track.dc_placed:
+            track.dc_placed = False
+            self._dc_limiters[track.request.location].release_on_behalf_of(track)
 
     def _blocked(self, track: Track) -> bool:
         return (
@@ -543,23 +564,30 @@ class Run:
     # ---------------------------------------------------------------- polling
 
     async def _poll_loop(self) -> None:
-        """One loop for every VM in flight: poll whatever the scheduler says is due."""
-        async with anyio.create_task_group() as tg:
+        """One loop for every VM in flight: poll whatever the scheduler says is due.
+
+        :data:`POLLERS` tasks do the polls, each handed one due VM at a time
+        (no task per poll): at most that many polls wait for the budget or an
+        answer at once.
+        """
+        send, receive = anyio.create_memory_object_stream[Track]()
+        async with anyio.create_task_group() as tg, send, receive:
+            for _ in range(POLLERS):
+                tg.start_soon(self._poller, receive)
             while True:
                 await self.scheduler.wait()
                 for key in self.scheduler.due():
                     track = self._tracks[key]
-                    if track.result is not None:
-                        continue
-                    await self._poll_slots.acquire()
-                    tg.start_soon(self._poll_one, track)
+                    if track.result is None:
+                        await send.send(track)
+
+    async def _poller(self, due: anyio.abc.ObjectReceiveStream[Track]) -> None:
+        async for track in due:
+            await self._poll_one(track)
 
     async def _poll_one(self, track: Track) -> None:
         kind = track.poll_kind
-        try:
-            answered = await self._poll_or_fail(track)
-        finally:
-            self._poll_slots.release()
+        answered = await self._poll_or_fail(track)
         # A timeout is judged on evidence, never instead of a poll: a build whose
         # polls were held (429s, an outage) may well have finished meanwhile. It
         # takes an answer saying "not finished", or polls failing for longer than
@@ -666,10 +694,14 @@ class Run:
         )
 
     def settle(self, track: Track, result: VmResult) -> None:
+        """Make ``result`` the VM's one result and give back its places in flight."""
         track.result = result
         self.set_phase(track, "done")
         self._outcomes[result.outcome] += 1
-        track.done.set()
+        self._release_places(track)
+        self._unsettled -= 1
+        if self._unsettled == 0:
+            self._all_settled.set()
 
     async def finish(
         self,

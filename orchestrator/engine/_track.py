@@ -98,7 +98,10 @@ class Track:
     #: the tags the VM has after they were set (None: none asked for, or not yet set)
     tags: tuple[str, ...] | None = None
     result: VmResult | None = None
-    done: anyio.Event = field(default_factory=anyio.Event)
+    #: holds a place among the VMs in flight (given back when the result is set)
+    placed: bool = False
+    #: holds a place of its data center's ``max_in_flight_per_data_center``
+    dc_placed: bool = False
 
     @property
     def key(self) -> str:
