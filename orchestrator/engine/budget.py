@@ -56,6 +56,7 @@ prospects), so an acquire costs O(1) however many wait.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
@@ -65,6 +66,8 @@ from typing import Literal, Protocol
 
 import anyio
 from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+
+from orchestrator.engine._loop import loop_time
 
 __all__ = [
     "BudgetStatistics",
@@ -131,12 +134,14 @@ class BudgetStatistics:
 
 
 class _Waiter:
-    """One task waiting in line; ``scope`` is set while it sleeps."""
+    """One task waiting in line; ``scope`` is set while it sleeps until a time,
+    ``future`` while it waits for its turn or for news (whichever wakes it)."""
 
-    __slots__ = ("paced", "scope")
+    __slots__ = ("future", "paced", "scope")
 
     def __init__(self) -> None:
         self.scope: anyio.CancelScope | None = None
+        self.future: asyncio.Future[None] | None = None
         self.paced = False  # sleeping until a pacing time, not waiting for news
 
 
@@ -236,7 +241,7 @@ class RateBudget:
         safety: int = 1,
         burst: int = 4,
         margin: float | None = None,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
         sleep_until: Callable[[float], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] | None = None,
     ) -> None:
@@ -417,7 +422,12 @@ class RateBudget:
     def _kick(self, *, paced_too: bool = True) -> None:
         # Wake the head of the line (only it) so it re-evaluates its prospects.
         head = self._head()
-        if head is not None and head.scope is not None and (paced_too or not head.paced):
+        if head is None:
+            return
+        if head.future is not None:
+            if not head.future.done():
+                head.future.set_result(None)
+        elif head.scope is not None and (paced_too or not head.paced):
             head.scope.cancel()
 
     async def _acquire(self, kind: RequestKind) -> _Ticket:
@@ -454,13 +464,19 @@ class RateBudget:
                         return ticket
                 else:
                     deadline = _INF
+                if deadline == _INF:
+                    # No time to sleep until: woken by _kick alone, through a future
+                    # (thousands may wait in line; waking one costs no cancellation)
+                    waiter.future = asyncio.get_running_loop().create_future()
+                    try:
+                        await waiter.future
+                    finally:
+                        waiter.future = None
+                    continue
                 with anyio.CancelScope() as scope:
                     waiter.scope = scope
                     waiter.paced = deadline < self._rollover_at
-                    if deadline == _INF:
-                        await anyio.sleep_forever()
-                    else:
-                        await self._sleep_until(deadline)
+                    await self._sleep_until(deadline)
                 waiter.scope = None
         except BaseException:
             # Cancelled (or failed) while waiting: leave no trace and no slot taken.

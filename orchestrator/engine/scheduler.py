@@ -30,6 +30,8 @@ from itertools import count
 import anyio
 from anyio.lowlevel import checkpoint
 
+from orchestrator.engine._loop import loop_time
+
 __all__ = ["DurationModel", "PollScheduler"]
 
 _INF = math.inf
@@ -308,7 +310,7 @@ class PollScheduler:
         poll_min: float,
         poll_max: float,
         durations: DurationModel,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
         sleep_until: Callable[[float], Awaitable[None]] | None = None,
         growth: float = 1.5,
         first_retry: float = 0.25,
