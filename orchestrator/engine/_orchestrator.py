@@ -17,6 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
+from orchestrator.engine._gc import fewer_collections
 from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_args
@@ -218,16 +219,17 @@ class Orchestrator:
             raise RuntimeError("a run is already in progress on this Orchestrator")
         self._running = True
         try:
-            return await self._run_once(
-                spec,
-                journal=journal,
-                only_keys=only_keys,
-                spec_path=spec_path,
-                spec_sha256=spec_sha256,
-                fleet=fleet,
-                operation=operation,
-                journal_rebind=journal_rebind,
-            )
+            with fewer_collections():
+                return await self._run_once(
+                    spec,
+                    journal=journal,
+                    only_keys=only_keys,
+                    spec_path=spec_path,
+                    spec_sha256=spec_sha256,
+                    fleet=fleet,
+                    operation=operation,
+                    journal_rebind=journal_rebind,
+                )
         finally:
             self._running = False
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 
 import anyio
 import pytest
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
+from orchestrator.engine._gc import YOUNG_THRESHOLD
 from orchestrator.simulator import SimulatorConfig, run_simulator
 
 from .conftest import SCALE, settings_for, vms
@@ -43,3 +45,26 @@ async def test_run_events_end_when_the_run_ends() -> None:
     assert first == {"a-001", "a-002", "a-003"}
     assert second == {"b-001", "b-002"}
     assert not {e.hostname for e in seen["second"]} & first
+
+
+async def test_a_run_collects_garbage_less_often_and_restores_the_thresholds() -> None:
+    """During a run the youngest generation's threshold is raised (fewer collections of a
+    heap that holds every VM); when the run ends the process has its own thresholds back."""
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    during: list[tuple[int, int, int]] = []
+    try:
+        config = SimulatorConfig(time_scale=SCALE, seed=7)
+        hook = lambda event: during.append(gc.get_threshold())  # noqa: E731
+        async with (
+            run_simulator(config) as sim,
+            Orchestrator(settings_for(sim), hooks=[hook]) as orch,
+        ):
+            report = await orch.run(vms(3))
+        after = gc.get_threshold()
+    finally:
+        gc.set_threshold(*saved)
+    assert report.summary.succeeded == 3
+    assert during
+    assert set(during) == {(YOUNG_THRESHOLD, 10, 10)}
+    assert after == (700, 10, 10)
