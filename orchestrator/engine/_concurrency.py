@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from orchestrator.engine._loop import loop_time
+
 if TYPE_CHECKING:
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.events import ProvisionEvent
@@ -96,6 +98,7 @@ class AdaptiveLimiter:
         "_floor",
         "_headroom",
         "_limiter",
+        "_refreshed_at",
         "_started",
         "_started_sum",
     )
@@ -106,7 +109,7 @@ class AdaptiveLimiter:
         budget: RateBudget,
         cap: int | None,
         expected_seconds: float,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
         requests_per_build: float = 2.0,
         headroom: float = 1.5,
         floor: int = 4,
@@ -135,6 +138,7 @@ class AdaptiveLimiter:
         self._started: dict[str, float] = {}
         self._started_sum = 0.0
         self._limiter = anyio.CapacityLimiter(self._bounded(initial))
+        self._refreshed_at = -math.inf
 
     # ------------------------------------------------------------------ public
 
@@ -180,6 +184,7 @@ class AdaptiveLimiter:
 
     def refresh(self) -> int:
         """Resize to :meth:`target` now; returns the limit."""
+        self._refreshed_at = self._clock()
         target = self.target()
         if target is not None and target != self._limiter.total_tokens:
             self._limiter.total_tokens = target
@@ -205,7 +210,11 @@ class AdaptiveLimiter:
                 flight = max(0.0, event.at - started)
                 self._flights.append(flight)
                 self._flights_sum += flight
-        self.refresh()  # on every event: the ages of the builds in flight move too
+        # the ages of the builds in flight move with every event, but the limit
+        # cannot usefully change faster than a hundredth of a build's time
+        now = self._clock()
+        if now - self._refreshed_at >= self._expected / 100 or kind in _FINAL:
+            self.refresh()
 
     async def acquire_on_behalf_of(self, borrower: object) -> None:
         """Wait for a place for ``borrower`` (e.g. a VM whose task is not started yet)."""

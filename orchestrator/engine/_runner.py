@@ -13,6 +13,7 @@ module each: :mod:`orchestrator.engine._build` and
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import Counter
@@ -25,6 +26,7 @@ import anyio.abc
 from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
+from orchestrator.engine._loop import loop_time
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -92,7 +94,7 @@ class Run:
         fleet: str = "default",
         operation: OperationFactory | None = None,
         refused: Mapping[str, tuple[Category, ErrorInfo]] | None = None,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
         self.scheduler = scheduler
@@ -101,6 +103,7 @@ class Run:
         self.clock = clock
         self.run_id = run_id
         self.log = get_logger("orchestrator.engine", run_id=run_id)
+        self._std_log = logging.getLogger("orchestrator.engine")
         #: VMs that must fail unsent (SSH keys, tags, flexible resources: _references.py)
         self.refused_unsent = dict(refused or {})
         self._budget = budget
@@ -764,11 +767,27 @@ class Run:
             attempt=track.attempts,
         )
         if kind in ("building", "submitting", "queued"):
-            log = self.log.debug
+            level, log = logging.DEBUG, self.log.debug
         elif kind == "failed":
-            log = self.log.warning
+            level, log = logging.WARNING, self.log.warning
         else:
-            log = self.log.info
+            level, log = logging.INFO, self.log.info
+        if self._std_log.isEnabledFor(level):  # (cheap: structlog would build the event first)
+            self._log_vm(log, kind, track, category, message)
+        for hook in self._hooks:
+            try:
+                hook(event)
+            except Exception:
+                self.log.exception("orchestrator.hook.failed", hook=repr(hook))
+
+    @staticmethod
+    def _log_vm(
+        log: Callable[..., Any],
+        kind: EventKind,
+        track: Track,
+        category: str | None,
+        message: str | None,
+    ) -> None:
         log(
             f"orchestrator.vm.{kind}",
             hostname=track.hostname,
@@ -779,8 +798,3 @@ class Run:
             attempt=track.attempts,
             message=message,
         )
-        for hook in self._hooks:
-            try:
-                hook(event)
-            except Exception:
-                self.log.exception("orchestrator.hook.failed", hook=repr(hook))
