@@ -32,15 +32,22 @@ TOKEN = "sim-token"  # noqa: S105 - the simulator's fixed demo token, not a secr
 
 
 def make_requests(n: int, *, prefix: str = "bench") -> list[VmRequest]:
-    """``n`` plain VMs ``bench-00001`` ... in ``acme`` / ``uk-lon-01``."""
+    """``n`` plain VMs ``bench-00001`` ... in ``acme`` / ``uk-lon-01``.
+
+    They share their lookups, as the VMs the spec loader reads do.
+    """
+    organization = Lookup("sub_domain", "acme")
+    package = Lookup("permalink", "rock-1")
+    data_center = Lookup("permalink", "uk-lon-01")
+    disk_template = Lookup("permalink", "templates/ubuntu-22-04")
     return [
         VmRequest(
             key=f"{prefix}-{i:05d}",
             hostname=f"{prefix}-{i:05d}",
-            organization=Lookup("sub_domain", "acme"),
-            package=Lookup("permalink", "rock-1"),
-            data_center=Lookup("permalink", "uk-lon-01"),
-            disk_template=Lookup("permalink", "templates/ubuntu-22-04"),
+            organization=organization,
+            package=package,
+            data_center=data_center,
+            disk_template=disk_template,
             entry_index=i - 1,
         )
         for i in range(1, n + 1)

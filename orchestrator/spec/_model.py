@@ -239,13 +239,23 @@ def _lookup_name(kind: LookupKind, value: str) -> Lookup:
     return Lookup(kind.name_key, value)
 
 
+#: one Lookup per distinct reference: 100,000 entries naming one package share it
+_INTERNED: dict[Lookup, Lookup] = {}
+
+
 def parse_lookup(kind: LookupKind, value: Any) -> Lookup:
     """Read one lookup value; raise a pydantic custom error with the reason.
 
     A string is an id when it has the field's id prefix and 16 alphanumerics,
     and a name (permalink or sub_domain) otherwise; a string that is another
     kind's id is an error. A table has exactly one key: ``id`` or the name key.
+    Equal references come back as one shared (frozen) :class:`Lookup`.
     """
+    lookup = _parse_lookup(kind, value)
+    return _INTERNED.setdefault(lookup, lookup)
+
+
+def _parse_lookup(kind: LookupKind, value: Any) -> Lookup:
     if isinstance(value, str):
         match = _ID_RE.fullmatch(value)
         if match is not None and match.group(1) in _ID_NOUNS:

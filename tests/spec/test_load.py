@@ -318,3 +318,18 @@ def test_unknown_format_is_a_programming_error() -> None:
     """parse_spec with a format other than toml/yaml/json is a ValueError."""
     with pytest.raises(ValueError, match="unknown spec format 'xml'"):
         parse_spec("", source="s", fmt="xml")  # type: ignore[arg-type]
+
+
+def test_entries_naming_the_same_objects_share_one_lookup_each() -> None:
+    """Equal references of different entries are one (frozen) Lookup: a spec of many
+    VMs holds each package, template and location once, not once per VM."""
+    text = DEFAULTS + "".join(
+        f'\n[[vms]]\nhostname = "web-{i:02d}"\ndisk_template = "templates/ubuntu-22-04"\n'
+        for i in range(3)
+    )
+    first, *rest = parse(text).vms
+    for vm in rest:
+        assert vm.package is first.package
+        assert vm.organization is first.organization
+        assert vm.data_center is first.data_center
+        assert vm.disk_template is first.disk_template
