@@ -211,6 +211,9 @@ class AiohttpTransport:
             raise ConnectionLost(
                 f"response body of {declared} bytes exceeds {limit}", method=method, path=path
             )
+        if declared is not None:
+            # the usual answer: its length said (the parser holds the body to it), read at once
+            return await resp.content.readexactly(declared) if declared else b""
         chunks: list[bytes] = []
         size = 0
         async for chunk in resp.content.iter_chunked(64 * 1024):
