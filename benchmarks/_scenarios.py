@@ -759,8 +759,8 @@ async def overhead(ctx: Context) -> ScenarioResult:
         "CPU is the orchestrator process's own user+system time (journal thread included), "
         "from just before the VM requests are made to the report; memory is the growth of its "
         "resident set (sampled every 10 ms) from the start of that span to its peak, divided "
-        "by N. Every VM has its record and task "
-        "for the whole run, so this is the cost of a VM in flight whatever max_in_flight is."
+        "by N. Every VM keeps its request, its bookkeeping and, once done, its result for "
+        "the whole run; a task only while its request is being sent."
     )
     result.data = {f"{n}_{'journal' if j else 'no_journal'}": m for (n, j), m in runs.items()}
     if s.overhead_large is not None and large is not None:
