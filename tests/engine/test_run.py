@@ -238,3 +238,28 @@ async def test_events_stream_reports_each_final_outcome_once() -> None:
             await orch.aclose()
             finals = [e.key async for e in stream if e.kind in ("succeeded", "failed", "skipped")]
     assert sorted(finals) == sorted(r.key for r in requests)
+
+
+async def test_max_in_flight_holds_and_each_vm_gives_its_place_back_when_it_ends() -> None:
+    """With ``max_in_flight`` set, never more VMs are between their first POST and their
+    end; a VM's place is given back when it ends (not when its POST returns), and every
+    VM gets one: the run finishes."""
+    requests = vms(12)
+    in_flight = peak = 0
+
+    def hook(event: ProvisionEvent) -> None:
+        nonlocal in_flight, peak
+        if event.kind == "submitting" and event.attempt == 1:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        elif event.kind in ("succeeded", "failed", "cancelled"):
+            in_flight -= 1
+
+    async with run_simulator(sim_config()) as sim:
+        async with Orchestrator(settings_for(sim, max_in_flight=3), hooks=[hook]) as orch:
+            with anyio.fail_after(60):  # a place never given back would hang the run
+                report = await orch.run(requests)
+        assert_exactly_once(report, requests, sim)
+    assert report.summary.succeeded == 12
+    assert peak == 3
+    assert orch.statistics().total == 12
