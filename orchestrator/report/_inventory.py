@@ -139,9 +139,7 @@ def inventory_to_yaml(report: Report, requests: Sequence[VmRequest]) -> str:
         f"from {report.spec.path}\n"
         "# (VMs that succeeded or already existed; rewritten by every run)\n"
     )
-    body = yaml.safe_dump(
-        inventory_of(report, requests), sort_keys=False, default_flow_style=False
-    )
+    body = yaml.safe_dump(inventory_of(report, requests), sort_keys=False, default_flow_style=False)
     return header + body
 
 

@@ -186,9 +186,7 @@ def test_status_json_with_many_vms_lists_every_one(
     assert sorted(vm["hostname"] for vm in _json(capsys)["vms"]) == sorted(hostnames)
 
 
-def test_report_diff_json_lists_each_change(
-    cwd: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_report_diff_json_lists_each_change(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """report diff --output json: new failures as report rows, keys missing and added; exit 1."""
     old = {"a": "succeeded", "b": "failed", "c": "failed", "gone": "failed"}
     new = {"a": "failed", "b": "succeeded", "c": "cancelled", "d": "failed"}

@@ -34,9 +34,7 @@ def parse(text: str) -> tuple[Families, dict[str, str]]:
     return families, types
 
 
-def test_written_file_is_atomic_and_readable_by_a_collector(
-    tmp_path: Path, report: Report
-) -> None:
+def test_written_file_is_atomic_and_readable_by_a_collector(tmp_path: Path, report: Report) -> None:
     """write_metrics writes 0o644 by default (no secret in it), no temp file left; mode is
     an option."""
     path = tmp_path / "orchestrator.prom"
