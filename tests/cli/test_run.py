@@ -415,7 +415,7 @@ def test_unfinished_hint_says_what_to_do(
     cwd: Path, reasons: list[str], journal: str | None, expected: str | None
 ) -> None:
     """After a stopped run, one sentence counts the unfinished VMs and says how to finish them."""
-    from orchestrator.cli import _unfinished_hint
+    from orchestrator.cli._results import _unfinished_hint
 
     report = make_report(
         cwd / "r.json", {f"h-{i}": "cancelled" for i in range(len(reasons))} | {"ok": "succeeded"}

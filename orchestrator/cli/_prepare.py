@@ -1,0 +1,91 @@
+"""What a command does before anything is sent: load the settings, the spec and
+the ``--limit`` selection, and check that every output path can be written."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator._logging import configure_logging
+from orchestrator.cli._console import _err, _fail
+from orchestrator.errors import ConfigError, LimitError, SpecError
+
+if TYPE_CHECKING:
+    from orchestrator.settings import Settings
+    from orchestrator.spec import Spec
+    from orchestrator.vm_request import VmRequest
+
+
+def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int | None]:
+    from orchestrator.settings import SettingsWarning, load_settings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SettingsWarning)
+        try:
+            settings = load_settings(config_file=config_file, overrides=overrides)
+        except ConfigError as exc:
+            settings = None
+            error = str(exc)
+    for warning in caught:
+        if issubclass(warning.category, SettingsWarning):
+            _err.print(f"warning: {warning.message}", markup=False)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    if settings is None:
+        return None, _fail(error)
+    token = settings.katapult.api_token
+    configure_logging(
+        fmt=settings.output.log_format,
+        level=settings.output.log_level,
+        secrets=[token.get_secret_value()] if token is not None else [],
+    )
+    return settings, None
+
+
+def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
+    from orchestrator.spec import SpecDefaults, load_spec
+
+    try:
+        spec = load_spec(
+            path,
+            defaults=SpecDefaults(
+                organization=settings.katapult.organization,
+                data_center=settings.katapult.data_center,
+            ),
+        )
+    except SpecError as exc:
+        return None, _fail(str(exc))
+    return spec, None
+
+
+def _limited(spec: Spec, limit: tuple[str, ...]) -> tuple[list[VmRequest], int | None]:
+    """The VMs of ``spec`` selected by ``--limit`` (all of them when there is none)."""
+    from orchestrator.spec import limit_vms
+
+    try:
+        return limit_vms(spec.vms, limit), None
+    except LimitError as exc:
+        return [], _fail(f"{spec.path}: {exc}")
+
+
+def _unwritable(*outputs: tuple[str, Path | None]) -> int | None:
+    """Exit 2 naming the first output that cannot be written; None when all can.
+
+    Found now, before anything is sent, not after every VM was built.
+    """
+    from orchestrator.report._atomic import check_writable
+
+    for label, path in outputs:
+        problem = None if path is None else check_writable(path)
+        if problem is not None:
+            return _fail(f"cannot write the {label} {path}: {problem}")
+    return None
+
+
+_NO_CREDENTIALS = (
+    "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
+    "or add --simulate to try the built-in simulator"
+)

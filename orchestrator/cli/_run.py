@@ -1,0 +1,260 @@
+"""``orchestrator run``: build every VM of a spec that does not exist yet."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from orchestrator._simulator_options import reading_options, readings_given, simulator_config
+from orchestrator.cli._console import _fail
+from orchestrator.cli._exit_codes import (
+    EXIT_AUTH,
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    _exit_codes,
+)
+from orchestrator.cli._group import _PRECEDENCE, _common_options, _Duration, _limit_option, cli
+from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
+from orchestrator.cli._runner import _handle_sigterm, _run_async
+from orchestrator.errors import ReportError
+
+_RUN_EPILOG = (
+    "\b\nExamples:\n"
+    "  orchestrator run --simulate specs/example.toml     try it: no account, no network\n"
+    "  orchestrator run fleet.toml                        with KATAPULT_API_KEY set\n"
+    "  orchestrator run fleet.toml --report out/report.json --junit out/junit.xml\n"
+    "  orchestrator run fleet.toml --retry-failed report.json   only what failed last time\n"
+    "  orchestrator run fleet.toml --limit 'web-*' --limit db-01   only these hostnames\n"
+    "  orchestrator run fleet.toml --inventory inventory.yml   then: ansible -i inventory.yml ...\n"
+    "  orchestrator run fleet.toml --no-progress --log-format json   for cron and CI\n"
+    "\n"
+    "Reruns are safe: VMs that already exist are skipped, and the journal "
+    "(report.json.journal by default) lets a rerun follow builds that were in flight "
+    "instead of submitting them again. Ctrl-C (or SIGTERM) stops new builds and writes "
+    "the report; a second Ctrl-C exits at once.\n\n"
+    f"{_PRECEDENCE}\n\n"
+    + _exit_codes(
+        (EXIT_OK, "every VM succeeded or already existed"),
+        (
+            EXIT_FAILED,
+            "some VMs failed or were not built (the report says which), the deadline "
+            "was reached, or the journal could not be written",
+        ),
+        (
+            EXIT_USAGE,
+            "bad usage, spec or config, an output path that cannot be written, or a journal "
+            "in use, of another API or organization, or that lost records: nothing was "
+            "submitted",
+        ),
+        (EXIT_AUTH, "the token or its permissions stopped the whole run"),
+        (EXIT_CANCELLED, "interrupted (Ctrl-C, SIGTERM): report and journal still written"),
+    )
+)
+
+
+@cli.command(epilog=_RUN_EPILOG)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@_common_options
+@click.option(
+    "--report",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the JSON report (default report.json). Env: ORCHESTRATOR_REPORT.",
+)
+@click.option(
+    "--journal",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite journal that makes the run resumable (default: the report's path + "
+    "'.journal'; with --simulate, none unless given). Env: ORCHESTRATOR_JOURNAL.",
+)
+@click.option(
+    "--no-journal",
+    is_flag=True,
+    help="Keep no journal: a rerun still skips VMs that exist, but cannot follow builds "
+    "that were in flight when a run was killed.",
+)
+@click.option(
+    "--journal-rebind",
+    is_flag=True,
+    help="Use the journal even though it was written against another API URL or "
+    "organization, or has lost records it once held (refused otherwise: exit 2).",
+)
+@click.option(
+    "--max-in-flight",
+    metavar="N",
+    type=click.IntRange(min=1),
+    help="At most N builds submitted and not finished (default 200; the rate budget is "
+    "the real limit). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
+)
+@click.option(
+    "--retry-failed",
+    metavar="REPORT",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Build only the VMs that failed or were cancelled in this earlier report.",
+)
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No progress display (a live line on a terminal, a line every 10 s elsewhere). "
+    "Env: ORCHESTRATOR_PROGRESS=false.",
+)
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    type=_Duration(),
+    help="End the run after this long, e.g. 90s, 15m, 1h30m, as a signal would: nothing "
+    "more is submitted, builds in flight stay in the journal for a rerun and are reported "
+    "cancelled, the report is written, exit 1. Env: ORCHESTRATOR_DEADLINE_SECONDS.",
+)
+@click.option(
+    "--junit",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write JUnit XML, one test case per VM, for CI. Env: ORCHESTRATOR_JUNIT.",
+)
+@click.option(
+    "--metrics",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write Prometheus metrics (gauges of the last run) for the node-exporter "
+    "textfile collector. Env: ORCHESTRATOR_METRICS.",
+)
+@click.option(
+    "--metrics-mode",
+    metavar="MODE",
+    help="Permissions of the metrics file, in octal (default 0644: it holds no secret, and "
+    "node-exporter may run as its own user). Env: ORCHESTRATOR_METRICS_MODE.",
+)
+@click.option(
+    "--inventory",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write an Ansible inventory (YAML) of the VMs that succeeded or already "
+    "existed, grouped by data center, package, group and tag. Env: ORCHESTRATOR_INVENTORY.",
+)
+@click.option(
+    "--wait-until-started",
+    is_flag=True,
+    default=None,
+    help="A VM succeeds only once it is started, not as soon as its build completes. "
+    "Env: ORCHESTRATOR_WAIT_UNTIL_STARTED.",
+)
+@reading_options
+@_limit_option
+def run(
+    spec: str,
+    config_file: Path | None,
+    api_url: str | None,
+    organization: str | None,
+    simulate: bool,
+    log_format: str | None,
+    log_level: str | None,
+    report: Path | None,
+    journal: Path | None,
+    no_journal: bool,
+    journal_rebind: bool,
+    max_in_flight: int | None,
+    retry_failed: Path | None,
+    no_progress: bool,
+    deadline: float | None,
+    junit: Path | None,
+    metrics: Path | None,
+    metrics_mode: str | None,
+    inventory: Path | None,
+    wait_until_started: bool | None,
+    readings: dict[str, Any],
+    limit: tuple[str, ...],
+) -> int:
+    """Build every VM of SPEC that does not exist yet, wait for each, write the report.
+
+    SPEC is a TOML, YAML or JSON file listing the VMs (see specs/ for examples).
+    The summary goes to stdout, progress and log lines to stderr; report.json
+    holds every VM's outcome, ids and, for a failure, the API's own error.
+    """
+    if journal is not None and no_journal:
+        return _fail("--journal and --no-journal contradict each other: choose one")
+    if not simulate and readings_given(readings):
+        return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
+    if simulate:
+        try:
+            simulator_config(readings)
+        except ValueError as exc:
+            return _fail(f"simulator options: {exc}")
+    settings, code = _load(
+        config_file,
+        {
+            "katapult.api_url": api_url,
+            "katapult.organization": organization,
+            "output.log_format": log_format,
+            "output.log_level": log_level,
+            "output.report": report,
+            "output.journal": journal,
+            "output.progress": False if no_progress else None,
+            "output.junit": junit,
+            "output.metrics": metrics,
+            "output.metrics_mode": metrics_mode,
+            "output.inventory": inventory,
+            "engine.max_in_flight": max_in_flight,
+            "engine.deadline_seconds": deadline,
+            "engine.wait_until_started": wait_until_started,
+        },
+    )
+    if code is not None:
+        return code
+    loaded, code = _load_spec(spec, settings)
+    if code is not None:
+        return code
+    only_keys: set[str] | None = None
+    if retry_failed is not None:
+        from orchestrator.report import failed_keys, load_report
+
+        try:
+            only_keys = failed_keys(load_report(retry_failed))
+        except ReportError as exc:
+            return _fail(str(exc))
+    if limit:
+        selected, code = _limited(loaded, limit)
+        if code is not None:
+            return code
+        # the others are reported skipped/not_selected (or as the journal has them)
+        keys = {vm.key for vm in selected}
+        only_keys = keys if only_keys is None else only_keys & keys
+    journal_path: Path | None
+    if no_journal:
+        journal_path = None
+    elif simulate:
+        # a simulated run's journal must never be mistaken for a real one's
+        journal_path = settings.output.journal
+    else:
+        journal_path = settings.journal_path()
+    if not simulate and settings.katapult.api_token is None:
+        return _fail(_NO_CREDENTIALS)
+    output = settings.output
+    code = _unwritable(
+        ("report", output.report),
+        ("journal", journal_path),
+        ("JUnit file", output.junit),
+        ("metrics file", output.metrics),
+        ("inventory", output.inventory),
+    )
+    if code is not None:
+        return code
+    try:
+        return anyio.run(
+            functools.partial(_run_async, journal_rebind=journal_rebind),
+            settings,
+            loaded,
+            journal_path,
+            only_keys,
+            simulate,
+            readings,
+        )
+    finally:
+        _handle_sigterm()  # asyncio put SIGTERM back to its default (death) on leaving

@@ -1,0 +1,167 @@
+"""The async side of ``run`` and ``destroy``: the simulator when asked for, the
+engine, progress, signals (a first stops new work, a second exits at once), and
+the errors that end a run as an exit code."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from orchestrator._logging import get_logger
+from orchestrator._progress import log_progress, show_progress
+from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
+from orchestrator._simulator_options import simulator_config
+from orchestrator.cli._console import _err, _expected_error, _fail
+from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestrator.cli._results import _finish_run
+from orchestrator.errors import (
+    AuthenticationError,
+    JournalError,
+    OrchestratorError,
+    PermissionDenied,
+    SpecError,
+)
+
+if TYPE_CHECKING:
+    from orchestrator.cli._destroy import _Destroy
+    from orchestrator.engine import Orchestrator
+    from orchestrator.settings import Settings
+    from orchestrator.spec import Spec
+
+
+async def _simulated(
+    stack: AsyncExitStack, settings: Settings, readings: dict[str, Any] | None = None
+) -> Settings:
+    """Start the in-process simulator; ``settings`` pointed at it, durations scaled."""
+    from orchestrator.simulator import run_simulator
+
+    config = simulator_config(readings, time_scale=SIMULATED_TIME_SCALE)
+    sim = await stack.enter_async_context(run_simulator(config))
+    if settings.output.log_format == "json":
+        get_logger("orchestrator.cli").info(
+            "orchestrator.simulator.started", url=sim.url, time_scale=SIMULATED_TIME_SCALE
+        )
+    else:
+        _err.print(
+            f"simulator: {sim.url} (time runs {SIMULATED_TIME_SCALE:g}x faster; "
+            "nothing real is built)",
+            markup=False,
+        )
+    return simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
+
+
+async def _run_async(
+    settings: Settings,
+    spec: Spec,
+    journal_path: Path | None,
+    only_keys: set[str] | None,
+    simulate: bool,
+    readings: dict[str, Any] | None = None,
+    destroying: _Destroy | None = None,
+    journal_rebind: bool = False,
+) -> int:
+    from orchestrator.engine import Orchestrator
+
+    interrupted = False
+    finishing = False  # the run is over: the results are being written
+    orch: Orchestrator | None = None
+
+    async def watch_signals() -> None:
+        nonlocal interrupted
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if finishing:
+                    # a report cut short helps nobody: it takes a moment
+                    interrupted = True
+                    _err.print(f"{name}: the results are being written", markup=False)
+                    continue
+                if interrupted:
+                    _err.print("second interrupt: exiting at once", markup=False)
+                    _err.show_cursor(True)  # a live progress line had hidden it
+                    os._exit(EXIT_CANCELLED)
+                interrupted = True
+                if settings.output.log_format == "json":
+                    get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
+                else:
+                    _err.print(
+                        f"{name}: stopping - no new builds; builds in flight are recorded "
+                        "and the report is written (Ctrl-C again exits at once)",
+                        markup=False,
+                    )
+                if orch is not None:
+                    orch.request_stop("interrupted")
+
+    def current_run_id() -> str | None:
+        run = orch.current_run if orch is not None else None
+        return run.run_id if run is not None else None
+
+    code = EXIT_OK
+    # the signal watcher is on from the first moment until the results are out
+    async with anyio.create_task_group() as watcher:
+        watcher.start_soon(watch_signals)
+        try:
+            async with AsyncExitStack() as stack:
+                if simulate:
+                    settings = await _simulated(stack, settings, readings)
+                orch = await stack.enter_async_context(Orchestrator(settings))
+                if interrupted:  # before anything was sent
+                    watcher.cancel_scope.cancel()
+                    return EXIT_CANCELLED
+                if destroying is not None and not await destroying.confirmed(orch, spec):
+                    watcher.cancel_scope.cancel()
+                    return EXIT_CANCELLED
+                async with anyio.create_task_group() as tg:
+                    if settings.output.progress and settings.output.log_format == "json":
+                        # the stream stays JSON: progress is a log event, not a text line
+                        statistics = orch.statistics
+                        tg.start_soon(lambda: log_progress(statistics, run_id=current_run_id))
+                    elif settings.output.progress:
+                        tg.start_soon(show_progress, orch.statistics, _err)
+                    if destroying is not None:
+                        result = await destroying.destroy(orch, spec, journal_path)
+                    else:
+                        result = await orch.run(
+                            spec,
+                            journal=journal_path,
+                            only_keys=only_keys,
+                            journal_rebind=journal_rebind,
+                        )
+                    tg.cancel_scope.cancel()
+                finishing = True
+                code = await _finish_run(settings, orch, result, journal_path, simulate, spec)
+        except (OrchestratorError, BaseExceptionGroup) as raw:
+            error = _expected_error(raw)
+            if error is None:
+                raise
+            if isinstance(error, AuthenticationError | PermissionDenied):
+                code = _fail(str(error), EXIT_AUTH)
+            elif isinstance(error, JournalError):
+                hint = " (--journal PATH names another journal)"
+                code = _fail(f"{error}{'' if '--journal' in str(error) else hint}", EXIT_USAGE)
+            elif isinstance(error, SpecError):  # an SSH key or tag the organization lacks
+                code = _fail(str(error), EXIT_USAGE)
+            else:
+                code = _fail(str(error), EXIT_FAILED)
+        finally:
+            watcher.cancel_scope.cancel()
+    return EXIT_CANCELLED if interrupted else code
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _handle_sigterm() -> signal.Handlers | Callable[..., Any] | int | None:
+    """Make SIGTERM raise KeyboardInterrupt like SIGINT (in the main thread only); return
+    the handler it had (None: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _terminate)
