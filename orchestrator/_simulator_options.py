@@ -2,7 +2,7 @@
 
 ``orchestrator simulate`` takes both; ``orchestrator run --simulate`` takes the
 readings (how the simulated API behaves where the real one is unconfirmed).
-Kept apart from ``cli.py`` so both commands share one table of each, and
+Kept apart from the ``cli`` package so both commands share one table of each, and
 light: the simulator itself is imported only when a config is built.
 """
 
