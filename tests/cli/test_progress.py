@@ -7,6 +7,7 @@ import io
 import json
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import anyio
@@ -214,7 +215,8 @@ def test_no_progress_on_a_pty_shows_no_live_line(cwd: Path) -> None:
 def test_screen_under_tmux_shows_logs_and_summary_and_no_leftover_progress(cwd: Path) -> None:
     """Under tmux, the final screen holds whole log lines and the summary; the live line is gone."""
     write_spec(cwd / "fleet.toml", "tmx", count=3)
-    socket = f"orchestrator-test-{cwd.name}"
+    # unique per run: two test sessions at once have tmp dirs of the same name
+    socket = f"orchestrator-test-{uuid.uuid4().hex[:12]}"
     (cwd / "tmux.conf").write_text("set -g remain-on-exit on\nset -g history-limit 5000\n")
     tmux = ["tmux", "-L", socket, "-f", str(cwd / "tmux.conf")]
     command = " ".join(orchestrator_command("run", "fleet.toml"))
