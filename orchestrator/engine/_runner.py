@@ -132,12 +132,12 @@ class Run:
         self._stop_reason: str | None = None
         self._failures = 0
         self._phases: Counter[str] = Counter(queued=len(self._tracks))
-        #: VMs without a result yet; the run's work is over when none is left
-        self._total = self._unsettled = len(self._tracks)
+        self._total = len(self._tracks)
+        #: results by outcome; the run's work is over when every VM has one
+        self._outcomes: Counter[str] = Counter()
         self._all_settled = anyio.Event()
         if not self._tracks:
             self._all_settled.set()
-        self._outcomes: Counter[str] = Counter()
         self._work_scope: anyio.CancelScope | None = None
         self._started = clock()
         self._deadline_at = (
@@ -702,8 +702,7 @@ class Run:
         self.set_phase(track, "done")
         self._outcomes[result.outcome] += 1
         self._release_places(track)
-        self._unsettled -= 1
-        if self._unsettled == 0:
+        if self._outcomes.total() == self._total:
             self._all_settled.set()
 
     async def finish(
