@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestrator.engine import Plan
-    from orchestrator.engine._journal_model import JournalEntry, JournalSnapshot
+    from orchestrator.engine.state._model import JournalEntry, JournalSnapshot
     from orchestrator.report import Report, ReportDiff, VmResult
     from orchestrator.vm_request import VmRequest
 

@@ -41,7 +41,7 @@ def status(journal: Path, show_all: bool, output: str) -> int:
     JOURNAL is the SQLite file `run` keeps beside the report
     (report.json.journal unless --journal said otherwise).
     """
-    from orchestrator.engine.journal import read_journal, render_status
+    from orchestrator.engine.state.journal import read_journal, render_status
 
     try:
         snapshot = read_journal(journal)

@@ -40,9 +40,9 @@ from orchestrator.vm_request import Lookup, VmRequest
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from orchestrator.engine._journal_model import JournalEntry
     from orchestrator.engine._operation import OperationKind
     from orchestrator.engine._runner import Run
+    from orchestrator.engine.state._model import JournalEntry
     from orchestrator.katapult import CreatedBuild, VirtualMachine
 
 __all__ = ["BuildOperation", "is_hostname_taken"]

@@ -38,9 +38,9 @@ from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup
 
 if TYPE_CHECKING:
-    from orchestrator.engine._journal_model import JournalEntry
     from orchestrator.engine._operation import OperationKind
     from orchestrator.engine._runner import Run
+    from orchestrator.engine.state._model import JournalEntry
     from orchestrator.katapult import VirtualMachine
 
 __all__ = ["DeleteOperation"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
-    from orchestrator.engine._journal_model import JournalEntry
     from orchestrator.engine._ownership import Ownership
     from orchestrator.engine._track import Track
+    from orchestrator.engine.state._model import JournalEntry
     from orchestrator.errors import ApiError
 
 __all__ = ["Operation", "OperationKind"]

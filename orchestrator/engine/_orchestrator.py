@@ -31,8 +31,8 @@ from orchestrator.engine._spec_drift import (
 from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
-from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
+from orchestrator.engine.state.journal import Journal, read_journal
 from orchestrator.errors import Category, JournalError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (

@@ -49,8 +49,8 @@ from orchestrator.vm_request import Lookup, VmRequest
 if TYPE_CHECKING:
     from orchestrator.engine._operation import Operation, OperationKind
     from orchestrator.engine.budget import RateBudget
-    from orchestrator.engine.journal import Journal, JournalEntry
     from orchestrator.engine.scheduler import PollScheduler
+    from orchestrator.engine.state.journal import Journal, JournalEntry
     from orchestrator.katapult import KatapultClient, VirtualMachine
     from orchestrator.settings import EngineSettings
 

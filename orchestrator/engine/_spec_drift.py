@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final, get_args
 
-from orchestrator.engine._journal_model import JournalEntry
+from orchestrator.engine.state._model import JournalEntry
 from orchestrator.report import SpecChange, VmResult
 from orchestrator.vm_request import VmRequest
 

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from orchestrator.engine import Orchestrator
-from orchestrator.engine.journal import read_journal
+from orchestrator.engine.state.journal import read_journal
 from orchestrator.report import Report, write_report
 from orchestrator.report._validate import validate_report_file
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator

@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from orchestrator.engine import Orchestrator
-from orchestrator.engine.journal import Journal, read_journal
+from orchestrator.engine.state.journal import Journal, read_journal
 from orchestrator.errors import JournalError
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine.journal import read_journal
+from orchestrator.engine.state.journal import read_journal
 from orchestrator.report import Report, write_report
 from orchestrator.report._validate import validate_report_file
 from orchestrator.vm_request import Lookup, VmRequest

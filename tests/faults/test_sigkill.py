@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.journal import read_journal
+from orchestrator.engine.state.journal import read_journal
 from orchestrator.report._validate import validate_report_file
 
 from ._invariants import check_journal, check_server

@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import anyio.lowlevel
 
-from orchestrator.engine.journal import Durability, Journal
+from orchestrator.engine.state.journal import Durability, Journal
 
 
 async def _fan_out(n: int, limit: int, call: Callable[[int], Awaitable[None]]) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.engine import _journal_writer
-from orchestrator.engine.journal import Journal
+from orchestrator.engine.state import _writer as _journal_writer
+from orchestrator.engine.state.journal import Journal
 from orchestrator.errors import JournalError
 
 pytestmark = pytest.mark.anyio
@@ -82,8 +82,8 @@ def _states_in_main_file(path: Path) -> dict[str, int]:
 
 _KILLED = """
 import os, signal, sys, math, anyio
-from orchestrator.engine import _journal_writer
-from orchestrator.engine.journal import Journal
+from orchestrator.engine.state import _writer as _journal_writer
+from orchestrator.engine.state.journal import Journal
 
 _journal_writer.CHECKPOINT_SECONDS = math.inf  # the records stay in the -wal file
 

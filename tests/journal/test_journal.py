@@ -17,8 +17,8 @@ import anyio.to_thread
 import pytest
 from anyio import wait_all_tasks_blocked
 
-from orchestrator.engine._journal_db import APPLICATION_ID, SCHEMA_VERSION
-from orchestrator.engine.journal import Journal, JournalEntry, JournalSnapshot, read_journal
+from orchestrator.engine.state._db import APPLICATION_ID, SCHEMA_VERSION
+from orchestrator.engine.state.journal import Journal, JournalEntry, JournalSnapshot, read_journal
 from orchestrator.errors import JournalError
 
 from ._helpers import T0, failed, pragma, raw_state, succeeded
@@ -194,7 +194,7 @@ async def test_second_open_in_the_same_process_is_refused(journal_path: Path) ->
 
 _CHILD = """
 import sys, anyio
-from orchestrator.engine.journal import Journal
+from orchestrator.engine.state.journal import Journal
 
 async def main():
     journal = await Journal.open(sys.argv[1], spec_sha256="child-spec", run_id="child")

@@ -10,7 +10,7 @@ import anyio.to_thread
 import pytest
 from rich.console import Console
 
-from orchestrator.engine.journal import (
+from orchestrator.engine.state.journal import (
     Journal,
     JournalEntry,
     JournalSnapshot,

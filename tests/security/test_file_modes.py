@@ -16,7 +16,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.engine.journal import Journal
+from orchestrator.engine.state.journal import Journal
 from orchestrator.report import (
     ApiInfo,
     Report,

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from orchestrator.engine._journal_db import (
+from orchestrator.engine.state._db import (
     acquire_lock,
     connect_readonly,
     create_journal,
@@ -33,14 +33,14 @@ from orchestrator.engine._journal_db import (
     utc_text,
     validate,
 )
-from orchestrator.engine._journal_meta import (
+from orchestrator.engine.state._meta import (
     Meta,
     bind_meta,
     count_records,
     read_lock_note,
     write_lock_note,
 )
-from orchestrator.engine._journal_model import Durability
+from orchestrator.engine.state._model import Durability
 from orchestrator.errors import JournalError
 from orchestrator.report import VmResult
 

@@ -27,7 +27,7 @@ from typing import Final
 
 from pydantic import ValidationError
 
-from orchestrator.engine._journal_model import (
+from orchestrator.engine.state._model import (
     JOURNAL_STATES,
     JournalEntry,
     JournalState,
@@ -257,7 +257,7 @@ def lock_path(path: Path) -> Path:
 
 def acquire_lock(path: Path, *, holder: dict[str, object]) -> tuple[int, bytes]:
     """Take the run lock of journal ``path``; return the lock file's descriptor and what
-    the file said before (the journal's high-water mark, see ``_journal_meta``).
+    the file said before (the journal's high-water mark, see ``_meta``).
 
     ``flock`` belongs to the open file description, so the kernel drops it when
     the process dies however it dies (SIGKILL included), and a second open in the

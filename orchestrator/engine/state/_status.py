@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.engine._journal_model import (
+from orchestrator.engine.state._model import (
     JOURNAL_STATES,
     JournalEntry,
     JournalSnapshot,

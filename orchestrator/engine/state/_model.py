@@ -41,7 +41,7 @@ Durability = Literal["process", "intent", "full"]
   sleep); an OS crash or power loss may lose the last few commits (WAL mode with
   ``synchronous=NORMAL``: a commit is a ``write()`` to the WAL, no ``fsync``).
 * ``intent`` (default): as ``process``, and every commit that carries an intent is
-  also ``fsync``'d before :meth:`~orchestrator.engine.journal.Journal.record_intent`
+  also ``fsync``'d before :meth:`~orchestrator.engine.state.journal.Journal.record_intent`
   returns, so not even an OS crash can lose the record of a POST that may have gone
   out (losing it would mean a duplicate VM on the rerun). Losing a later
   ``submitted`` or ``finished`` record costs only a hostname lookup or a poll.

@@ -10,7 +10,7 @@ The journal is an SQLite database in WAL mode, written by one dedicated thread
 (never on the event loop) with group commit: writes awaited concurrently by many
 tasks share one transaction. When ``record_intent``, ``record_submitted``,
 ``record_uncertain``, ``record_finished`` or ``add_pending`` returns, its row is
-committed; :data:`~orchestrator.engine._journal_model.Durability` says what a
+committed; :data:`~orchestrator.engine.state._model.Durability` says what a
 commit survives (by default: any death of the process, and, for intents, an OS
 crash too). ``record_progress`` only queues its write (it is committed with the
 next group, at the latest by ``close()``): losing a progress note costs nothing.
@@ -46,14 +46,14 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from orchestrator.engine._journal_db import (
+from orchestrator.engine.state._db import (
     connect_readonly,
     journal_exists,
     read_entries,
     read_runs,
     validate,
 )
-from orchestrator.engine._journal_model import (
+from orchestrator.engine.state._model import (
     JOURNAL_STATES,
     Durability,
     JournalEntry,
@@ -62,8 +62,8 @@ from orchestrator.engine._journal_model import (
     JournalStatistics,
     RunRecord,
 )
-from orchestrator.engine._journal_status import render_status
-from orchestrator.engine._journal_writer import (
+from orchestrator.engine.state._status import render_status
+from orchestrator.engine.state._writer import (
     ADD,
     CLOSE,
     ENTRIES,
@@ -168,7 +168,7 @@ class Journal:
 
         ``api_url`` binds the journal to that API: a journal written against
         another one is refused, as is a journal that lost records it once held
-        (see ``_journal_meta``), unless ``rebind`` (then it is bound to ``api_url``).
+        (see ``_meta``), unless ``rebind`` (then it is bound to ``api_url``).
         """
         try:
             loop = asyncio.get_running_loop()
