@@ -21,7 +21,7 @@ from orchestrator.cli._exit_codes import (
     EXIT_USAGE,
     _exit_codes,
 )
-from orchestrator.cli._group import _common_options, _limit_option, cli
+from orchestrator.cli._group import _common_options, _fleet_option, _limit_option, cli
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
 
@@ -36,9 +36,13 @@ _DESTROY_EPILOG = (
     "  orchestrator destroy --yes --purge fleet.toml    # in a script; frees the hostnames\n"
     "  orchestrator destroy fleet.toml --limit 'web-*'  # only these hostnames\n"
     "\n"
-    "Only VMs this fleet built are deleted: their annotations say so, or (where the API\n"
-    "keeps no annotations) the build journal recorded them. Any other VM with a\n"
-    "hostname of the spec is left untouched and reported failed/conflict (not_ours).\n"
+    "Only VMs of this fleet are deleted: their annotations carry the fleet's identity, or\n"
+    "(where the API keeps no annotations) the fleet's journal recorded that its own build\n"
+    "created them. Never on a hostname alone: any other VM with a hostname of the spec is\n"
+    "left untouched and reported failed/conflict (not_ours). destroy uses the fleet's\n"
+    "journal (the one run wrote, report.json.journal by default) and its lock: a destroy\n"
+    "while a run of the fleet is in progress is refused; builds the journal has in\n"
+    "flight are followed and deleted once their VM exists.\n"
     "\n"
     + _exit_codes(
         (EXIT_OK, "every VM of the spec that this fleet built is deleted (or was absent)"),
@@ -54,7 +58,6 @@ _DESTROY_EPILOG = (
 class _Destroy:
     """What ``destroy`` does where ``run`` builds: confirm, then delete through the engine."""
 
-    build_journal: Path | None
     purge: bool
     yes: bool
     fleet: str | None
@@ -87,7 +90,6 @@ class _Destroy:
         result: Report = await orch.destroy(
             spec,
             journal=journal,
-            build_journal=self.build_journal,
             purge=self.purge,
             fleet=self.fleet,
             only_keys=self.only_keys,
@@ -108,17 +110,14 @@ class _Destroy:
 )
 @click.option(
     "--journal",
-    metavar="PATH",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="This destroy's own journal, so an interrupted destroy resumes (default: the "
-    "report's path + '.journal'; with --simulate, none unless given).",
-)
-@click.option(
     "--build-journal",
+    "journal",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The journal of the runs that built the fleet (default report.json.journal when "
-    "it exists), read only: it proves ownership where the API keeps no annotations.",
+    help="The fleet's journal: the one its runs wrote (default: report.json.journal, as "
+    "run's; with --simulate, none unless given). It proves ownership where the API keeps "
+    "no annotations, names an unnamed fleet, and is locked while destroy runs. Env: "
+    "ORCHESTRATOR_JOURNAL.",
 )
 @click.option(
     "--purge",
@@ -127,12 +126,7 @@ class _Destroy:
     "hostname at once; the trash otherwise keeps it for days).",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
-@click.option(
-    "--fleet",
-    metavar="NAME",
-    help="The fleet named in the VMs' orchestrator.spec annotation (default: the spec "
-    "file's name without its suffix).",
-)
+@_fleet_option
 @click.option("--no-progress", is_flag=True, help="No progress display.")
 @_limit_option
 @reading_options
@@ -146,7 +140,6 @@ def destroy(
     log_level: str | None,
     report: Path,
     journal: Path | None,
-    build_journal: Path | None,
     purge: bool,
     yes: bool,
     fleet: str | None,
@@ -178,7 +171,7 @@ def destroy(
     )
     if code is not None:
         return code
-    loaded, code = _load_spec(spec, settings)
+    loaded, code = _load_spec(spec, settings, fleet)
     if code is not None:
         return code
     only_keys: set[str] | None = None
@@ -191,17 +184,14 @@ def destroy(
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
-    journal_path = settings.output.journal if simulate else settings.journal_path()
-    if build_journal is None and Path("report.json.journal").exists():
-        build_journal = Path("report.json.journal")
-    if build_journal is not None and not build_journal.is_file():
-        return _fail(f"--build-journal {build_journal}: no such file")
+    # the fleet's journal: run's (report.json.journal unless the settings name one)
+    journal_path = settings.output.journal
+    if journal_path is None and not simulate:
+        journal_path = Path("report.json.journal")
     code = _unwritable(("report", settings.output.report), ("journal", journal_path))
     if code is not None:
         return code
-    destroying = _Destroy(
-        build_journal=build_journal, purge=purge, yes=yes, fleet=fleet, only_keys=only_keys
-    )
+    destroying = _Destroy(purge=purge, yes=yes, fleet=None, only_keys=only_keys)
     try:
         return anyio.run(
             functools.partial(_run_async, destroying=destroying),

@@ -116,6 +116,19 @@ def _limit_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _fleet_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--fleet NAME``; the command gets ``fleet: str | None``."""
+    return click.option(
+        "--fleet",
+        "fleet",
+        metavar="NAME",
+        help="The fleet these VMs are (overrides the spec's fleet = ...): every build carries "
+        "it in its annotations, and destroy deletes only VMs that carry it or that this "
+        "fleet's builds created. Unnamed, a fleet gets an identity of its own at its first "
+        "build, kept in its journal.",
+    )(func)
+
+
 def _output_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--output text|json``; the command gets ``output: str``."""
     return click.option(

@@ -45,8 +45,15 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
     return settings, None
 
 
-def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
+def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> tuple[Any, int | None]:
+    """The spec at ``path``; ``fleet`` (``--fleet``) names its fleet over the spec's own."""
+    import dataclasses
+
     from orchestrator.spec import SpecDefaults, load_spec
+    from orchestrator.spec._validate import fleet_problem
+
+    if fleet is not None and (problem := fleet_problem(fleet)) is not None:
+        return None, _fail(f"--fleet: {problem}")
 
     try:
         spec = load_spec(
@@ -58,6 +65,8 @@ def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
         )
     except SpecError as exc:
         return None, _fail(str(exc))
+    if fleet is not None:
+        spec = dataclasses.replace(spec, fleet=fleet)
     return spec, None
 
 

@@ -19,7 +19,14 @@ from orchestrator.cli._exit_codes import (
     EXIT_USAGE,
     _exit_codes,
 )
-from orchestrator.cli._group import _PRECEDENCE, _common_options, _Duration, _limit_option, cli
+from orchestrator.cli._group import (
+    _PRECEDENCE,
+    _common_options,
+    _Duration,
+    _fleet_option,
+    _limit_option,
+    cli,
+)
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
 from orchestrator.errors import ReportError
@@ -148,6 +155,7 @@ _RUN_EPILOG = (
 )
 @reading_options
 @_limit_option
+@_fleet_option
 def run(
     spec: str,
     config_file: Path | None,
@@ -171,6 +179,7 @@ def run(
     wait_until_started: bool | None,
     readings: dict[str, Any],
     limit: tuple[str, ...],
+    fleet: str | None,
 ) -> int:
     """Build every VM of SPEC that does not exist yet, wait for each, write the report.
 
@@ -208,7 +217,7 @@ def run(
     )
     if code is not None:
         return code
-    loaded, code = _load_spec(spec, settings)
+    loaded, code = _load_spec(spec, settings, fleet)
     if code is not None:
         return code
     only_keys: set[str] | None = None

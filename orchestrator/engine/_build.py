@@ -28,10 +28,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.engine._appearance import AppearanceModel
-from orchestrator.engine._ownership import Ownership, Verdict, ownership_annotations
+from orchestrator.engine._ownership import FLEET_KEY, Ownership, Verdict, ownership_annotations
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._tagging import apply_tags
 from orchestrator.engine._track import Track, utcnow
+from orchestrator.engine.state.fate import BuildFate, Seen, build_fate, row_of, seen_of
 from orchestrator.errors import ApiError, TransportError, detail_messages
 from orchestrator.katapult import build_spec_xml
 from orchestrator.report import ErrorInfo
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["BuildOperation", "is_hostname_taken"]
 
 _VM_SETTLED = frozenset({"started", "starting"})
-#: VM states of a build still under way: an existing VM of ours in one is followed, not skipped
-_VM_BUILDING = frozenset({"allocating", "allocated"})
-#: VM states that make an existing VM unusable: it must be deleted before it can be rebuilt
-_VM_BROKEN = frozenset({"failed", "orphaned"})
 
 
 def is_hostname_taken(exc: ApiError) -> bool:
@@ -93,62 +90,114 @@ class BuildOperation:
     # ----------------------------------------------------------- where it starts
 
     def classify(self, track: Track, entry: JournalEntry | None) -> None:
-        """Decide where a VM starts: done, poll, judge an existing VM, reconcile or submit.
+        """Remember what the journal says of the VM (a hint, never a fact), and whether
+        the fleet's listing shows its hostname; nothing is decided or sent here.
 
-        Nothing here sends a request; a VM whose hostname exists is judged by
-        :meth:`_judge_existing` when its turn comes.
+        What the API holds decides, in :meth:`start` (:func:`build_fate`).
         """
         run = self._run
-        existing = track.org.existing.get(track.key)
+        row = track.row = row_of(entry)
         if entry is not None:
             track.attempts = entry.attempts
-            final = entry.result if entry.state == "finished" else None
-            selected = self._only_keys is not None and track.key in self._only_keys
-            if final is not None and final.outcome in ("succeeded", "skipped") and not selected:
-                run.settle(track, final)
-                return
-            if entry.state == "submitted" and (entry.build_id or entry.task_id):
-                track.task_id, track.build_id = entry.task_id, entry.build_id
-                track.submitted_at = entry.submitted_at
-                track.submitted_clock = run.clock()
-                track.poll_kind = "build" if entry.build_id else "task"
-                return
-            if entry.state in ("intent", "uncertain"):
-                track.uncertain = True
-                # the POST went out at the latest when the entry was written
-                ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
-                track.last_post_clock = run.clock() - ago
-                track.existing_vm = existing
-                return
-            if final is not None and final.category == "timeout" and final.build_id:
-                # a build that timed out may still finish: follow it, never re-send
-                track.task_id, track.build_id = final.task_id, final.build_id
-                track.submitted_at = final.submitted_at
-                track.submitted_clock = run.clock()
-                track.poll_kind = "build"
-                return
-            if final is not None and final.category == "build_failed":
-                track.prior_build_failed = True
-                if final.virtual_machine is not None and existing is None:
-                    # its VM may be hidden from the list (e.g. in the trash): look it up
-                    existing = final.virtual_machine.id
-        if self._only_keys is not None and track.key not in self._only_keys:
+        if row.fact == "accepted" and entry is not None:
+            # our build was accepted: its ids let it be followed, never sent again
+            result = entry.result
+            track.task_id = entry.task_id or (result.task_id if result else None)
+            track.build_id = entry.build_id or (result.build_id if result else None)
+            track.submitted_at = entry.submitted_at or (result.submitted_at if result else None)
+            track.submitted_clock = run.clock()
+            track.poll_kind = "build" if track.build_id else "task"
+        elif row.fact == "sent" and entry is not None:
+            track.uncertain = True
+            # the POST went out at the latest when the entry was written
+            ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
+            track.last_post_clock = run.clock() - ago
+        elif self._only_keys is not None and track.key not in self._only_keys:
             run.settle(track, track.make_result("skipped", reason="not_selected"))
             return
-        track.existing_vm = existing
+        # a VM our build created but the listing does not show (e.g. in the trash) is
+        # looked up by its id: the hostname may be held
+        track.existing_vm = track.org.existing.get(track.key) or row.created
 
     async def start(self, track: Track) -> None:
-        """Judge an existing VM, follow a known build, or submit."""
+        """Look at what the API holds for the hostname, then do what :func:`build_fate` says."""
         run = self._run
-        if track.existing_vm is not None and not (track.task_id or track.build_id):
-            await self._judge_existing(track)
-            if track.result is not None:
-                return
-        if track.task_id or track.build_id or track.adopted:
-            # resumed from the journal, or adopted: it may be done already
+        seen: Seen = "none"
+        vm: VirtualMachine | None = None
+        if track.existing_vm is not None:
+            looked = await run.where(track, track.existing_vm)
+            if looked is None:
+                return  # the look failed for good: the VM's fate was settled by it
+            where, vm = looked
+            if where == "trash":
+                seen = "trash_ours" if track.row.created == track.existing_vm else "trash_theirs"
+            elif vm is not None:
+                run.seen_vm(track, vm)
+                seen = seen_of(self.ownership.judge(track.key, vm.annotations), vm.state)
+        track.existing_vm = None
+        fate = build_fate(
+            seen,
+            track.row,
+            vm_id=vm.id if vm else None,
+            copies=self.ownership.copied,
+            vm_state=vm.state if vm else None,
+        )
+        await self._carry_out(track, fate, vm)
+
+    async def _carry_out(self, track: Track, fate: BuildFate, vm: VirtualMachine | None) -> None:
+        run = self._run
+        if (
+            fate in ("follow_build", "follow_vm")
+            and vm is not None
+            and track.row.fact != "accepted"
+        ):
+            run.adopt(track, vm.id)
+        if fate in ("follow_build", "follow_vm"):
             run.set_phase(track, "building")
             run.scheduler.poll_soon(track.key, group=track.group)
-            return
+        elif fate == "ours":
+            assert vm is not None
+            if await self._tagged(track, vm.tag_names):
+                await run.finish(track, "skipped", reason="already_exists", journal=False)
+        elif fate == "not_ours":
+            await run.finish(track, "skipped", reason="not_ours", journal=False)
+        elif fate == "conflict":
+            await run.conflict(track, None, self._whose(vm))
+        elif fate == "broken":
+            assert vm is not None
+            await run.finish(
+                track,
+                "failed",
+                category="build_failed",
+                error=ErrorInfo(
+                    code="build_failed",
+                    description=(
+                        f"virtual machine {vm.id} ({track.hostname}) of this fleet is in "
+                        f"state {vm.state or 'unknown'}: delete it (orchestrator destroy "
+                        "--limit HOSTNAME) before it can be rebuilt"
+                    ),
+                ),
+                reason="failed_vm_exists",
+                journal=False,
+            )
+        elif fate == "held_by_trash":
+            await run.held_by_trash(track)
+        elif fate in ("submit", "reconcile"):
+            await self._submit(track)
+
+    def _whose(self, vm: VirtualMachine | None) -> str:
+        """Why a VM found for a hostname is not this fleet's: both identities, and how to adopt."""
+        expected = self.ownership.fleet
+        found = (vm.annotations or {}).get(FLEET_KEY) if vm is not None else None
+        if found is None:
+            return f"it carries no annotations of fleet {expected!r}"
+        return (
+            f"it carries fleet {found!r}, this is fleet {expected!r}; to adopt it, name "
+            f'this fleet {found!r} (fleet = "{found}" in the spec, or --fleet {found})'
+        )
+
+    async def _submit(self, track: Track) -> None:
+        run = self._run
         if (refusal := run.refused_unsent.get(track.key)) is not None:
             await run.finish(track, "failed", category=refusal[0], error=refusal[1])
             return
@@ -161,55 +210,6 @@ class BuildOperation:
                 await run.finish(track, "failed", category="invalid_spec", error=error)
                 return
         await run.submit(track)
-
-    async def _judge_existing(self, track: Track) -> None:
-        """A VM with this hostname existed before the run: look at it once and decide.
-
-        The decisions, in order: someone else's VM (by its annotations) is a
-        ``conflict``; a VM in state ``failed``/``orphaned``, or one whose build
-        the journal recorded as failed, ends ``failed``/``build_failed`` and is
-        never built over; after an uncertain POST of ours, or while it is still
-        being built and is ours, it is adopted and followed; otherwise it is
-        ``skipped``/``already_exists``.
-        """
-        run = self._run
-        vm_id = track.existing_vm
-        track.existing_vm = None
-        if vm_id is None:
-            return
-        vm = await run.look_up(track, Lookup("id", vm_id))
-        if track.result is not None:
-            return
-        if vm is None:
-            if track.uncertain or track.prior_build_failed:
-                return  # gone meanwhile: reconcile / submit as if it never was
-            # could not look (or it vanished): keep the rule that needs no look, it exists
-            track.vm_id, track.fqdn = vm_id, track.org.fqdn(track.key)
-            await run.finish(track, "skipped", reason="already_exists")
-            return
-        verdict = self.ownership.judge(track.key, vm.annotations)
-        run.seen_vm(track, vm)
-        if verdict == "theirs":
-            await run.conflict(track, None, "its annotations name another VM or fleet")
-        elif vm.state in _VM_BROKEN or track.prior_build_failed:
-            await run.finish(
-                track,
-                "failed",
-                category="build_failed",
-                error=ErrorInfo(
-                    code="build_failed",
-                    description=(
-                        f"virtual machine {vm.id} ({track.hostname}) is in state "
-                        f"{vm.state or 'unknown'} after a failed build; delete it before "
-                        "it can be rebuilt"
-                    ),
-                ),
-                reason="failed_vm_exists",
-            )
-        elif track.uncertain or (verdict == "ours" and vm.state in _VM_BUILDING):
-            run.adopt(track, vm.id)
-        elif verdict != "ours" or await self._tagged(track, vm.tag_names):
-            await run.finish(track, "skipped", reason="already_exists")
 
     # ---------------------------------------------------------------- sending
 

@@ -27,25 +27,25 @@ Outcomes: ``succeeded`` (``deleted``: in the trash; ``purged``: gone),
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from orchestrator.engine._ownership import Ownership
+from orchestrator.engine._appearance import AppearanceModel
+from orchestrator.engine._ownership import FLEET_KEY, Ownership
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._track import Track, error_info, utcnow
+from orchestrator.engine.state.fate import DeleteFate, Row, Seen, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, TransportError
 from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup
 
 if TYPE_CHECKING:
     from orchestrator.engine._operation import OperationKind
-    from orchestrator.engine._runner import Run
+    from orchestrator.engine._runner import Run, Where
     from orchestrator.engine.state._model import JournalEntry
     from orchestrator.katapult import VirtualMachine
 
 __all__ = ["DeleteOperation"]
 
-Where = Literal["present", "trash", "gone"]
 #: reasons of a finished delete that leave nothing to purge
 _GONE = ("purged", "absent")
 
@@ -68,14 +68,15 @@ class DeleteOperation:
         *,
         fleet: str,
         purge: bool,
-        known: Mapping[str, str],
         only_keys: set[str] | None,
     ) -> None:
         self._run = run
         self._purge = purge
-        self._known = dict(known)
         self._only_keys = only_keys
         self.ownership = Ownership(fleet=fleet)
+        self._appearance = AppearanceModel(
+            expected_build_seconds=run.settings.expected_build_seconds
+        )
         self._stopped: set[str] = set()
         self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
@@ -83,104 +84,121 @@ class DeleteOperation:
     # ----------------------------------------------------------- where it starts
 
     def classify(self, track: Track, entry: JournalEntry | None) -> None:
-        """Done already (journal), an uncertain DELETE to settle, or a VM to look at."""
+        """Remember what the fleet's *build* row says (``entry``; a delete's own rows are
+        never evidence), and whether the listing shows the hostname. Nothing is decided."""
         run = self._run
-        if entry is not None:
-            track.attempts = entry.attempts
-            final = entry.result if entry.state == "finished" else None
-            done = final is not None and final.outcome in ("succeeded", "skipped")
-            if done and final is not None and (not self._purge or final.reason in _GONE):
-                run.settle(track, final)
-                return
-            if entry.state in ("intent", "uncertain"):
-                track.uncertain = True
-            if entry.state == "submitted":
-                track.uncertain = True  # it is in the trash: the look settles it
-            if entry.vm_id:
-                self._known.setdefault(track.key, entry.vm_id)
         if self._only_keys is not None and track.key not in self._only_keys:
             run.settle(track, track.make_result("skipped", reason="not_selected"))
             return
-        track.existing_vm = track.org.existing.get(track.key) or self._known.get(track.key)
+        row = track.row = row_of(entry)
+        build_id = (
+            entry.build_id or (entry.result.build_id if entry.result else None) if entry else None
+        )
+        if row.fact == "accepted" and build_id:
+            track.build_id, track.poll_kind = build_id, "build"
+        elif row.fact == "accepted":
+            row = track.row = Row("sent", created=row.created)  # no build to follow: look
+        if row.fact == "sent" and entry is not None:
+            ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
+            track.last_post_clock = run.clock() - ago
+        track.existing_vm = track.org.existing.get(track.key) or row.created
 
     async def start(self, track: Track) -> None:
-        """Look at the VM once, judge whose it is, then delete (and purge) it."""
+        """Look at what the API holds, then do what :func:`delete_fate` says."""
         run = self._run
+        seen: Seen = "none"
+        vm: VirtualMachine | None = None
         vm_id, track.existing_vm = track.existing_vm, None
-        if vm_id is None:
-            await run.finish(track, "skipped", reason="absent")
-            return
-        track.vm_id = vm_id
-        looked = await self._look(track, vm_id)
-        if looked is None:
-            return
-        where, vm = looked
-        if where == "gone":
-            await self._gone(track)
-            return
-        if where == "trash":
-            # only a VM this fleet's journal named is looked up by id: it is ours
-            if self._purge:
-                await self._purge_it(track)
-            else:
-                await run.finish(track, "skipped", reason="already_deleted")
-            return
-        assert vm is not None
-        run.seen_vm(track, vm)
-        verdict = self.ownership.judge(track.key, vm.annotations)
-        if verdict == "unknown" and self._known.get(track.key) == vm.id:
-            verdict = "ours"
-        if verdict != "ours":
-            why = (
-                "its annotations name another VM or fleet"
-                if verdict == "theirs"
-                else "the API keeps no annotations and no journal of this fleet names this VM"
-            )
-            await run.finish(
-                track,
-                "failed",
-                category="conflict",
-                reason="not_ours",
-                error=ErrorInfo(
-                    code="not_ours",
-                    description=f"virtual machine {vm.id} ({track.hostname}) was left "
-                    f"untouched: {why}",
-                ),
-            )
-            return
-        track.submitted_at = utcnow()
-        track.submitted_clock = run.clock()
-        await run.submit(track)
+        if vm_id is None and track.row.fact == "sent":
+            vm = await self._look_again(track)
+            if track.result is not None:
+                return
+            if vm is not None:
+                seen = self._seen(track, vm)
+        elif vm_id is not None:
+            looked = await run.where(track, vm_id)
+            if looked is None:
+                return
+            where, vm = looked
+            if where == "trash":
+                track.vm_id = vm_id
+                seen = "trash_ours" if vm_id == track.row.created else "trash_theirs"
+            elif vm is not None:
+                seen = self._seen(track, vm)
+        fate = delete_fate(
+            seen, track.row, vm_id=vm.id if vm else None, vm_state=vm.state if vm else None
+        )
+        await self._carry_out(track, fate, vm)
 
-    async def _look(self, track: Track, vm_id: str) -> tuple[Where, VirtualMachine | None] | None:
-        """Where the VM is (see :meth:`_where`); None when the look failed for good and
-        the VM's fate was settled by it."""
+    def _seen(self, track: Track, vm: VirtualMachine) -> Seen:
+        self._run.seen_vm(track, vm)
+        return seen_of(self.ownership.judge(track.key, vm.annotations), vm.state)
+
+    async def _look_again(self, track: Track) -> VirtualMachine | None:
+        """A POST of ours may still create a VM: look once past the time a build takes to
+        show its VM (as a build would before re-sending), never "absent" before."""
         run = self._run
+        since = run.clock() - (track.last_post_clock or run.clock())
+        wait = self._appearance.settle_seconds() - since
+        if wait > 0:
+            run.emit(
+                "reconciling", track, message=f"a build may still appear: look in {wait:.0f} s"
+            )
+            self.waited_seconds += wait
+            await run.sleep(wait)
         try:
-            return await self._where(vm_id, retried=True)
+            return await run.find_hostname(track, quiet=False)
         except (ApiError, TransportError) as exc:
-            run.note_error(track, exc)
-            if isinstance(exc, ApiError):
-                run.doom_for(track.org, exc)
             await run.finish(track, "failed", category=exc.category, error=error_info(exc))
             return None
 
-    async def _where(self, vm_id: str, *, retried: bool) -> tuple[Where, VirtualMachine | None]:
-        """Present (with its annotations), in the trash, or gone; other errors propagate."""
+    async def _carry_out(self, track: Track, fate: DeleteFate, vm: VirtualMachine | None) -> None:
         run = self._run
+        if fate == "absent":
+            await run.finish(track, "skipped", reason="absent")
+        elif fate == "in_trash":
+            if self._purge:
+                await self._purge_it(track)
+            else:
+                track.vm_state = "in_trash"
+                await run.finish(track, "skipped", reason="in_trash")
+        elif fate == "not_ours":
+            await self._not_ours(track, vm)
+        elif fate in ("follow_build", "wait"):
+            # a VM of ours may still appear, or is still being built: follow it first
+            track.poll_kind = "wait" if fate == "wait" else track.poll_kind
+            track.submitted_clock = track.submitted_clock or run.clock()
+            run.set_phase(track, "building")
+            run.emit("building", track, message="a build of this fleet is under way")
+            run.scheduler.poll_soon(track.key, group=track.group)
+        else:
+            assert vm is not None
+            track.vm_id = vm.id
+            track.submitted_at = utcnow()
+            track.submitted_clock = run.clock()
+            await run.submit(track)
 
-        async def get() -> VirtualMachine:
-            return await run.client.get_vm(Lookup("id", vm_id))
-
-        try:
-            vm = await (retry_get(get, **run.retry) if retried else get())
-        except NotFound:
-            return "gone", None
-        except ApiError as exc:
-            if exc.code != "object_in_trash":
-                raise
-            return "trash", None
-        return "present", vm
+    async def _not_ours(self, track: Track, vm: VirtualMachine | None) -> None:
+        vm_id = vm.id if vm is not None else track.vm_id
+        found = (vm.annotations or {}).get(FLEET_KEY) if vm is not None else None
+        why = (
+            f"its annotations name fleet {found!r}, this is fleet {self.ownership.fleet!r}"
+            if found is not None
+            else "it carries no annotations of this fleet and no build of this fleet "
+            "created it (its journal names no such VM)"
+            if vm is not None
+            else "the trash holds it and no build of this fleet created it"
+        )
+        await self._run.finish(
+            track,
+            "failed",
+            category="conflict",
+            reason="not_ours",
+            error=ErrorInfo(
+                code="not_ours",
+                description=f"virtual machine {vm_id} ({track.hostname}) was left untouched: {why}",
+            ),
+        )
 
     async def _follow(self, track: Track, where: Where, vm: VirtualMachine | None) -> bool:
         """After a DELETE: gone or in the trash settles the VM (True); present does not."""
@@ -246,7 +264,7 @@ class DeleteOperation:
         """After an uncertain DELETE: look. Still there: send again (safe by id)."""
         assert track.vm_id is not None
         try:
-            where, vm = await self._where(track.vm_id, retried=True)
+            where, vm = await self._run.where_or_raise(track.vm_id, retried=True)
         except (ApiError, TransportError):
             self.give_up(track)
             return True
@@ -330,7 +348,51 @@ class DeleteOperation:
             else:
                 self._poll_purge_soon(track)
             return
+        if track.poll_kind in ("build", "wait"):
+            await self._poll_until_built(track)
+            return
         assert track.vm_id is not None
-        where, vm = await self._where(track.vm_id, retried=False)
+        where, vm = await run.where_or_raise(track.vm_id, retried=False)
         if not await self._follow(track, where, vm):
             run.repoll(track)
+
+    async def _poll_until_built(self, track: Track) -> None:
+        """A build of ours is under way: once it shows its VM and that VM is no longer
+        being built, decide again; a build that ends failed without one leaves nothing."""
+        run = self._run
+        vm_id = track.vm_id
+        build_over = False
+        if track.poll_kind == "build" and track.build_id:
+            build = await run.client.get_build(track.build_id)
+            track.poll_errors = 0
+            build_over = build.state in ("complete", "failed")
+            if build.virtual_machine is not None:
+                vm_id = build.virtual_machine.id
+                track.row = Row(track.row.fact, created=vm_id)  # our build names its VM
+            elif build_over:
+                # ended, naming no VM (it failed without one, or its VM is gone since)
+                await run.finish(track, "skipped", reason="absent")
+                return
+        if vm_id is None:
+            run.repoll(track)
+            return
+        where, vm = await run.where_or_raise(vm_id, retried=False)
+        seen: Seen = "none"
+        if where == "trash":
+            seen = "trash_ours" if vm_id == track.row.created else "trash_theirs"
+        elif vm is not None:
+            seen = self._seen(track, vm)
+        fate = delete_fate(
+            seen,
+            Row("created", created=track.row.created),
+            vm_id=vm_id,
+            vm_state=vm.state if vm else None,
+        )
+        if fate == "wait" or (where == "gone" and track.poll_kind == "build" and not build_over):
+            # (a VM the build names may show its record a moment later)
+            track.poll_kind = "wait"
+            track.vm_id = vm_id
+            run.repoll(track)
+            return
+        run.scheduler.remove(track.key)
+        await self._carry_out(track, fate, vm)

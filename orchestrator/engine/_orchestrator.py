@@ -32,7 +32,8 @@ from orchestrator.engine._track import utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
-from orchestrator.engine.state.journal import Journal, read_journal
+from orchestrator.engine.state._meta import new_fleet_id
+from orchestrator.engine.state.journal import FleetClaim, Journal
 from orchestrator.errors import Category, JournalError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
@@ -194,12 +195,14 @@ class Orchestrator:
     ) -> Report:
         """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
 
-        ``journal`` names the SQLite journal to resume from and write ahead to
-        (None: no journal). ``only_keys`` limits building to those VMs
-        (``--retry-failed``); the others are reported from the journal or as
-        ``skipped``/``not_selected``. ``fleet`` names the fleet in the ownership
-        annotations every build carries (default: the spec file's name without
-        its suffix; ``"default"`` for a list of requests). ``operation`` drives
+        ``journal`` names the fleet's SQLite journal, to resume from and write
+        ahead to (None: no journal); ``destroy`` shares it. ``only_keys``
+        limits building to those VMs (``--retry-failed``); the others are
+        ``skipped``/``not_selected`` (builds of theirs in flight are followed).
+        ``fleet`` names the fleet in the ownership annotations every build
+        carries (default: the spec's ``fleet``; unnamed, the journal's fleet,
+        made at its first build; without a journal, an identity of this run's
+        own, so that nothing unnamed is ever another's). ``operation`` drives
         the VMs through another operation than a build (see :meth:`destroy`).
         ``journal_rebind`` uses a journal written against another API URL or
         organization, or one that lost records (otherwise refused with
@@ -252,8 +255,8 @@ class Orchestrator:
         else:
             requests = list(spec.vms)
             path, sha = spec.path, spec.sha256
+            fleet = fleet or spec.fleet
         run_id = uuid.uuid4().hex[:16]
-        fleet = fleet or default_fleet(path)
         started = utcnow()
         base_total = self._client.requests_total
         base_limited = self._client.rate_limited_total
@@ -274,6 +277,8 @@ class Orchestrator:
         self._stop_requested = False
         api_url = self._settings.katapult.api_url
         organizations = {(api_url, r.organization.value) for r in requests}
+        # checked and taken with no await in between: two orchestrators of this process
+        # started together cannot both pass the check
         busy = organizations & _ORGANIZATIONS_IN_RUNS
         if busy:
             names = ", ".join(sorted(org for _, org in busy))
@@ -281,15 +286,15 @@ class Orchestrator:
                 f"another run of this process is working on VMs of {names} on {api_url}: "
                 "one run at a time per organization"
             )
-        checked = Checked(requests=requests)
-        if operation is None:
-            # a build's SSH keys, tags and flexible resources, checked before anything
-            # is sent: an unknown key or tag raises SpecError; the rest fail unsent
-            checked = await check_references(self._client, requests, retry=retry_args(engine))
-            checked.raise_spec_problems(path)
-        requests = checked.requests
         _ORGANIZATIONS_IN_RUNS.update(organizations)
         try:
+            checked = Checked(requests=requests)
+            if operation is None:
+                # a build's SSH keys, tags and flexible resources, checked before anything
+                # is sent: an unknown key or tag raises SpecError; the rest fail unsent
+                checked = await check_references(self._client, requests, retry=retry_args(engine))
+                checked.raise_spec_problems(path)
+            requests = checked.requests
             run, results, changes = await self._execute(
                 requests,
                 journal,
@@ -298,7 +303,7 @@ class Orchestrator:
                 scheduler=scheduler,
                 only_keys=only_keys,
                 rebind=journal_rebind,
-                fleet=fleet,
+                fleet=FleetClaim(named=fleet, legacy=default_fleet(path)),
                 operation=operation,
                 refused=checked.refused(),
             )
@@ -347,7 +352,7 @@ class Orchestrator:
         scheduler: PollScheduler,
         only_keys: set[str] | None,
         rebind: bool,
-        fleet: str,
+        fleet: FleetClaim,
         operation: OperationFactory | None,
         refused: Mapping[str, tuple[Category, ErrorInfo]],
     ) -> tuple[Run, list[VmResult], dict[str, list[SpecChange]]]:
@@ -362,7 +367,12 @@ class Orchestrator:
                 run_id=run_id,
                 api_url=self._settings.katapult.api_url,
                 rebind=rebind,
+                table="vms" if operation is None else "deletes",
+                fleet=fleet,
             )
+        # the fleet's identity: the journal's (it refused another), else the name given,
+        # else one of its own for this run (an unnamed fleet without a journal)
+        fleet_id = opened.fleet if opened is not None else fleet.named or new_fleet_id(fleet.legacy)
         try:
             if opened is not None and operation is None:
                 # what each build asks for, and where the spec left what was built
@@ -386,7 +396,7 @@ class Orchestrator:
                 hooks=self._hooks,
                 run_id=run_id,
                 only_keys=only_keys,
-                fleet=fleet,
+                fleet=fleet_id,
                 operation=operation,
                 refused=refused,
             )
@@ -447,19 +457,33 @@ class Orchestrator:
     ) -> Report:
         """Delete the VMs of ``spec`` that this fleet built, and only those; return the report.
 
-        A VM is this fleet's when its annotations say so or, where the API
-        keeps no annotations, when ``build_journal`` (the journal of the runs
-        that built it, read only) recorded this very VM. Any other VM with a
-        spec hostname is left untouched and reported ``failed``/``conflict``.
-        ``journal`` is this destroy's own journal (resumable like a run's);
-        ``purge`` also purges each VM from the trash, which frees its hostname.
-        Uses the same rate budget, reconciliation and report as :meth:`run`.
+        ``journal`` is the fleet's journal, the one its runs wrote (run and
+        destroy share it, and its lock: a destroy while a run of the fleet holds
+        it is refused with :class:`JournalError`). A VM is this fleet's when its
+        annotations carry the fleet's identity or, where the API keeps no
+        annotations, when the journal recorded that this fleet's own accepted
+        build created this very VM. Never on the strength of a hostname, a VM a
+        run *found*, or a delete's own rows. Any other VM with a spec hostname
+        is left untouched and reported ``failed``/``conflict`` (``not_ours``).
+        Builds the journal has in flight are followed until their VM can be
+        deleted (within the build timeout). ``purge`` also purges each VM from
+        the trash, which frees its hostname. ``build_journal`` is the older name
+        of ``journal``. Uses the same rate budget, reconciliation and report as
+        :meth:`run`.
         """
-        known = await anyio.to_thread.run_sync(_built_vm_ids, build_journal)
-        fleet = fleet or default_fleet(spec_path if isinstance(spec, Sequence) else spec.path)
+        if (
+            build_journal is not None
+            and journal is not None
+            and Path(build_journal) != Path(journal)
+        ):
+            raise JournalError(
+                "a fleet has one journal: run and destroy share it (pass it as journal=); "
+                f"{build_journal} and {journal} differ"
+            )
+        journal = journal if journal is not None else build_journal
 
         def deleting(run: Run) -> DeleteOperation:
-            return DeleteOperation(run, fleet=fleet, purge=purge, known=known, only_keys=only_keys)
+            return DeleteOperation(run, fleet=run.fleet, purge=purge, only_keys=only_keys)
 
         return await self.run(
             spec,
@@ -469,16 +493,3 @@ class Orchestrator:
             fleet=fleet,
             operation=deleting,
         )
-
-
-def _built_vm_ids(path: str | os.PathLike[str] | None) -> dict[str, str]:
-    """key -> VM id, as a build journal recorded them (empty without one)."""
-    if path is None or not Path(path).exists():
-        return {}
-    out: dict[str, str] = {}
-    for entry in read_journal(path).entries:
-        vm = entry.result.virtual_machine if entry.result is not None else None
-        vm_id = vm.id if vm is not None else entry.vm_id
-        if vm_id:
-            out[entry.key] = vm_id
-    return out

@@ -18,7 +18,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from orchestrator.katapult import KatapultClient, VirtualMachine
     from orchestrator.settings import EngineSettings
 
-__all__ = ["OperationFactory", "Run", "is_hostname_taken"]
+__all__ = ["OperationFactory", "Run", "Where", "is_hostname_taken"]
 
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
@@ -66,6 +66,8 @@ POLLERS = 64
 _STRETCH_WHEN_SHORT = 1.3
 
 OperationFactory = Callable[["Run"], "Operation"]
+#: where a VM is when looked up by id
+Where = Literal["present", "trash", "gone"]
 
 
 def _first_journal_error(group: BaseExceptionGroup[JournalError]) -> JournalError:
@@ -97,6 +99,8 @@ class Run:
         clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
+        #: the fleet's identity: what the annotations of its VMs carry
+        self.fleet = fleet
         self.scheduler = scheduler
         self.settings = settings
         self.journal = journal
@@ -268,15 +272,18 @@ class Run:
         async with anyio.create_task_group() as tg:
             for org in self._orgs.values():
                 tg.start_soon(self._prepare_org, org)
-        entries: dict[str, JournalEntry] = {}
+        builds: dict[str, JournalEntry] = {}
         if self.journal is not None:
-            entries = await self.journal.entries()
-            self._removed = sorted(e.hostname for k, e in entries.items() if k not in self._tracks)
+            own = await self.journal.entries()
+            # every operation decides from the fleet's *build* rows (what its builds sent
+            # and created); a delete's own rows are only its write-ahead log
+            builds = own if self.journal.table == "vms" else await self.journal.entries("vms")
+            self._removed = sorted(e.hostname for k, e in builds.items() if k not in self._tracks)
             await self.journal.add_pending(
-                [(t.key, t.hostname) for t in self._tracks.values() if t.key not in entries]
+                [(t.key, t.hostname) for t in self._tracks.values() if t.key not in own]
             )
         for track in self._tracks.values():
-            self._op.classify(track, entries.get(track.key))
+            self._op.classify(track, builds.get(track.key))
 
     async def _prepare_org(self, org: OrgContext) -> None:
         try:
@@ -497,6 +504,10 @@ class Run:
         self, track: Track, exc: ApiError | TransportError, *, quiet: bool
     ) -> None:
         if isinstance(exc, ApiError) and exc.code == "object_in_trash":
+            if track.row.fact in ("created", "failed", "deleted"):
+                # this fleet built a VM of this hostname, and it is in the trash now
+                await self.held_by_trash(track, exc)
+                return
             await self.finish(
                 track,
                 "failed",
@@ -510,6 +521,58 @@ class Run:
             self.doom_for(track.org, exc)
         if not quiet and is_retryable(exc):
             raise exc
+
+    async def where(self, track: Track, vm_id: str) -> tuple[Where, VirtualMachine | None] | None:
+        """One look at VM ``vm_id``: present (with its annotations), in the trash, or gone.
+
+        None when the API gave no usable answer (after retries): the VM is then
+        finished ``failed`` with that error, since nothing can be decided unseen.
+        """
+        try:
+            return await self.where_or_raise(vm_id, retried=True)
+        except (ApiError, TransportError) as exc:
+            self.note_error(track, exc)
+            if isinstance(exc, ApiError):
+                self.doom_for(track.org, exc)
+            await self.finish(track, "failed", category=exc.category, error=error_info(exc))
+            return None
+
+    async def where_or_raise(
+        self, vm_id: str, *, retried: bool
+    ) -> tuple[Where, VirtualMachine | None]:
+        """As :meth:`where`; errors other than "gone" and "in the trash" propagate."""
+
+        async def get() -> VirtualMachine:
+            return await self.client.get_vm(Lookup("id", vm_id))
+
+        try:
+            vm = await (retry_get(get, **self.retry) if retried else get())
+        except NotFound:
+            return "gone", None
+        except ApiError as exc:
+            if exc.code != "object_in_trash":
+                raise
+            return "trash", None
+        return "present", vm
+
+    async def held_by_trash(self, track: Track, exc: ApiError | None = None) -> None:
+        """A VM of this fleet in the trash holds the hostname: nothing can be built there."""
+        await self.finish(
+            track,
+            "failed",
+            category="conflict",
+            error=ErrorInfo(
+                code="object_in_trash",
+                description=(
+                    f"the hostname {track.hostname} is held by a VM of this fleet in the "
+                    "trash; `orchestrator destroy --purge` frees it (or restore it from "
+                    "the trash)"
+                ),
+                detail=exc.detail if exc is not None else None,
+            ),
+            reason="held_by_trash",
+            journal=False,
+        )
 
     def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
         """Remember what a look at the VM told (id, fqdn, state)."""

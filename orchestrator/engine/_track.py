@@ -10,6 +10,7 @@ from typing import Literal
 
 import anyio
 
+from orchestrator.engine.state.fate import Row
 from orchestrator.errors import ApiError, Category
 from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
@@ -18,7 +19,7 @@ from orchestrator.vm_request import Lookup, VmRequest
 __all__ = ["OrgContext", "Phase", "PollKind", "Track", "error_info", "utcnow"]
 
 Phase = Literal["queued", "submitting", "building", "done"]
-PollKind = Literal["build", "task", "vm", "hostname"]
+PollKind = Literal["build", "task", "vm", "hostname", "wait"]
 
 
 def utcnow() -> datetime:
@@ -87,8 +88,8 @@ class Track:
     adopted: bool = False
     #: a VM with this hostname existed when the run began (its id): judged before anything is sent
     existing_vm: str | None = None
-    #: the journal recorded this VM's build as failed (a VM left by it is not rebuilt over)
-    prior_build_failed: bool = False
+    #: what the fleet's journal remembers of this VM's builds (a hint, never a fact)
+    row: Row = field(default_factory=Row)
     #: the build object has shown its VM (the appearance time was learned from it)
     vm_seen: bool = False
     #: the VM's state when it was last looked at

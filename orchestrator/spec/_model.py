@@ -81,6 +81,8 @@ class Spec:
     sha256: str
     #: every VM, expanded, in file order; ``key`` is the lower-cased hostname
     vms: tuple[VmRequest, ...]
+    #: the fleet the spec names (``fleet = "..."``); None: unnamed (see ``docs/guarantees.md``)
+    fleet: str | None = None
 
     def by_key(self) -> dict[str, VmRequest]:
         """The VMs by their key (keys are unique within a spec)."""

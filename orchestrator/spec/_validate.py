@@ -12,6 +12,7 @@ that has neither.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,14 +40,16 @@ from orchestrator.spec._model import (
 from orchestrator.spec._suggest import unknown_key_message
 from orchestrator.vm_request import Lookup, VmRequest
 
-__all__ = ["MAX_ISSUES", "MAX_TOTAL_VMS", "build_spec"]
+__all__ = ["MAX_ISSUES", "MAX_TOTAL_VMS", "build_spec", "fleet_problem"]
 
 #: Issues listed in one SpecError; the rest are counted.
 MAX_ISSUES = 100
 #: Most VMs one spec may expand to.
 MAX_TOTAL_VMS = 100_000
 
-_TOP_KEYS = ("version", "defaults", "vms")
+_TOP_KEYS = ("version", "fleet", "defaults", "vms")
+#: a fleet's name: what every VM's ``orchestrator.spec`` annotation carries
+_FLEET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _NO_LINE = 1 << 62  # issues without a line sort after located ones
 _MERGED_TABLES = ("disk_template_options", "annotations")
 _LOCATION = ("zone", "data_center")
@@ -118,15 +121,40 @@ def build_spec(
     issues.items.extend(parsed.issues)
     data = parsed.data
     vms: list[VmRequest] = []
+    fleet: str | None = None
     if data is None:
         issues.add("the spec file is empty: it needs a 'vms' list")
     elif not isinstance(data, Mapping):
         issues.add(f"the spec must be a table with a 'vms' list, not {type_noun(data)}")
     else:
         vms = _build(data, issues, fmt, defaults or SpecDefaults())
+        fleet = _fleet(data.get("fleet"), issues)
     if issues.items:
         raise SpecError(_capped(issues.items))
-    return Spec(path=source, sha256=sha256, vms=tuple(vms))
+    return Spec(path=source, sha256=sha256, vms=tuple(vms), fleet=fleet)
+
+
+def fleet_problem(value: object) -> str | None:
+    """Why ``value`` cannot name a fleet (None: it can)."""
+    if not isinstance(value, str):
+        return f"fleet must be a string, not {type_noun(value)}"
+    if not _FLEET_RE.fullmatch(value):
+        return (
+            f"fleet {show(value)} is not a fleet name: 1 to 63 letters, digits, '.', '_' "
+            "or '-', starting with a letter or digit"
+        )
+    return None
+
+
+def _fleet(raw: object, issues: _Collector) -> str | None:
+    if raw is None:
+        return None
+    problem = fleet_problem(raw)
+    if problem is not None:
+        issues.add(problem, path=("fleet",), field="fleet")
+        return None
+    assert isinstance(raw, str)
+    return raw
 
 
 def _capped(items: list[SpecIssue]) -> list[SpecIssue]:

@@ -23,7 +23,7 @@ import sqlite3
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import ValidationError
 
@@ -38,8 +38,10 @@ from orchestrator.report import VmResult
 
 __all__ = [
     "APPLICATION_ID",
+    "DELETES_SCHEMA",
     "ENTRY_COLUMNS",
     "SCHEMA_VERSION",
+    "Table",
     "acquire_lock",
     "connect_readonly",
     "create_journal",
@@ -92,6 +94,30 @@ CREATE TABLE vms (
     updated_at   TEXT NOT NULL
 );
 """
+
+#: the deletes' rows (``destroy``, ``run --prune``): the same columns as ``vms``, kept
+#: apart so that a delete's row is never read as a build's (never proof of ownership)
+DELETES_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS deletes (
+    seq          INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    hostname     TEXT NOT NULL,
+    state        TEXT NOT NULL
+                 CHECK (state IN ('pending', 'intent', 'submitted', 'uncertain', 'finished')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    task_id      TEXT,
+    build_id     TEXT,
+    vm_id        TEXT,
+    submitted_at TEXT,
+    last_error   TEXT,
+    note         TEXT,
+    result       TEXT,
+    updated_at   TEXT NOT NULL
+)
+"""
+
+#: which rows an open journal writes: a build's (``vms``) or a delete's (``deletes``)
+Table = Literal["vms", "deletes"]
 
 ENTRY_COLUMNS: Final = (
     "key, hostname, state, attempts, task_id, build_id, vm_id, submitted_at,"
@@ -355,12 +381,26 @@ def _opt(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def read_entries(conn: sqlite3.Connection, path: Path) -> list[JournalEntry]:
-    """Every VM row, in the order the VMs were first recorded (spec order)."""
-    has_specs = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'vm_specs'"
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
     ).fetchone()
-    if not has_specs:  # a journal written before specs were recorded
+    return found is not None
+
+
+def read_entries(conn: sqlite3.Connection, path: Path, table: Table = "vms") -> list[JournalEntry]:
+    """Every VM row of ``table``, in the order the VMs were first recorded (spec order).
+
+    ``vms`` holds the builds' rows, ``deletes`` the deletes' (absent: none yet).
+    """
+    if table == "deletes":
+        if not _has_table(conn, "deletes"):
+            return []
+        return [
+            entry_from_row(row, path)
+            for row in conn.execute(f"SELECT {ENTRY_COLUMNS} FROM deletes ORDER BY seq")
+        ]
+    if not _has_table(conn, "vm_specs"):  # a journal written before specs were recorded
         return [
             entry_from_row(row, path)
             for row in conn.execute(f"SELECT {ENTRY_COLUMNS} FROM vms ORDER BY seq")

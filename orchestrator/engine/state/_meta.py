@@ -31,10 +31,13 @@ from typing import Any, Final
 from orchestrator.errors import JournalError
 
 __all__ = [
+    "FleetClaim",
     "LockNote",
     "Meta",
     "bind_meta",
     "count_records",
+    "fleet_of",
+    "new_fleet_id",
     "read_lock_note",
     "write_lock_note",
 ]
@@ -59,6 +62,22 @@ class Meta:
     journal_id: str
     records: int
     api_url: str | None
+    #: the fleet whose state this journal is (see :func:`bind_fleet`)
+    fleet: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetClaim:
+    """Which fleet an operation says it works on, for the journal to check.
+
+    ``named``: the fleet the user named (``fleet =`` in the spec, ``--fleet``,
+    ``fleet=``), or None. ``legacy``: the name an unnamed fleet had before fleets
+    were bound to their journal (the spec file's stem), for a journal that holds
+    builds but no fleet yet: its VMs carry that name.
+    """
+
+    named: str | None
+    legacy: str
 
 
 def read_lock_note(raw: bytes) -> LockNote:
@@ -107,6 +126,7 @@ def bind_meta(
     note: LockNote,
     api_url: str | None,
     rebind: bool,
+    fleet: FleetClaim | None = None,
 ) -> Meta:
     """Check the journal against its sidecar note and ``api_url``; record both. In a
     transaction of the caller's; JournalError when the journal must not be used."""
@@ -141,7 +161,53 @@ def bind_meta(
     if api_url is not None:
         _set(conn, "api_url", api_url)
         bound = api_url
-    return Meta(journal_id=journal_id, records=records, api_url=bound)
+    meta = Meta(journal_id=journal_id, records=records, api_url=bound)
+    meta.fleet = bind_fleet(conn, path, fleet or FleetClaim(named=None, legacy="default"))
+    return meta
+
+
+def fleet_of(conn: sqlite3.Connection) -> str | None:
+    """The fleet a journal is bound to (None: none yet), read in the caller's connection."""
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    return _value(conn, "fleet") if found else None
+
+
+def new_fleet_id(stem: str) -> str:
+    """An identity for an unnamed fleet, made at its first build: its spec's stem and a
+    random part, so that two specs never share it (same file name in two folders,
+    specs parsed from text)."""
+    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)[:40] or "fleet"
+    return f"{base}-{uuid.uuid4().hex[:12]}"
+
+
+def bind_fleet(conn: sqlite3.Connection, path: Path, claim: FleetClaim) -> str:
+    """The fleet this journal is the state of; JournalError when ``claim`` names another.
+
+    A journal knows one fleet for life. A named fleet binds a new journal (or one
+    written before fleets were bound) to its name; an unnamed one takes the
+    journal's fleet, and a new journal makes it an identity of its own
+    (:func:`new_fleet_id`). A journal that holds builds from before fleets were
+    bound keeps the name those builds' annotations carry (``claim.legacy``).
+    """
+    stored = _value(conn, "fleet")
+    if stored is not None:
+        if claim.named is not None and claim.named != stored:
+            raise JournalError(
+                f"journal {path} is the state of fleet {stored!r}, not {claim.named!r}: "
+                f"its VMs carry {stored!r}. To go on with them, name the fleet {stored!r} "
+                f'(fleet = "{stored}" in the spec, or --fleet {stored}); for another '
+                "fleet, use another --journal"
+            )
+        return stored
+    if claim.named is not None:
+        fleet = claim.named
+    else:
+        (built,) = conn.execute("SELECT count(*) FROM vms WHERE state != 'pending'").fetchone()
+        fleet = claim.legacy if int(built) else new_fleet_id(claim.legacy)
+    _set(conn, "fleet", fleet)
+    return fleet
 
 
 def count_records(conn: sqlite3.Connection, meta: Meta, writes: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Literal, get_args
 
@@ -87,7 +87,12 @@ class JournalSnapshot:
 
     path: str
     runs: list[RunRecord]
+    #: the builds' rows
     entries: list[JournalEntry]
+    #: the deletes' rows (``destroy``, ``run --prune``)
+    deletes: list[JournalEntry] = field(default_factory=list)
+    #: the fleet the journal is the state of (None: an older journal, not bound yet)
+    fleet: str | None = None
 
     def counts(self) -> dict[str, int]:
         """How many VMs are in each state (every state present, in lifecycle order)."""

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from orchestrator.engine.state._db import (
+    DELETES_SCHEMA,
+    Table,
     acquire_lock,
     connect_readonly,
     create_journal,
@@ -34,6 +36,7 @@ from orchestrator.engine.state._db import (
     validate,
 )
 from orchestrator.engine.state._meta import (
+    FleetClaim,
     Meta,
     bind_meta,
     count_records,
@@ -61,41 +64,59 @@ Op = tuple[int, int, tuple[Any, ...]]
 #: Seconds between two WAL checkpoints during a run (and one at every clean close).
 CHECKPOINT_SECONDS: Final = 1.0
 
-_SQL_ADD: Final = (
-    "INSERT INTO vms (key, hostname, state, attempts, updated_at) VALUES (?, ?, 'pending', 0, ?)"
-    " ON CONFLICT (key) DO NOTHING"
-)
-# a new attempt starts clean: ids, result and note of an earlier attempt are stale
-_SQL_INTENT: Final = (
-    "UPDATE vms SET state = 'intent', attempts = ?, task_id = NULL, build_id = NULL,"
-    " vm_id = NULL, submitted_at = NULL, result = NULL, note = NULL, updated_at = ?"
-    " WHERE key = ?"
-)
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The row-writing SQL of one table (``vms`` for builds, ``deletes`` for deletes)."""
+
+    add: str
+    intent: str
+    submitted: str
+    uncertain: str
+    progress: str
+    finished: str
+
+    @classmethod
+    def of(cls, t: Table) -> _Statements:
+        return cls(
+            add=(
+                f"INSERT INTO {t} (key, hostname, state, attempts, updated_at)"
+                " VALUES (?, ?, 'pending', 0, ?) ON CONFLICT (key) DO NOTHING"
+            ),
+            # a new attempt starts clean: ids, result and note of an earlier attempt are stale
+            intent=(
+                f"UPDATE {t} SET state = 'intent', attempts = ?, task_id = NULL,"
+                " build_id = NULL, vm_id = NULL, submitted_at = NULL, result = NULL,"
+                " note = NULL, updated_at = ? WHERE key = ?"
+            ),
+            submitted=(
+                f"UPDATE {t} SET state = 'submitted', task_id = ?, build_id = ?,"
+                " submitted_at = ?, updated_at = ? WHERE key = ?"
+            ),
+            uncertain=(
+                f"UPDATE {t} SET state = 'uncertain', last_error = ?, updated_at = ? WHERE key = ?"
+            ),
+            progress=(
+                f"UPDATE {t} SET vm_id = coalesce(?, vm_id), note = coalesce(?, note),"
+                " updated_at = ? WHERE key = ?"
+            ),
+            finished=(
+                f"INSERT INTO {t} (key, hostname, state, attempts, task_id, build_id, vm_id,"
+                " submitted_at, result, updated_at) VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET state = 'finished',"
+                f" attempts = max({t}.attempts, excluded.attempts),"
+                f" task_id = coalesce(excluded.task_id, {t}.task_id),"
+                f" build_id = coalesce(excluded.build_id, {t}.build_id),"
+                f" vm_id = coalesce(excluded.vm_id, {t}.vm_id),"
+                f" submitted_at = coalesce(excluded.submitted_at, {t}.submitted_at),"
+                " result = excluded.result, updated_at = excluded.updated_at"
+            ),
+        )
+
+
 _SQL_SPEC: Final = (
     "INSERT INTO vm_specs (key, spec) VALUES (?, ?)"
     " ON CONFLICT (key) DO UPDATE SET spec = excluded.spec"
-)
-_SQL_SUBMITTED: Final = (
-    "UPDATE vms SET state = 'submitted', task_id = ?, build_id = ?, submitted_at = ?,"
-    " updated_at = ? WHERE key = ?"
-)
-_SQL_UNCERTAIN: Final = (
-    "UPDATE vms SET state = 'uncertain', last_error = ?, updated_at = ? WHERE key = ?"
-)
-_SQL_PROGRESS: Final = (
-    "UPDATE vms SET vm_id = coalesce(?, vm_id), note = coalesce(?, note), updated_at = ?"
-    " WHERE key = ?"
-)
-_SQL_FINISHED: Final = (
-    "INSERT INTO vms (key, hostname, state, attempts, task_id, build_id, vm_id,"
-    " submitted_at, result, updated_at) VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (key) DO UPDATE SET state = 'finished',"
-    " attempts = max(vms.attempts, excluded.attempts),"
-    " task_id = coalesce(excluded.task_id, vms.task_id),"
-    " build_id = coalesce(excluded.build_id, vms.build_id),"
-    " vm_id = coalesce(excluded.vm_id, vms.vm_id),"
-    " submitted_at = coalesce(excluded.submitted_at, vms.submitted_at),"
-    " result = excluded.result, updated_at = excluded.updated_at"
 )
 
 
@@ -105,6 +126,8 @@ class Opened:
 
     previous_spec_sha256: str | None
     keys: set[str]
+    #: the fleet the journal is bound to (see ``_meta.bind_meta``)
+    fleet: str
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -144,6 +167,8 @@ class JournalWriter(threading.Thread):
         durability: Durability,
         api_url: str | None = None,
         rebind: bool = False,
+        table: Table = "vms",
+        fleet: FleetClaim | None = None,
         on_open: Callable[[Opened | Exception], None],
         on_commit: Callable[[int, dict[int, object], JournalError | None], None],
         on_closed: Callable[[], None],
@@ -159,6 +184,9 @@ class JournalWriter(threading.Thread):
         self._durability = durability
         self._api_url = api_url
         self._rebind = rebind
+        self._table: Table = table
+        self._sql = _Statements.of(table)
+        self._fleet = fleet or FleetClaim(named=None, legacy="default")
         self._meta: Meta | None = None
         self._holder: dict[str, object] = {}
         self._checkpointed = time.monotonic()
@@ -239,11 +267,16 @@ class JournalWriter(threading.Thread):
             conn.execute(f"PRAGMA synchronous = {'FULL' if self._synced else 'NORMAL'}")
             conn.execute("PRAGMA busy_timeout = 10000")
             row = conn.execute("SELECT spec_sha256 FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
-            keys = {str(key) for (key,) in conn.execute("SELECT key FROM vms")}
             conn.execute("BEGIN")
             try:
+                conn.execute(DELETES_SCHEMA)
                 self._meta = bind_meta(
-                    conn, path, note=note, api_url=self._api_url, rebind=self._rebind
+                    conn,
+                    path,
+                    note=note,
+                    api_url=self._api_url,
+                    rebind=self._rebind,
+                    fleet=self._fleet,
                 )
             except JournalError:
                 conn.execute("ROLLBACK")
@@ -253,11 +286,17 @@ class JournalWriter(threading.Thread):
                 (self._run_id, self._spec_sha256, started, os.getpid()),
             )
             self._run_seq = int(cursor.lastrowid or 0)
+            keys = {str(key) for (key,) in conn.execute(f"SELECT key FROM {self._table}")}
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open journal {path}: {exc}") from exc
         write_lock_note(self._lock_fd, self._holder, self._meta)
-        return Opened(previous_spec_sha256=None if row is None else str(row[0]), keys=keys)
+        assert self._meta.fleet is not None
+        return Opened(
+            previous_spec_sha256=None if row is None else str(row[0]),
+            keys=keys,
+            fleet=self._meta.fleet,
+        )
 
     def _shutdown(self) -> None:
         """Checkpoint the WAL into the journal, close the connection, release the run lock."""
@@ -295,6 +334,7 @@ class JournalWriter(threading.Thread):
         )
         results: dict[int, object] = {}
         writes = 0
+        sql = self._sql
         try:
             if full != self._synced:
                 # the level applies to the next commit; it cannot change inside one
@@ -305,7 +345,7 @@ class JournalWriter(threading.Thread):
             for seq, kind, args in batch:
                 if kind == ENTRIES:
                     try:
-                        results[seq] = read_entries(conn, self.path)
+                        results[seq] = read_entries(conn, self.path, args[0] if args else "vms")
                     except JournalError as exc:  # unreadable rows fail the read, not the writes
                         results[seq] = exc
                     continue
@@ -316,20 +356,20 @@ class JournalWriter(threading.Thread):
                     continue
                 writes += 1
                 if kind == INTENT:
-                    conn.execute(_SQL_INTENT, (args[1], now, args[0]))
+                    conn.execute(sql.intent, (args[1], now, args[0]))
                     if args[2] is not None:
                         conn.execute(_SQL_SPEC, (args[0], args[2]))
                 elif kind == SUBMITTED:
                     key, task_id, build_id, submitted_at = args
-                    conn.execute(_SQL_SUBMITTED, (task_id, build_id, _iso(submitted_at), now, key))
+                    conn.execute(sql.submitted, (task_id, build_id, _iso(submitted_at), now, key))
                 elif kind == PROGRESS:
-                    conn.execute(_SQL_PROGRESS, (args[1], args[2], now, args[0]))
+                    conn.execute(sql.progress, (args[1], args[2], now, args[0]))
                 elif kind == UNCERTAIN:
-                    conn.execute(_SQL_UNCERTAIN, (args[1], now, args[0]))
+                    conn.execute(sql.uncertain, (args[1], now, args[0]))
                 elif kind == FINISHED:
-                    conn.executemany(_SQL_FINISHED, [_finished_row(r, now) for r in args[0]])
+                    conn.executemany(sql.finished, [_finished_row(r, now) for r in args[0]])
                 elif kind == ADD:
-                    conn.executemany(_SQL_ADD, [(key, host, now) for key, host in args[0]])
+                    conn.executemany(sql.add, [(key, host, now) for key, host in args[0]])
             if writes and self._meta is not None:
                 count_records(conn, self._meta, writes)
             conn.execute("COMMIT")

@@ -47,12 +47,14 @@ import anyio
 import anyio.lowlevel
 
 from orchestrator.engine.state._db import (
+    Table,
     connect_readonly,
     journal_exists,
     read_entries,
     read_runs,
     validate,
 )
+from orchestrator.engine.state._meta import FleetClaim, fleet_of
 from orchestrator.engine.state._model import (
     JOURNAL_STATES,
     Durability,
@@ -81,6 +83,7 @@ from orchestrator.report import VmResult
 __all__ = [
     "JOURNAL_STATES",
     "Durability",
+    "FleetClaim",
     "Journal",
     "JournalEntry",
     "JournalSnapshot",
@@ -113,6 +116,8 @@ class Journal:
         post: Callable[..., None],
         api_url: str | None = None,
         rebind: bool = False,
+        table: Table = "vms",
+        fleet: FleetClaim | None = None,
     ) -> None:
         """Private: use :meth:`Journal.open`."""
         #: the journal file
@@ -122,6 +127,10 @@ class Journal:
         self.spec_sha256 = spec_sha256
         #: the spec digest of the run recorded before this one (None: new journal)
         self.previous_spec_sha256: str | None = None
+        #: the fleet this journal is the state of (known once opened)
+        self.fleet: str = (fleet.named or fleet.legacy) if fleet is not None else "default"
+        #: which rows this journal writes: a build's (``vms``) or a delete's (``deletes``)
+        self.table: Table = table
         self.durability: Durability = durability
         self._seq = 0
         self._committed = 0
@@ -142,6 +151,8 @@ class Journal:
             durability=durability,
             api_url=api_url,
             rebind=rebind,
+            table=table,
+            fleet=fleet,
             on_open=lambda result: post(self._on_open, result),
             on_commit=lambda upto, results, error: post(self._on_commit, upto, results, error),
             on_closed=lambda: post(self._closed.set),
@@ -157,6 +168,8 @@ class Journal:
         durability: Durability = "intent",
         api_url: str | None = None,
         rebind: bool = False,
+        table: Table = "vms",
+        fleet: FleetClaim | None = None,
     ) -> Journal:
         """Create (mode 0o600) or open the journal at ``path`` and lock it for this run.
 
@@ -169,6 +182,12 @@ class Journal:
         ``api_url`` binds the journal to that API: a journal written against
         another one is refused, as is a journal that lost records it once held
         (see ``_meta``), unless ``rebind`` (then it is bound to ``api_url``).
+
+        One journal is the state of one fleet, for ``run`` and ``destroy`` alike:
+        ``table`` says which rows this operation writes (``vms``: builds,
+        ``deletes``: deletes); ``fleet`` is the fleet it claims, refused when the
+        journal is another fleet's (see ``_meta.bind_fleet``; ``journal.fleet``
+        then names the fleet bound).
         """
         try:
             loop = asyncio.get_running_loop()
@@ -188,6 +207,8 @@ class Journal:
             post=post,
             api_url=api_url,
             rebind=rebind,
+            table=table,
+            fleet=fleet,
         )
         journal._writer.start()
         # shielded: abandoning the handshake would leave the lock held by a writer
@@ -200,6 +221,7 @@ class Journal:
         assert isinstance(result, Opened)
         journal.previous_spec_sha256 = result.previous_spec_sha256
         journal._keys = result.keys
+        journal.fleet = result.fleet
         try:
             await anyio.lowlevel.checkpoint_if_cancelled()
         except BaseException:
@@ -220,9 +242,13 @@ class Journal:
 
     # --------------------------------------------------------------- reads
 
-    async def entries(self) -> dict[str, JournalEntry]:
-        """Every VM the journal knows, by key, in the order they were first added."""
-        seq = self._put(ENTRIES, ())
+    async def entries(self, table: Table | None = None) -> dict[str, JournalEntry]:
+        """Every VM the journal knows, by key, in the order they were first added.
+
+        The rows of this journal's own operation, or of ``table`` (a delete reads
+        the builds' rows: which VMs this fleet's builds created).
+        """
+        seq = self._put(ENTRIES, (table or self.table,))
         await self._wait(seq)
         found = self._results.pop(seq)
         if isinstance(found, JournalError):
@@ -391,9 +417,13 @@ def read_journal(path: str | os.PathLike[str]) -> JournalSnapshot:
             conn.execute("BEGIN")  # one read transaction: runs and VMs agree
             runs: list[RunRecord] = read_runs(conn)
             entries = read_entries(conn, where)
+            deletes = read_entries(conn, where, "deletes")
+            fleet = fleet_of(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"journal {where} is corrupt ({exc})") from exc
     finally:
         conn.close()
-    return JournalSnapshot(path=str(where), runs=runs, entries=entries)
+    return JournalSnapshot(
+        path=str(where), runs=runs, entries=entries, deletes=deletes, fleet=fleet
+    )
