@@ -84,6 +84,13 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "window_seconds": plan.window_seconds,
         },
         "requests_spent": plan.requests_spent,
+        "fleet": plan.fleet,
+        "fates": plan.by_fate(),
+        "drift": {
+            key: [{"field": name, "built": built, "spec": spec} for name, built, spec in found]
+            for key, found in plan.drift.items()
+        },
+        "removed_from_spec": plan.removed,
     }
 
 

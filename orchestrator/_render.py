@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.engine import Plan
+from orchestrator.engine._plan import FATE_LABELS
 
 __all__ = ["render_plan"]
 
@@ -35,14 +36,27 @@ def render_plan(plan: Plan, console: Console) -> None:
                 hosts += f" … (+{len(problem.hostnames) - 5})"
             table.add_row(problem.field, problem.value, problem.message, hosts)
         console.print(table)
-    if plan.existing:
-        shown = ", ".join(f"{req.hostname} ({vm_id})" for req, vm_id in plan.existing[:10])
-        more = f" … (+{len(plan.existing) - 10})" if len(plan.existing) > 10 else ""
-        console.print(f"Already exist (will be skipped): {shown}{more}", highlight=False)
+    if plan.fleet is not None:
+        console.print(f"Fleet: {plan.fleet}", highlight=False)
+    for fate, keys in plan.by_fate().items():
+        label = FATE_LABELS[fate]
+        shown = ", ".join(keys[:10]) + (f" … (+{len(keys) - 10})" if len(keys) > 10 else "")
+        console.print(f"{label[:1].upper()}{label[1:]} ({len(keys)}): {shown}", highlight=False)
+        if fate == "drift":
+            for key in keys[:10]:
+                fields = "; ".join(
+                    f"{name}: built {built}, spec {spec}" for name, built, spec in plan.drift[key]
+                )
+                console.print(f"  {key}: {fields}", highlight=False)
+    if plan.removed:
+        shown = ", ".join(plan.removed[:10])
+        more = f" … (+{len(plan.removed) - 10})" if len(plan.removed) > 10 else ""
+        console.print(
+            f"No longer in the spec ({len(plan.removed)}; run --prune deletes them): "
+            f"{shown}{more}",
+            highlight=False,
+        )
     if plan.to_build:
-        shown = ", ".join(req.hostname for req in plan.to_build[:10])
-        more = f" … (+{len(plan.to_build) - 10})" if len(plan.to_build) > 10 else ""
-        console.print(f"To build: {shown}{more}", highlight=False)
         estimate = plan.estimated_seconds
         budget = f"{plan.permitted} requests per {plan.window_seconds:g} s window"
         if estimate is None:

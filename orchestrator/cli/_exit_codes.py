@@ -6,17 +6,19 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
+#: plan's internal "there are VMs to build" (exit 0, or 2 with --detailed-exitcode)
 EXIT_PLAN_CHANGES = 4
+#: plan --detailed-exitcode: there are VMs to build (Terraform's)
+EXIT_DETAILED_CHANGES = 2
 EXIT_CANCELLED = 130
 
 #: Every exit code of the command, and when it is used.
 EXIT_CODES = {
-    EXIT_OK: "every VM succeeded or already existed (plan: nothing to build)",
+    EXIT_OK: "every VM succeeded or already existed (plan: the plan was made)",
     EXIT_FAILED: "some VMs failed or were not built (the report says which); "
     "report diff: something newly failed; plan: the API could not be read",
     EXIT_USAGE: "bad usage, spec or config: nothing was submitted (plan: problems found)",
     EXIT_AUTH: "authentication or permission stopped the whole run",
-    EXIT_PLAN_CHANGES: "plan only: there are VMs to build",
     EXIT_CANCELLED: "interrupted (Ctrl-C, SIGTERM): report and journal still written",
 }
 

@@ -12,40 +12,58 @@ import click
 from orchestrator.cli._console import _expected_error, _fail, _out, _print_json
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
+    EXIT_DETAILED_CHANGES,
     EXIT_FAILED,
     EXIT_OK,
     EXIT_PLAN_CHANGES,
     EXIT_USAGE,
     _exit_codes,
 )
-from orchestrator.cli._group import _PRECEDENCE, _common_options, _limit_option, _output_option, cli
+from orchestrator.cli._group import (
+    _PRECEDENCE,
+    _common_options,
+    _fleet_option,
+    _limit_option,
+    _output_option,
+    cli,
+)
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec
 from orchestrator.cli._runner import _simulated
-from orchestrator.errors import AuthenticationError, OrchestratorError, PermissionDenied
+from orchestrator.errors import (
+    AuthenticationError,
+    JournalError,
+    OrchestratorError,
+    PermissionDenied,
+)
 
 if TYPE_CHECKING:
+    from orchestrator.engine.state.journal import JournalEntry
     from orchestrator.settings import Settings
+    from orchestrator.spec import Spec
     from orchestrator.vm_request import VmRequest
 
 
 _PLAN_EPILOG = (
     "\b\nExamples:\n"
     "  orchestrator plan --simulate specs/example.toml\n"
-    "  orchestrator plan fleet.toml && echo 'nothing to build'\n"
+    "  orchestrator plan fleet.toml --detailed-exitcode || echo 'changes or problems'\n"
     "  orchestrator plan fleet.toml --limit 'web-*'\n"
     "  orchestrator plan fleet.toml --output json | jq .summary\n"
     "\n"
+    "plan decides each VM as run would, from what the API holds now and what the\n"
+    "fleet's journal remembers: to build, up to date, drift, being built, held by the\n"
+    "trash, another fleet's, failed (delete it first), and the fleet's VMs the spec no\n"
+    "longer lists.\n"
+    "\n"
     f"{_PRECEDENCE}\n\n"
     + _exit_codes(
-        (EXIT_OK, "nothing to build: every VM exists"),
-        (EXIT_PLAN_CHANGES, "there are VMs to build"),
-        (
-            EXIT_USAGE,
-            "bad usage, spec or config, or problems found (a lookup names nothing, quota)",
-        ),
+        (EXIT_OK, "the plan was made, with or without VMs to build"),
+        (EXIT_USAGE, "bad usage, spec or config, or problems found (a lookup names nothing)"),
         (EXIT_AUTH, "the token or its permissions were refused"),
         (EXIT_FAILED, "the API could not be read (network, server errors)"),
     )
+    + "\n\b\nWith --detailed-exitcode (as Terraform's): 0 nothing to build, 1 an error "
+    "(any of the above), 2 VMs to build."
 )
 
 
@@ -54,6 +72,19 @@ _PLAN_EPILOG = (
 @_common_options
 @_limit_option
 @_output_option
+@_fleet_option
+@click.option(
+    "--journal",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The fleet's journal, read without its lock (default: report.json.journal, as "
+    "run's, when it exists). Env: ORCHESTRATOR_JOURNAL.",
+)
+@click.option(
+    "--detailed-exitcode",
+    is_flag=True,
+    help="Exit 0 when there is nothing to build, 2 when there is, 1 on any error.",
+)
 def plan(
     spec: str,
     config_file: Path | None,
@@ -64,26 +95,54 @@ def plan(
     log_level: str | None,
     limit: tuple[str, ...],
     output: str,
+    fleet: str | None,
+    journal: Path | None,
+    detailed_exitcode: bool,
 ) -> int:
-    """Dry run of SPEC against the API: what `run` would build and skip. Never builds.
+    """Dry run of SPEC against the API: what `run` would do with each VM. Never builds.
 
     Resolves every lookup (organization, data center, zone, package, disk
-    template, network), finds the hostnames that already exist, checks the
-    organizations' VM quota and estimates the duration from the rate budget.
-    It spends a few read requests of the budget, no more.
+    template, network), looks at every VM a hostname of the spec holds, reads
+    the fleet's journal, checks the organizations' VM quota and estimates the
+    duration from the rate budget. It spends read requests only.
     """
-    settings, code = _load(
+    code = _plan(
+        spec,
         config_file,
         {
             "katapult.api_url": api_url,
             "katapult.organization": organization,
             "output.log_format": log_format,
             "output.log_level": log_level,
+            "output.journal": journal,
         },
+        simulate=simulate,
+        limit=limit,
+        output=output,
+        fleet=fleet,
     )
+    if code == EXIT_PLAN_CHANGES:
+        return EXIT_DETAILED_CHANGES if detailed_exitcode else EXIT_OK
+    if detailed_exitcode and code != EXIT_OK:
+        return EXIT_FAILED  # Terraform's: 1 is every error
+    return code
+
+
+def _plan(
+    spec: str,
+    config_file: Path | None,
+    overrides: dict[str, object],
+    *,
+    simulate: bool,
+    limit: tuple[str, ...],
+    output: str,
+    fleet: str | None,
+) -> int:
+    """The plan; EXIT_PLAN_CHANGES when there are VMs to build (mapped by the caller)."""
+    settings, code = _load(config_file, overrides)
     if code is not None:
         return code
-    loaded, code = _load_spec(spec, settings)
+    loaded, code = _load_spec(spec, settings, fleet)
     if code is not None:
         return code
     selected, code = _limited(loaded, limit)
@@ -91,10 +150,42 @@ def plan(
         return code
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
-    return anyio.run(_plan_async, settings, selected, simulate, output)
+    journal = settings.output.journal
+    if journal is None and not simulate:
+        journal = settings.journal_path()
+    try:
+        fleet_id, rows = _fleet_state(loaded, journal)
+    except JournalError as exc:
+        return _fail(str(exc))
+    return anyio.run(_plan_async, settings, selected, simulate, output, fleet_id, rows)
 
 
-async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, output: str) -> int:
+def _fleet_state(spec: Spec, journal: Path | None) -> tuple[str | None, dict[str, JournalEntry]]:
+    """The fleet's identity and its journal's build rows (none without a journal)."""
+    from orchestrator.engine._ownership import default_fleet
+    from orchestrator.engine.state.journal import read_journal
+
+    if journal is None or not journal.exists():
+        return spec.fleet, {}
+    snapshot = read_journal(journal)
+    if spec.fleet is not None and snapshot.fleet not in (None, spec.fleet):
+        raise JournalError(
+            f"journal {journal} is the state of fleet {snapshot.fleet!r}, not {spec.fleet!r}: "
+            "use the fleet's own journal (--journal PATH)"
+        )
+    rows = {entry.key: entry for entry in snapshot.entries}
+    legacy = default_fleet(spec.path) if rows else None
+    return spec.fleet or snapshot.fleet or legacy, rows
+
+
+async def _plan_async(
+    settings: Settings,
+    vms: list[VmRequest],
+    simulate: bool,
+    output: str,
+    fleet: str | None,
+    rows: dict[str, JournalEntry],
+) -> int:
     from orchestrator._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 
@@ -112,6 +203,8 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
                 expected_build_seconds=engine.expected_build_seconds,
                 permitted=lambda: orch.budget_statistics().permitted,
                 max_in_flight=engine.max_in_flight,
+                fleet=fleet,
+                rows=rows,
             )
         except (OrchestratorError, BaseExceptionGroup) as raw:
             # make_plan runs its look-ups in a task group: errors may come grouped

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from orchestrator.engine._concurrency import in_flight_for
+from orchestrator.engine._ownership import Ownership
 from orchestrator.engine._references import check_references
 from orchestrator.engine._retry import retry_get
-from orchestrator.errors import NotFound, OrchestratorError, PermissionDenied
+from orchestrator.engine._spec_drift import spec_changes
+from orchestrator.engine.state._model import JournalEntry
+from orchestrator.engine.state.fate import Seen, build_fate, row_of, seen_of
+from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient
 from orchestrator.vm_request import Lookup, VmRequest
 
-__all__ = ["LookupProblem", "Plan", "make_plan"]
+__all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan"]
+
+#: VMs looked at at once by a plan (one GET each: its state and annotations)
+_LOOKS_AT_ONCE = 16
 
 _FIELDS = ("zone", "data_center", "package", "disk_template", "network")
 #: VMs per page of an organization's VM list (what the client asks for)
@@ -36,13 +43,42 @@ class LookupProblem:
     hostnames: tuple[str, ...] = ()
 
 
+#: how plan names each decision of :func:`build_fate`, in the order it shows them
+FATE_LABELS: dict[str, str] = {
+    "submit": "to build",
+    "reconcile": "to build unless an earlier POST of the fleet took (looked up first)",
+    "follow_build": "being built (followed)",
+    "follow_vm": "being built (followed)",
+    "ours": "up to date",
+    "drift": "drift: differs from what was built (not rebuilt)",
+    "held_by_trash": "held by the trash (orchestrator destroy --purge frees it)",
+    "conflict": "another fleet's (not touched; name that fleet to adopt it)",
+    "not_ours": "exists, not provably this fleet's (not touched)",
+    "broken": "failed: delete it first (orchestrator destroy --limit HOSTNAME)",
+}
+
+
 @dataclass(slots=True)
 class Plan:
-    """What ``run`` would do: build, skip, and what stands in the way."""
+    """What ``run`` would do: build, skip, and what stands in the way.
+
+    ``fates`` is the run's own decision for each VM (:func:`build_fate`, from what
+    the API holds and what the fleet's journal remembers), ``drift`` the fields
+    that differ from what each VM was built with, ``removed`` the fleet's VMs
+    that the spec no longer lists.
+    """
 
     to_build: list[VmRequest] = field(default_factory=list)
     existing: list[tuple[VmRequest, str]] = field(default_factory=list)
     problems: list[LookupProblem] = field(default_factory=list)
+    #: the fleet planned for (its identity), None when it has none yet
+    fleet: str | None = None
+    #: key -> decision (a key of :data:`FATE_LABELS`)
+    fates: dict[str, str] = field(default_factory=dict)
+    #: key -> [(field, built, spec)] of VMs whose spec changed since they were built
+    drift: dict[str, list[tuple[str, str | None, str | None]]] = field(default_factory=dict)
+    #: hostnames of the fleet's VMs that the spec no longer lists
+    removed: list[str] = field(default_factory=list)
     permitted: int | None = None
     window_seconds: float = 60.0
     expected_build_seconds: float = 45.0
@@ -99,6 +135,15 @@ class Plan:
     def has_changes(self) -> bool:
         return bool(self.to_build)
 
+    def by_fate(self) -> dict[str, list[str]]:
+        """Hostnames by decision, in :data:`FATE_LABELS` order (empty ones left out)."""
+        out: dict[str, list[str]] = {}
+        for fate in FATE_LABELS:
+            keys = [key for key, f in self.fates.items() if f == fate]
+            if keys:
+                out[fate] = keys
+        return out
+
 
 async def _names(
     call: Callable[[], Awaitable[Sequence[Any]]], deadline: float
@@ -142,12 +187,17 @@ async def make_plan(
     expected_build_seconds: float = 45.0,
     permitted: Callable[[], int | None] = lambda: None,
     max_in_flight: int | None = None,
+    fleet: str | None = None,
+    rows: Mapping[str, JournalEntry] | None = None,
 ) -> Plan:
-    """Resolve every lookup of ``requests``, find existing hostnames, check quota."""
+    """Resolve every lookup of ``requests``, find existing hostnames, check quota, and
+    decide each VM's fate as ``run`` would (``fleet``: the fleet's identity; ``rows``:
+    its journal's build rows, read without its lock)."""
     plan = Plan(
         window_seconds=window_seconds,
         expected_build_seconds=expected_build_seconds,
         max_in_flight=max_in_flight,
+        fleet=fleet,
     )
     start_requests = client.requests_total
     orgs: dict[Lookup, list[VmRequest]] = defaultdict(list)
@@ -242,6 +292,62 @@ async def make_plan(
     await _check_references(
         client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
     )
+    await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds)
     plan.permitted = permitted()
     plan.requests_spent = client.requests_total - start_requests
     return plan
+
+
+async def _decide(
+    client: KatapultClient,
+    requests: Sequence[VmRequest],
+    plan: Plan,
+    existing: Mapping[Lookup, Mapping[str, str]],
+    rows: dict[str, JournalEntry],
+    deadline: float,
+) -> None:
+    """Each VM's fate as ``run`` decides it: one look at every VM a hostname of the spec
+    holds (or that the fleet's journal says its build created), then :func:`build_fate`."""
+    ownership = Ownership(fleet=plan.fleet or "")
+    limiter = anyio.CapacityLimiter(_LOOKS_AT_ONCE)
+    drift = spec_changes(requests, rows)
+
+    async def decide(req: VmRequest) -> None:
+        row = row_of(rows.get(req.key))
+        vm_id = existing.get(req.organization, {}).get(req.key) or row.created
+        seen: Seen = "none"
+        state: str | None = None
+        if vm_id is not None:
+            async with limiter:
+                try:
+                    vm = await retry_get(
+                        lambda: client.get_vm(Lookup("id", vm_id)), deadline_seconds=deadline
+                    )
+                except NotFound:
+                    vm = None
+                except ApiError as exc:
+                    if exc.code != "object_in_trash":
+                        raise
+                    seen = "trash_ours" if vm_id == row.created else "trash_theirs"
+                    vm = None
+            if vm is not None:
+                state = vm.state
+                seen = seen_of(ownership.judge(req.key, vm.annotations), vm.state)
+        fate: str = build_fate(seen, row, vm_id=vm_id, copies=ownership.copied, vm_state=state)
+        if fate == "ours" and req.key in drift:
+            fate = "drift"
+            plan.drift[req.key] = [(c.field, c.built, c.spec) for c in drift[req.key]]
+        plan.fates[req.key] = fate
+
+    async with anyio.create_task_group() as tg:
+        for req in requests:
+            if req.organization in existing:
+                tg.start_soon(decide, req)
+    listed = {key for found in existing.values() for key in found}
+    spec_keys = {req.key for req in requests}
+    plan.removed = sorted(
+        entry.hostname
+        for key, entry in rows.items()
+        if key not in spec_keys and key in listed and row_of(entry).created is not None
+    )
+    plan.to_build = [r for r in requests if plan.fates.get(r.key) in ("submit", "reconcile")]
