@@ -52,8 +52,7 @@ def render_plan(plan: Plan, console: Console) -> None:
         shown = ", ".join(plan.removed[:10])
         more = f" … (+{len(plan.removed) - 10})" if len(plan.removed) > 10 else ""
         console.print(
-            f"No longer in the spec ({len(plan.removed)}; run --prune deletes them): "
-            f"{shown}{more}",
+            f"No longer in the spec ({len(plan.removed)}; run --prune deletes them): {shown}{more}",
             highlight=False,
         )
     if plan.to_build:

@@ -42,7 +42,10 @@ def report_diff(old: Path, new: Path, output: str) -> int:
         before, after = load_report(old), load_report(new)
     except ReportError as exc:
         return _fail(str(exc))
-    diff = diff_reports(before, after)
+    try:
+        diff = diff_reports(before, after)
+    except ReportError as exc:
+        return _fail(f"{old} and {new}: {exc}")
     if output == "json":
         from orchestrator._json_output import diff_json
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
@@ -225,9 +226,13 @@ def run(
         from orchestrator.report import failed_keys, load_report
 
         try:
-            only_keys = failed_keys(load_report(retry_failed))
+            retried = load_report(retry_failed)
         except ReportError as exc:
             return _fail(str(exc))
+        only_keys = failed_keys(retried)
+        if loaded.fleet is None and retried.ownership is not None:
+            # the same fleet as the run that failed them, whichever journal this run keeps
+            loaded = dataclasses.replace(loaded, fleet=retried.ownership.fleet)
     if limit:
         selected, code = _limited(loaded, limit)
         if code is not None:

@@ -165,25 +165,37 @@ class BuildOperation:
             await run.conflict(track, None, self._whose(vm))
         elif fate == "broken":
             assert vm is not None
-            await run.finish(
-                track,
-                "failed",
-                category="build_failed",
-                error=ErrorInfo(
-                    code="build_failed",
-                    description=(
-                        f"virtual machine {vm.id} ({track.hostname}) of this fleet is in "
-                        f"state {vm.state or 'unknown'}: delete it (orchestrator destroy "
-                        "--limit HOSTNAME) before it can be rebuilt"
-                    ),
-                ),
-                reason="failed_vm_exists",
-                journal=False,
-            )
+            await self._broken(track, vm)
         elif fate == "held_by_trash":
             await run.held_by_trash(track)
         elif fate in ("submit", "reconcile"):
             await self._submit(track)
+
+    async def _broken(self, track: Track, vm: VirtualMachine) -> None:
+        """A failed VM holds the hostname: nothing is sent; the message says how to free it."""
+        ours = (
+            self.ownership.judge(track.key, vm.annotations) == "ours" or track.row.created == vm.id
+        )
+        how = (
+            f"(orchestrator destroy --limit {track.hostname})"
+            if ours
+            else "by hand: it is not provably this fleet's (no annotations of it, and no "
+            "build of this fleet created it), so destroy leaves it"
+        )
+        await self._run.finish(
+            track,
+            "failed",
+            category="build_failed",
+            error=ErrorInfo(
+                code="build_failed",
+                description=(
+                    f"virtual machine {vm.id} ({track.hostname}) is in state "
+                    f"{vm.state or 'unknown'}: delete it before it can be rebuilt {how}"
+                ),
+            ),
+            reason="failed_vm_exists",
+            journal=False,
+        )
 
     def _whose(self, vm: VirtualMachine | None) -> str:
         """Why a VM found for a hostname is not this fleet's: both identities, and how to adopt."""

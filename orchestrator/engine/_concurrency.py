@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["AdaptiveLimiter", "in_flight_for"]
 
 #: events after which a build is no longer in flight
-_FINAL = frozenset({"succeeded", "failed", "cancelled", "skipped"})
+_FINAL = frozenset({"succeeded", "deleted", "purged", "failed", "cancelled", "skipped"})
 #: events that start a build's time in flight (the 201, or a VM found by hostname)
 _STARTED = frozenset({"submitted", "adopted"})
 
@@ -204,7 +204,7 @@ class AdaptiveLimiter:
             self._started_sum -= started
             if not self._started:
                 self._started_sum = 0.0  # no float drift carried over an empty set
-            if kind == "succeeded":
+            if kind in ("succeeded", "deleted", "purged"):
                 if len(self._flights) == self._flights.maxlen:
                     self._flights_sum -= self._flights[0]
                 flight = max(0.0, event.at - started)

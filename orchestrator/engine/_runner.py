@@ -791,6 +791,9 @@ class Run:
         self.scheduler.remove(track.key)
         self.settle(track, result)
         kind: EventKind = outcome
+        if outcome == "succeeded" and self._op.kind == "delete":
+            # a deletion is never a "succeeded" event: a log alert on vm.succeeded counts builds
+            kind = "purged" if reason == "purged" else "deleted"
         self.emit(kind, track, category=category, message=error.description if error else reason)
         if outcome == "failed" and journal:
             self._failures += 1

@@ -15,7 +15,9 @@ EventKind = Literal[
     "adopted",  # an earlier uncertain POST did create the VM; it is ours
     "retrying",  # resubmitting after a POST that surely had no effect
     "building",  # a poll saw the build still going
-    "succeeded",
+    "succeeded",  # built (a delete's VMs end "deleted" or "purged" instead)
+    "deleted",  # a delete: the VM is in the trash
+    "purged",  # a delete: the VM is gone for good, its hostname free
     "failed",
     "skipped",
     "cancelled",

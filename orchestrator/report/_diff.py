@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from orchestrator.errors import ReportError
 from orchestrator.report._model import Report, VmResult
 
 __all__ = ["ReportDiff", "diff_reports", "failed_keys"]
@@ -42,7 +43,16 @@ class ReportDiff:
 
 
 def diff_reports(old: Report, new: Report) -> ReportDiff:
-    """Compare ``old`` and ``new`` VM by VM (by key)."""
+    """Compare ``old`` and ``new`` VM by VM (by key).
+
+    Both must report the same operation: a build's "succeeded" and a destroy's
+    mean opposite things (:class:`ReportError` otherwise).
+    """
+    if old.operation != new.operation:
+        raise ReportError(
+            f"cannot compare a {old.operation} report with a {new.operation} report: "
+            "compare two runs' reports, or two destroys'"
+        )
     old_by_key = {vm.key: vm for vm in old.vms}
     new_keys = {vm.key for vm in new.vms}
     newly_failed: list[VmResult] = []

@@ -113,9 +113,16 @@ def render_summary(
     """
     summary = report.summary
     status = " (interrupted)" if report.interrupted else ""
+    deleting = report.operation == "delete"
+    done = Counter(vm.reason for vm in report.vms if vm.outcome == "succeeded")
+    succeeded = (
+        f"{done['deleted']} deleted, {done['purged']} purged"
+        if deleting
+        else f"{summary.succeeded} succeeded"
+    )
     console.print(
         _line(
-            (f"Run {for_terminal(report.run_id)}", "bold"),
+            (f"{'Destroy' if deleting else 'Run'} {for_terminal(report.run_id)}", "bold"),
             (f" finished in {format_duration(report.duration_seconds)}{status}", None),
             (f" — spec {for_terminal(report.spec.path)}", None),
         )
@@ -123,7 +130,7 @@ def render_summary(
     console.print(
         _line(
             (f"VMs: {summary.total} total, ", None),
-            (f"{summary.succeeded} succeeded", "green" if summary.succeeded else None),
+            (succeeded, "green" if summary.succeeded else None),
             (", ", None),
             (f"{summary.failed} failed", "bold red" if summary.failed else None),
             (f", {summary.skipped} skipped, ", None),

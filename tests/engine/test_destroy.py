@@ -40,13 +40,13 @@ async def test_destroy_deletes_this_fleets_vms_and_leaves_others(tmp_path: Path)
     requests = vms(4)
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            built = await orch.run(requests[:3], spec_path="web.toml")
+            built = await orch.run(requests[:3], spec_path="web.toml", fleet="web")
         foreign = sim.state.add_existing_vm("acme", requests[3].hostname)
         record = sim.state.vm_by_id(foreign)
         assert record is not None
         record.annotations = [{"key": VM_KEY, "value": "vm-004"}, {"key": FLEET_KEY, "value": "x"}]
         async with Orchestrator(settings_for(sim)) as orch:
-            gone = await orch.destroy(requests, spec_path="web.toml", journal=tmp_path / "d")
+            gone = await orch.destroy(requests, spec_path="web.toml", fleet="web")
         state = live(sim.state.snapshot())
     assert built.summary.succeeded == 3
     assert gone.operation == "delete"
@@ -65,9 +65,9 @@ async def test_destroy_with_purge_frees_the_hostnames(tmp_path: Path) -> None:
     requests = vms(3)
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            await orch.run(requests)
-            gone = await orch.destroy(requests, purge=True)
-            again = await orch.run(requests)
+            await orch.run(requests, fleet="web")
+            gone = await orch.destroy(requests, purge=True, fleet="web")
+            again = await orch.run(requests, fleet="web")
         snapshot = sim.state.snapshot()
     assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "purged")}
     assert {vm.outcome for vm in again.vms} == {"succeeded"}
@@ -79,10 +79,10 @@ async def test_destroy_twice_and_of_nothing_is_skipped_absent(tmp_path: Path) ->
     requests = vms(2)
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            nothing = await orch.destroy(requests)
-            await orch.run(requests)
-            await orch.destroy(requests, purge=True)
-            twice = await orch.destroy(requests, purge=True)
+            nothing = await orch.destroy(requests, fleet="web")
+            await orch.run(requests, fleet="web")
+            await orch.destroy(requests, purge=True, fleet="web")
+            twice = await orch.destroy(requests, purge=True, fleet="web")
     assert {(vm.outcome, vm.reason) for vm in nothing.vms} == {("skipped", "absent")}
     assert {(vm.outcome, vm.reason) for vm in twice.vms} == {("skipped", "absent")}
 
@@ -97,7 +97,7 @@ async def test_without_annotations_only_the_build_journal_proves_ownership(tmp_p
         sim.state.add_existing_vm("acme", requests[2].hostname)
         async with Orchestrator(settings_for(sim)) as orch:
             blind = await orch.destroy(requests)
-            informed = await orch.destroy(requests, build_journal=build_journal)
+            informed = await orch.destroy(requests, journal=build_journal)
         state = live(sim.state.snapshot())
     assert {(vm.outcome, vm.category) for vm in blind.vms} == {("failed", "conflict")}
     by_key = {vm.key: vm for vm in informed.vms}
@@ -114,7 +114,7 @@ async def test_uncertain_deletes_are_settled_by_looking_the_vm_up(tmp_path: Path
     )
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            await orch.run(requests)
+            await orch.run(requests, journal=tmp_path / "d")
         sim.config.faults = faults
         async with Orchestrator(settings_for(sim)) as orch:
             gone = await orch.destroy(requests, journal=tmp_path / "d")
@@ -130,7 +130,7 @@ async def test_stop_during_destroy_then_resume_on_its_journal(tmp_path: Path) ->
     journal = tmp_path / "d.journal"
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            await orch.run(requests)
+            await orch.run(requests, journal=journal)
         holder: list[Orchestrator] = []
 
         def stop_at_first_delete(event: ProvisionEvent) -> None:
@@ -168,7 +168,7 @@ async def test_a_vm_trashed_by_someone_else_is_purged_and_a_gone_one_is_absent(
         sim.state.purge_vm(vm2, sim.state.now())
         sim.state.advance(sim.state.now() + 3600)
         async with Orchestrator(settings_for(sim)) as orch:
-            gone = await orch.destroy(requests, build_journal=build_journal, purge=True)
+            gone = await orch.destroy(requests, journal=build_journal, purge=True)
         snapshot = sim.state.snapshot()
     by_key = {vm.key: vm for vm in gone.vms}
     assert (by_key["vm-001"].outcome, by_key["vm-001"].reason) == ("succeeded", "purged")

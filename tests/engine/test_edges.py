@@ -131,7 +131,7 @@ async def test_a_changed_spec_is_reported_and_logged_not_rebuilt(tmp_path: Path)
             async with Orchestrator(settings_for(sim)) as orch:
                 second = await orch.run(changed, journal=journal)
     assert sorted(created_hostnames(sim)) == ["vm-001", "vm-002", "vm-003"]
-    assert [vm.outcome for vm in second.vms] == ["succeeded"] * 3
+    assert [vm.outcome for vm in second.vms] == ["skipped"] * 3
     by_key = {vm.key: vm for vm in second.vms}
     vm2 = by_key["vm-002"].spec_changed
     assert vm2 is not None

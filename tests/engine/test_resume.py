@@ -11,6 +11,7 @@ import pytest
 from orchestrator.engine import Orchestrator
 from orchestrator.engine.state.journal import Journal, read_journal
 from orchestrator.errors import JournalError
+from orchestrator.report import VmResult
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
@@ -23,7 +24,8 @@ def sim_config() -> SimulatorConfig:
 
 
 async def test_rerun_on_the_journal_touches_nothing(tmp_path: Path) -> None:
-    """A second run of the same spec reuses the journal: no POST, same outcomes."""
+    """A second run of the same spec reuses the journal: no POST; each VM is looked at
+    once (the API, not the journal, says it is still there) and is already there."""
     requests = vms(5)
     journal = tmp_path / "j.sqlite"
     async with run_simulator(sim_config()) as sim:
@@ -32,22 +34,27 @@ async def test_rerun_on_the_journal_touches_nothing(tmp_path: Path) -> None:
         async with Orchestrator(settings_for(sim)) as orch:
             second = await orch.run(requests, journal=journal)
     assert first.summary.succeeded == 5
-    assert [(v.key, v.outcome, v.build_id) for v in second.vms] == [
-        (v.key, v.outcome, v.build_id) for v in first.vms
+
+    def vm_id(row: VmResult) -> str | None:
+        return row.virtual_machine.id if row.virtual_machine else None
+
+    assert [(v.key, v.outcome, v.reason, vm_id(v)) for v in second.vms] == [
+        (v.key, "skipped", "already_exists", vm_id(v)) for v in first.vms
     ]
-    # only the organization lookup, the VM listing, and the listing for addresses
-    assert second.summary.requests.total == 3
+    # the organization lookup, the VM listing, one look at each VM, the listing for addresses
+    assert second.summary.requests.total == 3 + 5
     assert_exactly_once(second, requests, sim)
 
 
 async def test_rerun_without_journal_skips_existing(tmp_path: Path) -> None:
-    """Without its journal, a rerun finds every hostname taken and builds nothing."""
+    """Without its journal, a rerun of a named fleet finds every VM its own and builds
+    nothing (the API keeps annotations)."""
     requests = vms(4)
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            await orch.run(requests)
+            await orch.run(requests, fleet="web")
         async with Orchestrator(settings_for(sim)) as orch:
-            second = await orch.run(requests)
+            second = await orch.run(requests, fleet="web")
     assert {(v.outcome, v.reason) for v in second.vms} == {("skipped", "already_exists")}
     assert all(v.virtual_machine for v in second.vms)
     assert len(created_hostnames(sim)) == 4
@@ -65,7 +72,10 @@ async def test_changed_spec_builds_new_and_reports_removed(tmp_path: Path) -> No
             report = await orch.run(new, journal=journal)
     assert report.removed_from_spec == ["vm-003"]
     assert sorted(v.key for v in report.vms) == sorted(r.key for r in new)
-    assert report.summary.succeeded == 4
+    assert report.summary.succeeded == 2
+    assert {(v.outcome, v.reason) for v in report.vms if v.key in ("vm-001", "vm-002")} == {
+        ("skipped", "already_exists")
+    }
     assert "vm-003" in created_hostnames(sim)
     snapshot = await anyio.to_thread.run_sync(read_journal, journal)
     assert {e.key for e in snapshot.entries} >= {"vm-003", "new-001", "new-002"}

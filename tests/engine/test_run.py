@@ -43,7 +43,8 @@ async def test_builds_every_vm_within_the_rate_limit(tmp_path: Path) -> None:
 
 
 async def test_existing_hostnames_are_skipped_not_rebuilt() -> None:
-    """A hostname that already exists ends skipped/already_exists with its VM id."""
+    """A hostname held by a VM this fleet did not build ends skipped/not_ours with its VM
+    id: never rebuilt, never adopted (nor tagged, inventoried or deleted later)."""
     requests = vms(4)
     async with run_simulator(sim_config()) as sim:
         existing_id = sim.state.add_existing_vm("acme", "vm-002")
@@ -51,7 +52,7 @@ async def test_existing_hostnames_are_skipped_not_rebuilt() -> None:
             report = await orch.run(requests)
     by_key = {vm.key: vm for vm in report.vms}
     assert by_key["vm-002"].outcome == "skipped"
-    assert by_key["vm-002"].reason == "already_exists"
+    assert by_key["vm-002"].reason == "not_ours"
     assert by_key["vm-002"].virtual_machine is not None
     assert by_key["vm-002"].virtual_machine.id == existing_id
     assert report.summary.succeeded == 3
@@ -225,7 +226,9 @@ async def test_stop_then_resume_from_the_journal(tmp_path: Path) -> None:
 
         async with Orchestrator(settings) as orch:
             second = await orch.run(requests, journal=journal)
-    assert second.summary.succeeded == 30
+    done_before = {vm.key for vm in first.vms if vm.outcome == "succeeded"}
+    assert second.summary.succeeded == 30 - len(done_before)
+    assert {vm.key for vm in second.vms if vm.outcome == "skipped"} == done_before
     assert_exactly_once(second, requests, sim)
 
 

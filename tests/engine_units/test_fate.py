@@ -87,6 +87,12 @@ def test_build_fate(seen: Seen, row: Row, copies: bool | None, expected: str) ->
     assert build_fate(seen, row, vm_id=None if seen == "none" else X, copies=copies) == expected
 
 
+def test_a_failed_vm_holding_the_hostname_is_never_reported_fine_even_if_not_ours() -> None:
+    """Not provably ours, but failed: ``broken`` (failed, "delete it first"), not skipped."""
+    assert build_fate("bare", B0, vm_id=X, copies=False, vm_state="failed") == "broken"
+    assert build_fate("bare", B0, vm_id=X, copies=False, vm_state="started") == "not_ours"
+
+
 @pytest.mark.parametrize(
     ("state", "expected"),
     [("started", "ours"), ("failed", "broken"), ("allocating", "follow_vm")],

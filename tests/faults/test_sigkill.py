@@ -99,7 +99,7 @@ def _kill_and_rerun(
     )
     assert created == Counter(keys), f"not every VM exactly once: {created}"
     report = validate_report_file(tmp_path / "report.json")
-    check_server(report, keys, state)
+    check_server(report, keys, state, rerun=True)
     check_journal(journal, report)
     return keys
 

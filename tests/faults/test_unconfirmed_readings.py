@@ -62,7 +62,10 @@ async def run_once(
 ) -> Report:
     settings = settings_for(url, token, **engine)
     async with Orchestrator(settings) as orch:
-        return await orch.run(requests, journal=journal, spec_path="specs/fleet.toml")
+        # a named fleet: a rerun without its journal is still the same fleet
+        return await orch.run(
+            requests, journal=journal, spec_path="specs/fleet.toml", fleet="fleet"
+        )
 
 
 def server_by_hostname(snapshot: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:

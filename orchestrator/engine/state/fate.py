@@ -109,6 +109,10 @@ def row_of(entry: JournalEntry | None) -> Row:
     if result.outcome == "succeeded":
         return Row("created", created=created)
     if result.outcome == "failed" and result.category == "build_failed":
+        # the VM a failed build of ours left (or one adopted after our uncertain POST);
+        # never one a run *found* broken (``failed_vm_exists``)
+        if result.reason != "failed_vm_exists":
+            created = vm_id
         return Row("failed", created=created)
     if result.outcome == "failed" and created is not None:
         return Row("created", created=created)  # built, then its tags could not be set
@@ -176,6 +180,8 @@ def build_fate(
         if not proven and row.fact == "sent" and copies is not True:
             # our uncertain POST may have created it, on an API that keeps no annotations
             return "follow_vm"
+        if not proven and vm_state in BROKEN_STATES:
+            return "broken"  # a broken VM holds the hostname: never reported as fine
         if not proven:
             return "not_ours"
         seen = _proven(vm_state)
