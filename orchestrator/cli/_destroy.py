@@ -186,8 +186,17 @@ def destroy(
         return _fail(_NO_CREDENTIALS)
     # the fleet's journal: run's (report.json.journal unless the settings name one)
     journal_path = settings.output.journal
+    if journal is not None and not journal.exists():
+        return _fail(f"--journal {journal}: no such journal (destroy uses the fleet's own)")
     if journal_path is None and not simulate:
         journal_path = Path("report.json.journal")
+    if loaded.fleet is None and (journal_path is None or not journal_path.exists()):
+        where = f"no journal at {journal_path}" if journal_path is not None else "no journal"
+        return _fail(
+            f"{spec} names no fleet and there is {where}: no VM could be proven this "
+            "fleet's. Name the fleet (fleet = ... in the spec, or --fleet NAME), or give "
+            "its journal (--journal PATH)"
+        )
     code = _unwritable(("report", settings.output.report), ("journal", journal_path))
     if code is not None:
         return code

@@ -11,7 +11,7 @@ import anyio
 import click
 
 from orchestrator._simulator_options import reading_options, readings_given, simulator_config
-from orchestrator.cli._console import _fail
+from orchestrator.cli._console import _err, _fail
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
     EXIT_CANCELLED,
@@ -250,6 +250,12 @@ def run(
         journal_path = settings.journal_path()
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
+    if journal_path is None and loaded.fleet is None and not simulate:
+        _err.print(
+            "warning: this fleet has no name and no journal: a later run or destroy cannot "
+            "tell its VMs from another fleet's. Name it (fleet = ... in the spec, or --fleet)",
+            markup=False,
+        )
     output = settings.output
     code = _unwritable(
         ("report", output.report),

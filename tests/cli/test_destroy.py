@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.engine.state.journal import read_journal
 from orchestrator.report._validate import validate_report_file
 from tests.cli._helpers import EXAMPLE_HOSTNAMES, EXAMPLE_SPEC, ThreadSimulator
 
@@ -34,7 +35,11 @@ def test_destroy_deletes_what_run_built(
     assert report.operation == "delete"
     assert {(vm.outcome, vm.reason) for vm in report.vms} == {("succeeded", "deleted")}
     assert "5 of the 5 hostnames selected exist" in err
-    assert (cwd / "destroy-report.json.journal").exists()
+    # the fleet's one journal: the run's, its deletes' rows kept apart from its builds'
+    assert not (cwd / "destroy-report.json.journal").exists()
+    snapshot = read_journal(cwd / "report.json.journal")
+    assert {e.result.reason for e in snapshot.deletes if e.result} == {"deleted"}
+    assert {e.result.outcome for e in snapshot.entries if e.result} == {"succeeded"}
     assert set(_trashed(sim)) == set(EXAMPLE_HOSTNAMES)
     assert all(_trashed(sim).values())
     # the run's report is not overwritten by destroy's
@@ -44,13 +49,15 @@ def test_destroy_deletes_what_run_built(
 def test_destroy_purge_frees_the_names_for_a_new_run(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """destroy --purge: purged (0); the same spec then builds again (0)."""
+    """destroy --purge: purged (0); the same spec then builds again (0). A named fleet
+    needs no journal where the API keeps annotations."""
     setenv(sim.env())
-    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--no-journal"]) == 0
-    assert main(["destroy", "-y", "--purge", "--no-progress", str(EXAMPLE_SPEC)]) == 0
+    named = ["--fleet", "example", "--no-progress"]
+    assert main(["run", str(EXAMPLE_SPEC), *named, "--no-journal"]) == 0
+    assert main(["destroy", "-y", "--purge", *named, str(EXAMPLE_SPEC)]) == 0
     report = validate_report_file(cwd / "destroy-report.json")
     assert {vm.reason for vm in report.vms} == {"purged"}
-    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--no-journal"]) == 0
+    assert main(["run", str(EXAMPLE_SPEC), *named, "--no-journal"]) == 0
     capsys.readouterr()
 
 
@@ -63,7 +70,8 @@ def test_destroy_leaves_a_vm_that_is_not_ours_and_exits_1(
     record = sim.running.state.vm_by_id(vm_id)
     assert record is not None
     record.annotations = [{"key": VM_KEY, "value": "web-01"}, {"key": FLEET_KEY, "value": "x"}]
-    assert main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)]) == 1
+    argv = ["destroy", "--yes", "--no-progress", "--fleet", "example", str(EXAMPLE_SPEC)]
+    assert main(argv) == 1
     report = validate_report_file(cwd / "destroy-report.json")
     by_key = {vm.key: vm for vm in report.vms}
     assert (by_key["web-01"].category, by_key["web-01"].reason) == ("conflict", "not_ours")
@@ -107,13 +115,22 @@ def test_destroy_asks_and_a_no_deletes_nothing(
 def test_destroy_bad_input_is_a_clear_error(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A missing spec, or a --build-journal that does not exist: one error line (2)."""
+    """A missing spec, a --journal that does not exist, or an unnamed fleet with no journal
+    (nothing could be proven its own): one error line each (2), nothing sent."""
     setenv(sim.env())
     assert main(["destroy", "--yes", "missing.toml"]) == 2
+    assert main(["destroy", "--yes", "--journal", "nope", str(EXAMPLE_SPEC)]) == 2
     assert main(["destroy", "--yes", "--build-journal", "nope", str(EXAMPLE_SPEC)]) == 2
     _, err = capsys.readouterr()
     assert "nope" in err
+    unnamed = cwd / "unnamed.toml"
+    unnamed.write_text(EXAMPLE_SPEC.read_text().replace('fleet = "example"', ""))
+    assert main(["destroy", "--yes", str(unnamed)]) == 2
+    _, err = capsys.readouterr()
+    assert "names no fleet" in err
     assert "Traceback" not in err
+    assert not (cwd / "nope").exists()
+    assert not (cwd / "report.json.journal").exists()
 
 
 def test_destroy_limit_deletes_only_the_matching_hostnames(

@@ -32,6 +32,10 @@ PLAN_KEYS = [
     "problems",
     "estimate",
     "requests_spent",
+    "fleet",
+    "fates",
+    "drift",
+    "removed_from_spec",
 ]
 STATUS_KEYS = ["kind", "format_version", "journal", "counts", "runs", "vms"]
 STATUS_VM_KEYS = [
@@ -75,9 +79,9 @@ def _json(capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
 def test_plan_json_lists_what_to_build_and_what_exists(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """plan --output json has the documented keys; the exit code is still 4, then 0."""
+    """plan --output json has the documented keys; --detailed-exitcode still says 2, then 0."""
     setenv(sim.env())
-    assert main(["plan", str(EXAMPLE_SPEC), "--output", "json"]) == 4
+    assert main(["plan", str(EXAMPLE_SPEC), "--output", "json", "--detailed-exitcode"]) == 2
     plan = _json(capsys)
     assert list(plan) == PLAN_KEYS
     assert (plan["kind"], plan["format_version"]) == ("plan", 1)

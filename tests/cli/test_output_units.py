@@ -140,11 +140,17 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
         permitted=1,
         window_seconds=3600.0,
         requests_spent=8,
+        fates={
+            **{f"new-{i:02d}": "submit" for i in range(12)},
+            **{f"old-{i:02d}": "ours" for i in range(11)},
+        },
     )
     text = _render(plan)
     assert "Plan: 12 to build, 11 already exist, 1 problem(s)." in text
     assert "new-04 … (+2)" in text
-    assert "old-09 (vm_9) … (+1)" in text
+    assert "Up to date (11): old-00, old-01" in text
+    assert "old-09 … (+1)" in text
+    assert "To build (12): new-00" in text
     assert "new-09 … (+2)" in text
     # 2 per VM to build, 2 for the organization, 1 page of its VM list for the addresses
     assert "Estimate: about 27 requests, at least 27h00m" in text

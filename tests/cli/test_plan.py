@@ -1,4 +1,5 @@
-"""``orchestrator plan`` in-process: exit 0 (nothing to build), 4 (VMs to build), 2, 3 and 1."""
+"""``orchestrator plan`` in-process: exit 0 (with or without VMs to build), 2, 3 and 1;
+``--detailed-exitcode``: 0 nothing to build, 2 VMs to build, 1 any error."""
 
 from __future__ import annotations
 
@@ -16,14 +17,18 @@ from tests.cli._helpers import EXAMPLE_SPEC, ThreadSimulator, write_spec
 SetEnv = Callable[[dict[str, str]], None]
 
 
-def test_plan_simulate_with_vms_to_build_exits_4(
+def test_plan_simulate_with_vms_to_build_exits_0_or_2_with_detailed_exitcode(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``plan --simulate`` on the example: 5 to build (4), an estimate, and no files written."""
+    """``plan --simulate`` on the example: 5 to build (0; 2 with --detailed-exitcode, as
+    Terraform's), an estimate, and no files written."""
+    assert main(["plan", "--simulate", "--detailed-exitcode", str(EXAMPLE_SPEC)]) == 2
+    capsys.readouterr()
     code = main(["plan", "--simulate", str(EXAMPLE_SPEC)])
     out, _ = capsys.readouterr()
-    assert code == 4
+    assert code == 0
     assert "Plan: 5 to build, 0 already exist, 0 problem(s)." in out
+    assert "To build (5): web-01, web-02, web-03, db-01, db-02" in out
     assert "Estimate:" in out
     assert "In flight: up to " in out
     assert list(cwd.iterdir()) == []
@@ -32,15 +37,17 @@ def test_plan_simulate_with_vms_to_build_exits_4(
 def test_plan_after_a_run_has_nothing_to_build(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Once every VM exists, plan exits 0 and lists them as existing; it never builds."""
+    """Once every VM exists, plan exits 0 (0 with --detailed-exitcode too) and shows them
+    up to date; it never builds."""
     setenv(sim.env())
-    assert main(["plan", str(EXAMPLE_SPEC)]) == 4
+    assert main(["plan", str(EXAMPLE_SPEC), "--detailed-exitcode"]) == 2
     assert sim.hostnames() == []
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
     capsys.readouterr()
-    assert main(["plan", str(EXAMPLE_SPEC)]) == 0
+    assert main(["plan", str(EXAMPLE_SPEC), "--detailed-exitcode"]) == 0
     out = capsys.readouterr().out
     assert "Plan: 0 to build, 5 already exist" in out
+    assert "Up to date (5): web-01, web-02, web-03, db-01, db-02" in out
     assert len(sim.hostnames()) == 5
 
 
@@ -161,8 +168,10 @@ def test_plan_checks_keys_tags_and_flexible_resources(
 def test_plan_of_the_build_from_spec_example_has_no_problem(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The example's keys, tags and CPU/memory all resolve: VMs to build (4)."""
-    code = main(["plan", "--simulate", str(EXAMPLE_SPEC.parent / "build-from-spec.toml")])
+    """The example's keys, tags and CPU/memory all resolve: VMs to build (2 with
+    --detailed-exitcode)."""
+    spec = str(EXAMPLE_SPEC.parent / "build-from-spec.toml")
+    code = main(["plan", "--simulate", "--detailed-exitcode", spec])
     out = capsys.readouterr().out
-    assert code == 4
+    assert code == 2
     assert "0 problem(s)" in out

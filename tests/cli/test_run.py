@@ -58,17 +58,18 @@ def test_run_builds_the_example_and_writes_every_file(
 def test_run_then_rerun_builds_each_vm_once(
     cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A run builds every VM (0) with a journal beside the report; a rerun builds nothing again
-    (succeeded on the same journal, skipped/already_exists on a new one)."""
+    """A run builds every VM (0) with a journal beside the report; a rerun builds nothing
+    again: each VM is looked at and found there (skipped/already_exists), on the same
+    journal and, for a named fleet, on a new one."""
     setenv(sim.env())
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
     assert (cwd / "report.json.journal").exists()
     same_journal = ["--report", "again.json", "--journal", "report.json.journal"]
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress", *same_journal]) == 0
     assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)
-    # the same journal: what it finished is reported succeeded again, as the README says
+    # the same journal: the API, not the journal, says each VM is there
     again = validate_report_file(cwd / "again.json")
-    assert {vm.outcome for vm in again.vms} == {"succeeded"}
+    assert {(vm.outcome, vm.reason) for vm in again.vms} == {("skipped", "already_exists")}
     capsys.readouterr()
     # a new journal, same simulator: every VM exists, so every VM is skipped
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--report", "third.json"]) == 0
