@@ -9,6 +9,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.engine.state._db import acquire_lock, release_lock
 from orchestrator.engine.state.journal import read_journal
 from orchestrator.report._validate import validate_report_file
 from tests.cli._helpers import EXAMPLE_HOSTNAMES, EXAMPLE_SPEC, ThreadSimulator
@@ -153,3 +154,26 @@ def test_destroy_limit_deletes_only_the_matching_hostnames(
     assert [h for h, t in sorted(trashed.items()) if t] == ["web-01", "web-02", "web-03"]
     assert main(["destroy", "-y", "--limit", "nomatch-*", str(EXAMPLE_SPEC)]) == 2
     capsys.readouterr()
+
+
+def test_destroy_during_a_run_of_the_fleet_is_refused(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of the fleet holds its journal's lock (as a run in another process does):
+    destroy is refused (2), naming the run, and deletes nothing."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    capsys.readouterr()
+    holder = {"pid": 4242, "run_id": "the-nightly-run", "started_at": "2026-12-07T02:00:00"}
+    fd, _ = acquire_lock(cwd / "report.json.journal", holder=holder)
+    try:
+        code = main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)])
+    finally:
+        release_lock(fd)
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "the-nightly-run" in err
+    assert "pid 4242" in err
+    assert not any(_trashed(sim).values())
+    assert main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)]) == 0
+    assert all(_trashed(sim).values())

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pytest
 
 from orchestrator import AuthenticationError, Orchestrator, load_settings, make_plan
 from orchestrator.cli import main
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.report._validate import validate_report_file
 from orchestrator.simulator import SimulatorConfig, run_simulator
 from orchestrator.spec import parse_spec
 from tests.cli._helpers import EXAMPLE_SPEC, ThreadSimulator, write_spec
@@ -175,3 +178,34 @@ def test_plan_of_the_build_from_spec_example_has_no_problem(
     out = capsys.readouterr().out
     assert code == 2
     assert "0 problem(s)" in out
+
+
+def test_plan_shows_each_vms_fate_as_run_decides_it(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a partial run: up to date, held by the trash, another fleet's, to build; with
+    fewer VMs in the spec, the fleet's VMs it no longer lists. plan never builds."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-*"]) == 0
+    report = validate_report_file(cwd / "report.json")
+    ids = {vm.key: vm.virtual_machine.id for vm in report.vms if vm.virtual_machine}
+    sim.portal.call(sim.running.state.trash_vm, ids["web-03"])
+    foreign = sim.portal.call(lambda: sim.running.state.add_existing_vm("acme", "db-01"))
+    record = sim.running.state.vm_by_id(foreign)
+    assert record is not None
+    record.annotations = [{"key": VM_KEY, "value": "db-01"}, {"key": FLEET_KEY, "value": "x"}]
+    capsys.readouterr()
+    assert main(["plan", str(EXAMPLE_SPEC), "--detailed-exitcode"]) == 2
+    out = capsys.readouterr().out
+    assert "Fleet: example" in out
+    assert "To build (1): db-02" in out
+    assert "Up to date (2): web-01, web-02" in out
+    assert "Held by the trash (orchestrator destroy --purge frees it) (1): web-03" in out
+    assert "Another fleet's (not touched; name that fleet to adopt it) (1): db-01" in out
+    smaller = cwd / "smaller.toml"
+    smaller.write_text(EXAMPLE_SPEC.read_text().replace("count = 3", "count = 1"))
+    assert main(["plan", str(smaller), "--output", "json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["removed_from_spec"] == ["web-02"]
+    assert plan["fates"] == {"submit": ["db-02"], "ours": ["web-01"], "conflict": ["db-01"]}
+    assert sorted(sim.hostnames()) == ["db-01", "web-01", "web-02", "web-03"]
