@@ -520,16 +520,19 @@ class BuildOperation:
         """Give our built VM the spec's tags, as the Terraform provider does (a PATCH).
 
         ``has`` are the tags it has already: none missing, nothing is sent (a
-        rerun meeting our VM whose tags could not be set sets them then).
-        False when setting them failed: the VM is then finished ``failed``.
+        rerun meeting our VM whose tags could not be set sets them then). The
+        PATCH sets the list, so it sends what the VM has plus what is wanted:
+        tags someone added by hand stay. False when setting them failed: the VM
+        is then finished ``failed``.
         """
         run, wanted = self._run, track.request.tags
         if not wanted or all(tag in has for tag in wanted):
             track.tags = tuple(has) if wanted else None
             return True
         fqdn = track.fqdn or track.org.fqdn(track.key)
+        union = tuple(dict.fromkeys([*has, *wanted]))
         track.tags, failed = await apply_tags(
-            run.client, track.vm_id, fqdn, wanted, retry=run.retry
+            run.client, track.vm_id, fqdn, union, retry=run.retry
         )
         if failed is None:
             return True

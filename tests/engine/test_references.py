@@ -235,3 +235,20 @@ async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> N
         assert vm.stopped_because == "the VM was built; setting its tags failed"
         assert vm.tags == ()
     assert json.loads(report.model_dump_json())["vms"][0]["tags"] == []
+
+
+async def test_tags_are_added_as_a_union_keeping_those_set_by_hand(tmp_path: Path) -> None:
+    """The spec adds a tag on a rerun; a tag someone set by hand on the VM stays."""
+    journal = tmp_path / "fleet.journal"
+    async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(vms(1, tags=("web",)), journal=journal)
+        (vm,) = sim.state.vms_of(_org(sim, "acme"))
+        vm.tags = ["web", "ci"]  # by hand, in the control panel
+        async with Orchestrator(settings_for(sim)) as orch:
+            again = await orch.run(vms(1, tags=("web", "public")), journal=journal)
+        tagged = {vm.hostname: vm.tags for vm in sim.state.vms_of(_org(sim, "acme"))}
+    assert [(row.outcome, row.reason) for row in again.vms] == [("skipped", "already_exists")]
+    assert again.vms[0].tags is not None
+    assert set(again.vms[0].tags) == {"web", "ci", "public"}
+    assert set(tagged["vm-001"]) == {"web", "ci", "public"}
