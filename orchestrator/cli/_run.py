@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from orchestrator.cli._group import (
     cli,
 )
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
+from orchestrator.cli._prune import _Prune
 from orchestrator.cli._runner import _handle_sigterm, _run_async
 from orchestrator.errors import ReportError
 
@@ -154,6 +156,14 @@ _RUN_EPILOG = (
     help="A VM succeeds only once it is started, not as soon as its build completes. "
     "Env: ORCHESTRATOR_WAIT_UNTIL_STARTED.",
 )
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="After the run, delete the fleet's VMs that the spec no longer lists (only those "
+    "provably the fleet's, as destroy decides; asks first unless --yes). Their report: "
+    "REPORT with .prune before its suffix. Without it, the summary says how many there are.",
+)
+@click.option("--yes", "-y", is_flag=True, help="With --prune: do not ask (for scripts).")
 @reading_options
 @_limit_option
 @_fleet_option
@@ -181,6 +191,8 @@ def run(
     readings: dict[str, Any],
     limit: tuple[str, ...],
     fleet: str | None,
+    prune: bool,
+    yes: bool,
 ) -> int:
     """Build every VM of SPEC that does not exist yet, wait for each, write the report.
 
@@ -190,6 +202,10 @@ def run(
     """
     if journal is not None and no_journal:
         return _fail("--journal and --no-journal contradict each other: choose one")
+    if prune and no_journal:
+        return _fail("--prune needs the fleet's journal (it says which VMs the fleet built)")
+    if prune and not yes and not sys.stdin.isatty():
+        return _fail("run --prune asks before deleting: pass --yes when not at a terminal")
     if not simulate and readings_given(readings):
         return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
     if simulate:
@@ -268,7 +284,11 @@ def run(
         return code
     try:
         return anyio.run(
-            functools.partial(_run_async, journal_rebind=journal_rebind),
+            functools.partial(
+                _run_async,
+                journal_rebind=journal_rebind,
+                pruning=_Prune(yes=yes) if prune else None,
+            ),
             settings,
             loaded,
             journal_path,

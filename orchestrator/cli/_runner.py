@@ -31,6 +31,7 @@ from orchestrator.errors import (
 
 if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
+    from orchestrator.cli._prune import _Prune
     from orchestrator.engine import Orchestrator
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
@@ -66,6 +67,7 @@ async def _run_async(
     readings: dict[str, Any] | None = None,
     destroying: _Destroy | None = None,
     journal_rebind: bool = False,
+    pruning: _Prune | None = None,
 ) -> int:
     from orchestrator.engine import Orchestrator
 
@@ -137,6 +139,16 @@ async def _run_async(
                     tg.cancel_scope.cancel()
                 finishing = True
                 code = await _finish_run(settings, orch, result, journal_path, simulate, spec)
+                if pruning is not None and journal_path is not None and not interrupted:
+                    finishing = False
+                    pruned = await pruning.prune(orch, spec, journal_path, result)
+                    finishing = True
+                    if pruned is not None:
+                        prune_settings = pruning.settings_for(settings)
+                        pruned_code = await _finish_run(
+                            prune_settings, orch, pruned, journal_path, simulate, spec
+                        )
+                        code = code if code != EXIT_OK else pruned_code
         except (OrchestratorError, BaseExceptionGroup) as raw:
             error = _expected_error(raw)
             if error is None:

@@ -531,9 +531,7 @@ class BuildOperation:
             return True
         fqdn = track.fqdn or track.org.fqdn(track.key)
         union = tuple(dict.fromkeys([*has, *wanted]))
-        track.tags, failed = await apply_tags(
-            run.client, track.vm_id, fqdn, union, retry=run.retry
-        )
+        track.tags, failed = await apply_tags(run.client, track.vm_id, fqdn, union, retry=run.retry)
         if failed is None:
             return True
         category, error = failed

@@ -33,7 +33,8 @@ from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 from orchestrator.engine.state._meta import new_fleet_id
-from orchestrator.engine.state.journal import FleetClaim, Journal
+from orchestrator.engine.state.fate import row_of
+from orchestrator.engine.state.journal import FleetClaim, Journal, read_journal
 from orchestrator.errors import Category, JournalError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
@@ -45,7 +46,7 @@ from orchestrator.report import (
     SpecInfo,
     VmResult,
 )
-from orchestrator.vm_request import VmRequest
+from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
     from orchestrator.katapult import Transport
@@ -443,6 +444,30 @@ class Orchestrator:
                 self._addresses_scope = None
         return filled
 
+    async def prune(
+        self,
+        spec: Spec | Sequence[VmRequest],
+        *,
+        journal: str | os.PathLike[str],
+        purge: bool = False,
+        fleet: str | None = None,
+    ) -> Report | None:
+        """Delete the fleet's VMs that ``spec`` no longer lists (``run --prune``).
+
+        Which VMs: those the fleet's ``journal`` recorded its own builds creating
+        (or having in flight) under a key the spec no longer has. They go through
+        :meth:`destroy`, under its ownership rules (annotations, or this very VM
+        created by this fleet's build: never a hostname alone). None when there
+        is nothing to prune.
+        """
+        keys = {r.key for r in (spec if isinstance(spec, Sequence) else spec.vms)}
+        removed = await anyio.to_thread.run_sync(_removed_requests, Path(journal), keys)
+        if not removed:
+            return None
+        if fleet is None and not isinstance(spec, Sequence):
+            fleet = spec.fleet
+        return await self.destroy(removed, journal=journal, purge=purge, fleet=fleet)
+
     async def destroy(
         self,
         spec: Spec | Sequence[VmRequest],
@@ -493,3 +518,30 @@ class Orchestrator:
             fleet=fleet,
             operation=deleting,
         )
+
+
+def _removed_requests(journal: Path, keys: set[str]) -> list[VmRequest]:
+    """What to delete for the journal's built VMs whose key is not in ``keys``: enough of
+    each request (organization, hostname) for a delete, from what its build asked for."""
+    if not journal.exists():
+        return []
+    out: list[VmRequest] = []
+    for entry in read_journal(journal).entries:
+        row = row_of(entry)
+        if entry.key in keys or entry.built_with is None:
+            continue
+        if row.created is None and row.fact != "accepted":
+            continue
+        built = entry.built_with
+        org = built.get("organization", "")
+        out.append(
+            VmRequest(
+                key=entry.key,
+                hostname=entry.hostname,
+                organization=Lookup("id" if org.startswith("org_") else "sub_domain", org),
+                # (only the organization and hostname matter to a delete)
+                package=Lookup("permalink", built.get("package") or "?"),
+                data_center=Lookup("permalink", built.get("location") or "?"),
+            )
+        )
+    return out

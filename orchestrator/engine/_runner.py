@@ -30,6 +30,7 @@ from orchestrator.engine._loop import loop_time
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
+from orchestrator.engine.state.fate import row_of
 from orchestrator.errors import (
     ORG_STOPPING_CODES,
     RUN_STOPPING_CODES,
@@ -181,7 +182,8 @@ class Run:
 
     @property
     def removed_from_spec(self) -> list[str]:
-        """Hostnames the journal knows that the spec no longer lists (never deleted)."""
+        """Hostnames of VMs this fleet's builds created (or have in flight) that the spec
+        no longer lists: deleted only by ``run --prune`` (:meth:`Orchestrator.prune`)."""
         return list(self._removed)
 
     @property
@@ -278,7 +280,11 @@ class Run:
             # every operation decides from the fleet's *build* rows (what its builds sent
             # and created); a delete's own rows are only its write-ahead log
             builds = own if self.journal.table == "vms" else await self.journal.entries("vms")
-            self._removed = sorted(e.hostname for k, e in builds.items() if k not in self._tracks)
+            self._removed = sorted(
+                e.hostname
+                for k, e in builds.items()
+                if k not in self._tracks and (row_of(e).created or row_of(e).fact == "accepted")
+            )
             await self.journal.add_pending(
                 [(t.key, t.hostname) for t in self._tracks.values() if t.key not in own]
             )

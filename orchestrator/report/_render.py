@@ -148,6 +148,16 @@ def render_summary(
     if skipped:
         reasons = ", ".join(f"{for_terminal(r)} {n}" for r, n in sorted(skipped.items()))
         console.print(Text(f"Skipped: {sum(skipped.values())} ({reasons})"))
+    removed = report.removed_from_spec
+    if removed and not deleting:
+        shown = ", ".join(for_terminal(h) for h in removed[:10])
+        more = f" … (+{len(removed) - 10})" if len(removed) > 10 else ""
+        console.print(
+            Text(
+                f"No longer in the spec: {len(removed)} VM(s) of this fleet, left as they are "
+                f"(run --prune deletes them): {shown}{more}"
+            )
+        )
     failing = [vm for vm in report.vms if vm.is_failure]
     _print_vms(
         console,

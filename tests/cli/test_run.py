@@ -485,3 +485,29 @@ def test_run_with_a_token_refused_for_its_network_exits_3(
         assert codes == {"unauthorized_network_for_api_token"}
         assert "0 succeeded" in out
         assert sim.hostnames() == []
+
+
+def test_run_prune_deletes_the_fleets_vms_the_spec_no_longer_lists(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """web-02 and web-03 leave the spec: a plain run says so and leaves them; --prune --yes
+    deletes them (their own report), and nothing else; off a terminal it needs --yes."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    smaller = cwd / "smaller.toml"
+    smaller.write_text(EXAMPLE_SPEC.read_text().replace("count = 3", "count = 1"))
+    capsys.readouterr()
+    assert main(["run", str(smaller), "--no-progress"]) == 0
+    out, _ = capsys.readouterr()
+    assert "No longer in the spec: 2 VM(s) of this fleet" in out
+    assert main(["run", str(smaller), "--no-progress", "--prune"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main(["run", str(smaller), "--no-progress", "--prune", "--yes"]) == 0
+    out, _ = capsys.readouterr()
+    pruned = validate_report_file(cwd / "report.prune.json")
+    assert pruned.operation == "delete"
+    assert {vm.key: vm.reason for vm in pruned.vms} == {"web-02": "deleted", "web-03": "deleted"}
+    snapshot = sim.portal.call(sim.running.state.snapshot)
+    trashed = {vm["hostname"] for vm in snapshot["virtual_machines"] if vm["in_trash"]}
+    assert trashed == {"web-02", "web-03"}
+    assert validate_report_file(cwd / "report.json").operation == "build"
