@@ -249,7 +249,7 @@ async def test_after_destroy_without_purge_the_rerun_names_the_trash(
     for vm in again.vms:
         assert (vm.outcome, vm.reason) == ("failed", "held_by_trash")
         assert vm.error is not None
-        assert "destroy --purge" in vm.error.description
+        assert "destroy --purge" in (vm.error.description or "")
     assert left == set()
 
 
