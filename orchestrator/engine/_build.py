@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 
 from orchestrator.engine._appearance import AppearanceModel
 from orchestrator.engine._ownership import FLEET_KEY, Ownership, Verdict, ownership_annotations
-from orchestrator.engine._retry import retry_get
 from orchestrator.engine._tagging import apply_tags
 from orchestrator.engine._track import Track, utcnow
 from orchestrator.engine.state.fate import BuildFate, Seen, build_fate, row_of, seen_of
@@ -41,8 +40,7 @@ from orchestrator.vm_request import Lookup, VmRequest
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from orchestrator.engine._operation import OperationKind
-    from orchestrator.engine._runner import Run
+    from orchestrator.engine._operation import Conductor, OperationKind
     from orchestrator.engine.state._model import JournalEntry
     from orchestrator.katapult import CreatedBuild, VirtualMachine
 
@@ -75,7 +73,7 @@ class BuildOperation:
     kind: OperationKind = "build"
     request_name = "POST"
 
-    def __init__(self, run: Run, *, fleet: str, only_keys: set[str] | None) -> None:
+    def __init__(self, run: Conductor, *, fleet: str, only_keys: set[str] | None) -> None:
         self._run = run
         self._only_keys = only_keys
         self.ownership = Ownership(fleet=fleet)
@@ -108,10 +106,10 @@ class BuildOperation:
             track.submitted_clock = run.clock()
             track.poll_kind = "build" if track.build_id else "task"
         elif row.fact == "sent" and entry is not None:
-            track.uncertain = True
+            track.sends.uncertain = True
             # the POST went out at the latest when the entry was written
             ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
-            track.last_post_clock = run.clock() - ago
+            track.sends.last_uncertain_clock = run.clock() - ago
         elif self._only_keys is not None and track.key not in self._only_keys:
             run.settle(track, track.make_result("skipped", reason="not_selected"))
             return
@@ -154,7 +152,7 @@ class BuildOperation:
             run.adopt(track, vm.id)
         if fate in ("follow_build", "follow_vm"):
             run.set_phase(track, "building")
-            run.scheduler.poll_soon(track.key, group=track.group)
+            run.poll_soon(track)
         elif fate == "ours":
             assert vm is not None
             if await self._tagged(track, vm.tag_names):
@@ -210,7 +208,7 @@ class BuildOperation:
 
     async def _submit(self, track: Track) -> None:
         run = self._run
-        if (refusal := run.refused_unsent.get(track.key)) is not None:
+        if (refusal := run.refusal_for(track)) is not None:
             await run.finish(track, "failed", category=refusal[0], error=refusal[1])
             return
         if track.request.uses_spec_xml:
@@ -253,7 +251,7 @@ class BuildOperation:
 
     async def _post(self, track: Track, xml: str | None) -> CreatedBuild:
         req = track.request
-        client = self._run.client
+        client = self._run.api
         annotations = {**req.annotations, **ownership_annotations(req.key, self.ownership.fleet)}
         if xml is not None:
             return await client.build_vm_from_spec(
@@ -278,17 +276,10 @@ class BuildOperation:
         track.submitted_at = utcnow()
         track.submitted_clock = run.clock()
         track.poll_kind = "build" if track.build_id else "task"
-        if run.journal is not None:
-            await run.journal.record_submitted(
-                track.key,
-                task_id=track.task_id,
-                build_id=track.build_id,
-                submitted_at=track.submitted_at,
-            )
+        await run.record_submitted(track, task_id=track.task_id, build_id=track.build_id)
         run.set_phase(track, "building")
         run.emit("submitted", track)
-        run.scheduler.stretch(run.poll_stretch())
-        run.scheduler.add(track.key, group=track.group, submitted_at=track.submitted_clock)
+        run.follow_build(track)
 
     async def refused(self, track: Track, exc: ApiError) -> bool:
         """A taken hostname: adopt it when it is ours (or may be), else ``conflict``."""
@@ -301,16 +292,16 @@ class BuildOperation:
         verdict: Verdict = (
             self.ownership.judge(track.key, vm.annotations) if vm is not None else "unknown"
         )
-        if vm is not None and verdict != "theirs" and (verdict == "ours" or track.uncertain):
+        if vm is not None and verdict != "theirs" and (verdict == "ours" or track.sends.uncertain):
             self._take(track, vm)
             return True
-        if vm is None and track.uncertain:
+        if vm is None and track.sends.uncertain:
             # our earlier POST most likely took: wait for its VM to appear
             run.set_phase(track, "building")
             track.poll_kind = "hostname"
             track.submitted_clock = track.submitted_clock or run.clock()
             run.emit("reconciling", track, message="hostname taken after an uncertain POST")
-            run.scheduler.poll_soon(track.key, group=track.group)
+            run.poll_soon(track)
             return True
         await run.conflict(track, exc, "the API refused it as taken")
         return True
@@ -325,9 +316,9 @@ class BuildOperation:
         """
         run = self._run
         vm = await self._look_until_answered(track)
-        if vm is None and track.result is None and not track.gave_up:
+        if vm is None and track.result is None and not track.sends.gave_up:
             settle = self._appearance.settle_seconds()
-            since = run.clock() - (track.last_post_clock or run.clock())
+            since = run.clock() - (track.sends.last_uncertain_clock or run.clock())
             if since < settle:
                 wait = settle - since
                 run.emit(
@@ -338,7 +329,7 @@ class BuildOperation:
                 self.waited_seconds += wait
                 await run.sleep(wait)
             vm = await self._look_until_answered(track)
-        if track.result is not None or track.gave_up:
+        if track.result is not None or track.sends.gave_up:
             return True
         if vm is None:
             return False
@@ -364,7 +355,7 @@ class BuildOperation:
             except (ApiError, TransportError):
                 if track.result is not None:
                     return None
-                since = run.clock() - (track.last_post_clock or run.clock())
+                since = run.clock() - (track.sends.last_uncertain_clock or run.clock())
                 if since > run.settings.build_timeout_seconds:
                     self.give_up(track)
                     return None
@@ -378,7 +369,7 @@ class BuildOperation:
         run.seen_vm(track, vm)
         run.adopt(track, vm.id)
         run.set_phase(track, "building")
-        run.scheduler.poll_soon(track.key, group=track.group)
+        run.poll_soon(track)
 
     def give_up(self, track: Track) -> None:
         """An earlier POST may still take: never fail a VM that may exist; watch its hostname.
@@ -388,22 +379,25 @@ class BuildOperation:
         free got no answer.
         """
         run = self._run
-        track.gave_up = True
+        track.sends.gave_up = True
         track.poll_kind = "hostname"
         run.set_phase(track, "building")
         run.emit(
             "reconciling",
             track,
-            message=f"{track.tries} uncertain POSTs: watching the hostname until the timeout",
+            message=(
+                f"{track.sends.uncertain_count} uncertain POSTs: "
+                "watching the hostname until the timeout"
+            ),
         )
-        run.scheduler.poll_soon(track.key, group=track.group)
+        run.poll_soon(track)
 
     # ---------------------------------------------------------------- polling
 
     async def poll(self, track: Track) -> None:
         """One poll: the build, its task, the adopted VM, or the watched hostname."""
         run = self._run
-        client = run.client
+        client = run.api
         kind = track.poll_kind
         if kind == "build" and track.build_id:
             build = await client.get_build(track.build_id)
@@ -479,7 +473,7 @@ class BuildOperation:
         self._probing_ownership = True
         vm_id = track.vm_id
         try:
-            vm = await retry_get(lambda: run.client.get_vm(Lookup("id", vm_id)), **run.retry)
+            vm = await run.retried(lambda: run.api.get_vm(Lookup("id", vm_id)))
         except (ApiError, TransportError) as exc:
             run.log.info("orchestrator.ownership.unknown", error=str(exc))
             self._probing_ownership = False  # another VM will tell
@@ -496,16 +490,7 @@ class BuildOperation:
 
     async def _built(self, track: Track, vm_state: str | None) -> None:
         run = self._run
-        scheduler = run.scheduler
-        if track.submitted_clock is not None:
-            duration = run.clock() - track.submitted_clock
-            if track.key in scheduler and scheduler.polls(track.key) == 0:
-                # Seen done at its first poll: the build took *at most* this long,
-                # and the poll itself may have waited for the budget. Learning the
-                # full span would feed every wait back into later first polls
-                # (polls later, builds seen later, durations longer...).
-                duration = min(duration, scheduler.durations.expected(track.group))
-            scheduler.completed(track.key, group=track.group, duration=duration)
+        run.learn_build_time(track)
         if run.settings.wait_until_started and vm_state != "started":
             track.poll_kind = "vm"
             run.repoll(track, soon=True)
@@ -531,7 +516,7 @@ class BuildOperation:
             return True
         fqdn = track.fqdn or track.org.fqdn(track.key)
         union = tuple(dict.fromkeys([*has, *wanted]))
-        track.tags, failed = await apply_tags(run.client, track.vm_id, fqdn, union, retry=run.retry)
+        track.tags, failed = await apply_tags(run, track.vm_id, fqdn, union)
         if failed is None:
             return True
         category, error = failed

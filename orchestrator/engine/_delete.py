@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING
 
 from orchestrator.engine._appearance import AppearanceModel
 from orchestrator.engine._ownership import FLEET_KEY, Ownership
-from orchestrator.engine._retry import retry_get
 from orchestrator.engine._track import Track, error_info, utcnow
 from orchestrator.engine.state.fate import DeleteFate, Row, Seen, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, TransportError
@@ -39,8 +38,7 @@ from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup
 
 if TYPE_CHECKING:
-    from orchestrator.engine._operation import OperationKind
-    from orchestrator.engine._runner import Run, Where
+    from orchestrator.engine._operation import Conductor, OperationKind, Where
     from orchestrator.engine.state._model import JournalEntry
     from orchestrator.katapult import VirtualMachine
 
@@ -64,7 +62,7 @@ class DeleteOperation:
 
     def __init__(
         self,
-        run: Run,
+        run: Conductor,
         *,
         fleet: str,
         purge: bool,
@@ -100,7 +98,7 @@ class DeleteOperation:
             row = track.row = Row("sent", created=row.created)  # no build to follow: look
         if row.fact == "sent" and entry is not None:
             ago = max(0.0, (utcnow() - entry.updated_at).total_seconds())
-            track.last_post_clock = run.clock() - ago
+            track.sends.last_uncertain_clock = run.clock() - ago
         track.existing_vm = track.org.existing.get(track.key) or row.created
 
     async def start(self, track: Track) -> None:
@@ -138,7 +136,7 @@ class DeleteOperation:
         """A POST of ours may still create a VM: look once past the time a build takes to
         show its VM (as a build would before re-sending), never "absent" before."""
         run = self._run
-        since = run.clock() - (track.last_post_clock or run.clock())
+        since = run.clock() - (track.sends.last_uncertain_clock or run.clock())
         wait = self._appearance.settle_seconds() - since
         if wait > 0:
             run.emit(
@@ -170,7 +168,7 @@ class DeleteOperation:
             track.submitted_clock = track.submitted_clock or run.clock()
             run.set_phase(track, "building")
             run.emit("building", track, message="a build of this fleet is under way")
-            run.scheduler.poll_soon(track.key, group=track.group)
+            run.poll_soon(track)
         else:
             assert vm is not None
             track.vm_id = vm.id
@@ -218,11 +216,8 @@ class DeleteOperation:
         """One DELETE by id; on a 200 the VM is in the trash."""
         run = self._run
         assert track.vm_id is not None
-        trash = await run.client.delete_vm(track.vm_id)
-        if run.journal is not None:
-            await run.journal.record_submitted(
-                track.key, task_id=trash.id, build_id=None, submitted_at=utcnow()
-            )
+        trash = await run.api.delete_vm(track.vm_id)
+        await run.record_submitted(track, task_id=trash.id, build_id=None)
         run.emit("submitted", track)
         await self._in_trash(track)
 
@@ -241,7 +236,7 @@ class DeleteOperation:
             run.emit("retrying", track, message=f"{exc}: stopping it first")
             vm_id = track.vm_id
             try:
-                await retry_get(lambda: run.client.stop_vm(vm_id), **run.retry)
+                await run.retried(lambda: run.api.stop_vm(vm_id))
                 await self._until_stopped(track, vm_id)
             except (ApiError, TransportError) as stop_exc:
                 run.note_error(track, stop_exc)
@@ -254,7 +249,7 @@ class DeleteOperation:
         run = self._run
         deadline = run.clock() + run.settings.build_timeout_seconds
         while run.clock() < deadline:
-            vm = await retry_get(lambda: run.client.get_vm(Lookup("id", vm_id)), **run.retry)
+            vm = await run.retried(lambda: run.api.get_vm(Lookup("id", vm_id)))
             run.seen_vm(track, vm)
             if vm.state == "stopped":
                 return
@@ -273,11 +268,11 @@ class DeleteOperation:
     def give_up(self, track: Track) -> None:
         """The DELETE's outcome cannot be learned now: watch the VM until the timeout."""
         run = self._run
-        track.gave_up = True
+        track.sends.gave_up = True
         track.poll_kind = "vm"
         run.set_phase(track, "building")
         run.emit("reconciling", track, message="watching the VM until it is in the trash")
-        run.scheduler.poll_soon(track.key, group=track.group)
+        run.poll_soon(track)
 
     # ---------------------------------------------------------------- results
 
@@ -291,7 +286,7 @@ class DeleteOperation:
     async def _gone(self, track: Track) -> None:
         """Neither there nor in the trash: our DELETE (or purge) took, or none was needed."""
         track.vm_state = None
-        if track.attempts or track.uncertain or track.task_id:
+        if track.attempts or track.sends.uncertain or track.task_id:
             reason = "purged" if self._purge else "deleted"
             await self._run.finish(track, "succeeded", reason=reason)
         else:
@@ -303,9 +298,7 @@ class DeleteOperation:
         assert track.vm_id is not None
         vm_id = track.vm_id
         try:
-            task = await retry_get(
-                lambda: run.client.purge_trash_object(object_id=vm_id), **run.retry
-            )
+            task = await run.retried(lambda: run.api.purge_trash_object(object_id=vm_id))
         except NotFound:
             await self._gone(track)
             return
@@ -329,7 +322,7 @@ class DeleteOperation:
         n = self._purge_polls.get(track.key, 0)
         self._purge_polls[track.key] = n + 1
         delay = min(run.settings.poll_min_seconds * 2 ** min(n, 6), run.settings.poll_max_seconds)
-        run.scheduler.poll_soon(track.key, group=track.group, delay=delay)
+        run.poll_soon(track, delay=delay)
 
     # ---------------------------------------------------------------- polling
 
@@ -337,7 +330,7 @@ class DeleteOperation:
         """The purge task, or (after uncertain DELETEs) the VM itself."""
         run = self._run
         if track.poll_kind == "task" and track.task_id:
-            task = await run.client.get_task(track.task_id)
+            task = await run.api.get_task(track.task_id)
             track.poll_errors = 0
             if task.status == "completed":
                 track.vm_state = None
@@ -363,7 +356,7 @@ class DeleteOperation:
         vm_id = track.vm_id
         build_over = False
         if track.poll_kind == "build" and track.build_id:
-            build = await run.client.get_build(track.build_id)
+            build = await run.api.get_build(track.build_id)
             track.poll_errors = 0
             build_over = build.state in ("complete", "failed")
             if build.virtual_machine is not None:
@@ -394,5 +387,5 @@ class DeleteOperation:
             track.vm_id = vm_id
             run.repoll(track)
             return
-        run.scheduler.remove(track.key)
+        run.unschedule(track)
         await self._carry_out(track, fate, vm)

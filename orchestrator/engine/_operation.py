@@ -12,17 +12,139 @@ a poll says. Each operation's decisions are in one module:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from orchestrator.engine._ownership import Ownership
-    from orchestrator.engine._track import Track
+    from orchestrator.engine._track import OrgContext, Phase, Track
+    from orchestrator.engine.events import EventKind
     from orchestrator.engine.state._model import JournalEntry
-    from orchestrator.errors import ApiError
+    from orchestrator.errors import ApiError, Category
+    from orchestrator.katapult import KatapultClient, VirtualMachine
+    from orchestrator.report import ErrorInfo, Outcome, VmResult
+    from orchestrator.settings import EngineSettings
 
-__all__ = ["Operation", "OperationKind"]
+__all__ = ["Conductor", "Operation", "OperationKind", "Where"]
+
+T = TypeVar("T")
+#: where a VM is when looked up by id
+Where = Literal["present", "trash", "gone"]
 
 OperationKind = Literal["build", "delete"]
+
+
+class Conductor(Protocol):
+    """What an operation may ask of the conductor, and nothing more.
+
+    No journal, scheduler or retry settings: the conductor journals, schedules
+    and retries on the operation's behalf.
+    """
+
+    settings: EngineSettings
+    #: structured logger of the run (run id bound)
+    log: Any
+
+    @property
+    def api(self) -> KatapultClient:
+        """The API client, paced by the run's rate budget."""
+
+    def clock(self) -> float:
+        """The run's time (seconds, monotonic)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait on the run's time."""
+
+    async def retried(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A request that is safe to repeat, retried with the run's back-off."""
+
+    # where a VM is and whose it is
+
+    async def find_hostname(self, track: Track, *, quiet: bool = True) -> VirtualMachine | None:
+        """The VM with ``track``'s hostname (with its annotations), or None."""
+
+    async def where(self, track: Track, vm_id: str) -> tuple[Where, VirtualMachine | None] | None:
+        """One look at a VM by id; None when the look failed and settled ``track``."""
+
+    async def where_or_raise(
+        self, vm_id: str, *, retried: bool
+    ) -> tuple[Where, VirtualMachine | None]:
+        """One look at a VM by id; errors other than gone / in the trash propagate."""
+
+    def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
+        """Remember what a look at the VM told."""
+
+    def adopt(self, track: Track, vm_id: str) -> None:
+        """Take ``vm_id`` as ``track``'s VM and follow it."""
+
+    # sending and following
+
+    def refusal_for(self, track: Track) -> tuple[Category, ErrorInfo] | None:
+        """Why ``track`` must fail unsent, if it must."""
+
+    async def submit(self, track: Track) -> None:
+        """Send the operation's request until it took exactly once (journaled first)."""
+
+    async def record_submitted(self, track: Track, *, task_id: str, build_id: str | None) -> None:
+        """Journal that the request for ``track`` was accepted."""
+
+    def follow_build(self, track: Track) -> None:
+        """Poll an accepted build when builds of its kind are expected done."""
+
+    def learn_build_time(self, track: Track) -> None:
+        """A build was seen done: learn how long its group takes."""
+
+    def poll_soon(self, track: Track, *, delay: float | None = None) -> None:
+        """Poll ``track`` soon."""
+
+    def repoll(self, track: Track, *, progress: float | None = None, soon: bool = False) -> None:
+        """Poll ``track`` again (later, or soon)."""
+
+    def unschedule(self, track: Track) -> None:
+        """No more polls of ``track``."""
+
+    def set_phase(self, track: Track, phase: Phase) -> None:
+        """Where ``track`` is in the run (for progress)."""
+
+    def emit(
+        self,
+        kind: EventKind,
+        track: Track,
+        *,
+        category: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """An event of ``track`` for hooks and logs."""
+
+    # results
+
+    def note_error(self, track: Track, exc: Exception) -> None:
+        """Remember ``exc`` as ``track``'s last error."""
+
+    def doom_for(self, org: OrgContext, exc: ApiError, *, force_org: bool = False) -> None:
+        """Remember a failure that stops every later request of the run or organization."""
+
+    def settle(self, track: Track, result: VmResult) -> None:
+        """Make ``result`` the VM's one result (no journal write, no event)."""
+
+    async def finish(
+        self,
+        track: Track,
+        outcome: Outcome,
+        *,
+        category: Category | None = None,
+        error: ErrorInfo | None = None,
+        reason: str | None = None,
+        stopped_because: str | None = None,
+        journal: bool = True,
+    ) -> None:
+        """The VM's one result: journaled (unless ``journal`` is false) and announced."""
+
+    async def conflict(self, track: Track, exc: ApiError | None, why: str) -> None:
+        """The hostname belongs to a VM this fleet did not build."""
+
+    async def held_by_trash(self, track: Track, exc: ApiError | None = None) -> None:
+        """A VM of this fleet in the trash holds the hostname."""
 
 
 class Operation(Protocol):

@@ -17,8 +17,8 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.abc
@@ -28,7 +28,7 @@ from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._loop import loop_time
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
-from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending
+from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.engine.state.fate import row_of
 from orchestrator.errors import (
@@ -48,14 +48,14 @@ from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
-    from orchestrator.engine._operation import Operation, OperationKind
+    from orchestrator.engine._operation import Operation, OperationKind, Where
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.scheduler import PollScheduler
     from orchestrator.engine.state.journal import Journal, JournalEntry
     from orchestrator.katapult import KatapultClient, VirtualMachine
     from orchestrator.settings import EngineSettings
 
-__all__ = ["OperationFactory", "Run", "Where", "is_hostname_taken"]
+__all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
@@ -67,8 +67,7 @@ POLLERS = 64
 _STRETCH_WHEN_SHORT = 1.3
 
 OperationFactory = Callable[["Run"], "Operation"]
-#: where a VM is when looked up by id
-Where = Literal["present", "trash", "gone"]
+T = TypeVar("T")
 
 
 def _first_journal_error(group: BaseExceptionGroup[JournalError]) -> JournalError:
@@ -391,13 +390,15 @@ class Run:
             if self._blocked(track):
                 await self._finish_blocked(track)
                 return
-            if track.uncertain and await self._op.reconcile(track):
+            if track.sends.uncertain and await self._op.reconcile(track):
                 return
-            if track.tries >= MAX_SUBMIT_ATTEMPTS:
+            if track.sends.uncertain_count >= MAX_SUBMIT_ATTEMPTS:
                 self._op.give_up(track)
                 return
             now = self.clock()
-            refused_for = now - track.refused_since if track.refused_since is not None else 0.0
+            refused_for = (
+                now - track.sends.refused_since if track.sends.refused_since is not None else 0.0
+            )
             # an API that refuses without acting (429, connection refused) is
             # waited out as long as a build may take, then the VM fails unsent
             if refused_for > self.settings.build_timeout_seconds:
@@ -423,7 +424,7 @@ class Run:
                 self._refused_without_effect(track)
                 self.emit("retrying", track, message=str(exc))
             except ApiError as exc:
-                track.refused_since = None
+                track.sends.refused_since = None
                 self.note_error(track, exc)
                 if await self._op.refused(track, exc):
                     return
@@ -436,7 +437,7 @@ class Run:
             except TransportError as exc:
                 self.note_error(track, exc)
                 if exc.maybe_sent:
-                    track.refused_since = None
+                    track.sends.refused_since = None
                     await self._mark_uncertain(track, exc)
                 else:
                     self._refused_without_effect(track)
@@ -446,15 +447,15 @@ class Run:
                 return
 
     def _refused_without_effect(self, track: Track) -> None:
-        if track.refused_since is None:
-            track.refused_since = self.clock()
+        if track.sends.refused_since is None:
+            track.sends.refused_since = self.clock()
 
     async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
-        track.uncertain = True
-        track.tries += 1
-        track.last_post_clock = self.clock()
+        track.sends.uncertain = True
+        track.sends.uncertain_count += 1
+        track.sends.last_uncertain_clock = self.clock()
         if track.submitted_clock is None:
-            track.submitted_clock = track.last_post_clock
+            track.submitted_clock = track.sends.last_uncertain_clock
         if self.journal is not None:
             await self.journal.record_uncertain(track.key, error=str(exc))
         self.emit("reconciling", track, message=str(exc))
@@ -462,6 +463,57 @@ class Run:
     async def sleep(self, seconds: float) -> None:
         """Wait (on the run's time, which tests scale)."""
         await anyio.sleep(seconds)
+
+    @property
+    def api(self) -> KatapultClient:
+        """The API client, paced by the run's rate budget."""
+        return self.client
+
+    async def retried(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call`` (a GET, or a request as safe to repeat) retried with the run's back-off."""
+        return await retry_get(call, **self.retry)
+
+    def refusal_for(self, track: Track) -> tuple[Category, ErrorInfo] | None:
+        """Why ``track`` must fail unsent (SSH keys, tags, flexible resources), if it must."""
+        return self.refused_unsent.get(track.key)
+
+    async def record_submitted(self, track: Track, *, task_id: str, build_id: str | None) -> None:
+        """Journal that the operation's request for ``track`` was accepted (committed on return)."""
+        if self.journal is not None:
+            await self.journal.record_submitted(
+                track.key, task_id=task_id, build_id=build_id, submitted_at=utcnow()
+            )
+
+    def poll_soon(self, track: Track, *, delay: float | None = None) -> None:
+        """Poll ``track`` soon (after ``delay`` seconds, else the scheduler's first wait)."""
+        if delay is None:
+            self.scheduler.poll_soon(track.key, group=track.group)
+        else:
+            self.scheduler.poll_soon(track.key, group=track.group, delay=delay)
+
+    def unschedule(self, track: Track) -> None:
+        """No more polls of ``track`` (its operation decides again now)."""
+        self.scheduler.remove(track.key)
+
+    def follow_build(self, track: Track) -> None:
+        """A build was accepted: poll it when builds of its kind are expected to be done."""
+        self.scheduler.stretch(self.poll_stretch())
+        submitted = track.submitted_clock if track.submitted_clock is not None else self.clock()
+        self.scheduler.add(track.key, group=track.group, submitted_at=submitted)
+
+    def learn_build_time(self, track: Track) -> None:
+        """A build was seen done: learn how long builds of its group take."""
+        if track.submitted_clock is None:
+            return
+        scheduler = self.scheduler
+        duration = self.clock() - track.submitted_clock
+        if track.key in scheduler and scheduler.polls(track.key) == 0:
+            # Seen done at its first poll: the build took *at most* this long,
+            # and the poll itself may have waited for the budget. Learning the
+            # full span would feed every wait back into later first polls
+            # (polls later, builds seen later, durations longer...).
+            duration = min(duration, scheduler.durations.expected(track.group))
+        scheduler.completed(track.key, group=track.group, duration=duration)
 
     # ----------------------------------------------------------------- lookups
 
@@ -669,15 +721,16 @@ class Run:
         if track.result is not None or track.poll_kind != kind:
             return
         grace = 0.0 if answered else self.settings.retry_deadline_seconds
-        if self._timed_out(track, grace=grace) and track.gave_up:
+        if self._timed_out(track, grace=grace) and track.sends.gave_up:
             await self.finish(
                 track,
                 "failed",
                 category=track.last_category or "server_error",
                 error=track.last_error,
                 stopped_because=(
-                    f"gave up after {track.tries} uncertain {self._op.request_name}s; "
-                    "their outcome did not show within build_timeout_seconds"
+                    f"gave up after {track.sends.uncertain_count} uncertain "
+                    f"{self._op.request_name}s; their outcome did not show within "
+                    "build_timeout_seconds"
                 ),
             )
         elif self._timed_out(track, grace=grace):
@@ -751,7 +804,9 @@ class Run:
             "submitting": "submission_outcome_unknown",
             "building": "build_in_progress",
         }.get(track.phase, "interrupted")
-        if reason == "submission_outcome_unknown" and not (track.uncertain or track.on_wire):
+        if reason == "submission_outcome_unknown" and not (
+            track.sends.uncertain or track.sends.on_wire
+        ):
             # stopped while waiting for the budget (or to resubmit after a 429):
             # no POST of it can have taken
             reason = "not_submitted"

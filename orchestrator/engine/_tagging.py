@@ -9,26 +9,25 @@ retried like a GET.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from orchestrator.engine._retry import retry_get
 from orchestrator.engine._track import error_info
 from orchestrator.errors import ApiError, Category, TransportError
-from orchestrator.katapult import KatapultClient
 from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import Lookup
+
+if TYPE_CHECKING:
+    from orchestrator.engine._operation import Conductor
 
 __all__ = ["apply_tags"]
 
 
 async def apply_tags(
-    client: KatapultClient,
+    run: Conductor,
     vm_id: str | None,
     fqdn: str | None,
     tags: Sequence[str],
-    *,
-    retry: Mapping[str, Any],
 ) -> tuple[tuple[str, ...], tuple[Category, ErrorInfo] | None]:
     """Set ``tags`` on the VM; the tags it has afterwards, and the failure if any.
 
@@ -43,7 +42,7 @@ async def apply_tags(
             ErrorInfo(code="tags_not_applied", description="the VM's id is unknown: not tagged"),
         )
     try:
-        updated = await retry_get(lambda: client.set_vm_tags(vm, tags), **retry)
+        updated = await run.retried(lambda: run.api.set_vm_tags(vm, tags))
     except (ApiError, TransportError) as exc:
         return (), (exc.category, error_info(exc))
     have = tuple(updated.tag_names)

@@ -16,7 +16,7 @@ from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
-__all__ = ["OrgContext", "Phase", "PollKind", "Track", "error_info", "utcnow"]
+__all__ = ["OrgContext", "Phase", "PollKind", "Sends", "Track", "error_info", "utcnow"]
 
 Phase = Literal["queued", "submitting", "building", "done"]
 PollKind = Literal["build", "task", "vm", "hostname", "wait"]
@@ -58,31 +58,40 @@ class OrgContext:
 
 
 @dataclass(slots=True, eq=False)
+class Sends:
+    """How a VM's non-idempotent requests (a build's POST, a DELETE) went, in this run."""
+
+    #: one was sent whose outcome was never learned: a VM found later may be its doing
+    uncertain: bool = False
+    #: one is on the wire now (sent, not answered)
+    on_wire: bool = False
+    #: how many had an unknown outcome (what ``MAX_SUBMIT_ATTEMPTS`` bounds)
+    uncertain_count: int = 0
+    #: when the latest with an unknown outcome went out: its VM may appear only later
+    last_uncertain_clock: float | None = None
+    #: since when they have been refused without effect (429, connection refused)
+    refused_since: float | None = None
+    #: too many were uncertain: the outcome is watched until the timeout, nothing re-sent
+    gave_up: bool = False
+
+
+@dataclass(slots=True, eq=False)
 class Track:
     """Everything the run knows of one VM, until its result is final."""
 
     request: VmRequest
     org: OrgContext
     phase: Phase = "queued"
+    #: requests sent for this VM, over every run (each journaled before it went out)
     attempts: int = 0
-    #: a POST was sent whose outcome we never learned: a taken hostname may be ours
-    uncertain: bool = False
-    #: a POST of this VM is on the wire now (sent, not answered)
-    on_wire: bool = False
+    #: how its non-idempotent requests went (what exactly-once is decided on)
+    sends: Sends = field(default_factory=lambda: Sends())
     task_id: str | None = None
     build_id: str | None = None
     vm_id: str | None = None
     fqdn: str | None = None
     submitted_at: datetime | None = None
     submitted_clock: float | None = None
-    #: POSTs whose outcome was uncertain (what MAX_SUBMIT_ATTEMPTS bounds)
-    tries: int = 0
-    #: when the latest uncertain POST went out: its VM may appear only later
-    last_post_clock: float | None = None
-    #: since when POSTs have been refused without effect (429, connection refused)
-    refused_since: float | None = None
-    #: tries ran out after an uncertain POST: watching the hostname until the timeout
-    gave_up: bool = False
     poll_kind: PollKind = "build"
     poll_errors: int = 0
     adopted: bool = False
@@ -155,13 +164,13 @@ class Track:
 
 @contextmanager
 def sending(track: Track) -> Iterator[None]:
-    """Around an operation's request(s) for ``track``: ``track.on_wire`` says whether
+    """Around an operation's request(s) for ``track``: ``track.sends.on_wire`` says whether
     one went on the wire unanswered. Set the moment a request passes the rate budget
     (``ON_SENT``); cleared by any answer or error; left as it is when cancelled, which
     tells "stopped while waiting for the budget" (never sent) from "sent, no answer"."""
 
     def sent() -> None:
-        track.on_wire = True
+        track.sends.on_wire = True
 
     token = ON_SENT.set(sent)
     try:
@@ -169,9 +178,9 @@ def sending(track: Track) -> Iterator[None]:
     except anyio.get_cancelled_exc_class():
         raise
     except BaseException:
-        track.on_wire = False
+        track.sends.on_wire = False
         raise
     else:
-        track.on_wire = False
+        track.sends.on_wire = False
     finally:
         ON_SENT.reset(token)
