@@ -54,6 +54,29 @@ _DESTROY_EPILOG = (
 )
 
 
+#: destroy's decisions that delete something (at once, or once a build has ended)
+_DELETING = frozenset({"delete", "wait", "follow_build", "reconcile"})
+_LABELS = {
+    "delete": "to delete",
+    "wait": "being built: deleted once built",
+    "follow_build": "being built: followed, then deleted",
+    "reconcile": "a build may still appear: looked for, then deleted",
+    "in_trash": "already in the trash",
+    "not_ours": "not this fleet's: left untouched",
+    "absent": "absent",
+}
+
+
+def _groups(fates: dict[str, str], *, purge: bool) -> list[tuple[str, list[str]]]:
+    out = []
+    for fate, label in _LABELS.items():
+        keys = [key for key, f in fates.items() if f == fate]
+        if keys:
+            shown = f"{label} (purged with --purge)" if fate == "in_trash" and purge else label
+            out.append((shown[:1].upper() + shown[1:], keys))
+    return out
+
+
 @dataclass(frozen=True)
 class _Destroy:
     """What ``destroy`` does where ``run`` builds: confirm, then delete through the engine."""
@@ -61,30 +84,66 @@ class _Destroy:
     purge: bool
     yes: bool
     fleet: str | None
+    #: the fleet's journal (its build rows: which VMs its builds created)
+    journal: Path | None = None
     #: ``--limit``: only these keys (None: every VM of the spec)
     only_keys: set[str] | None = None
 
     async def confirmed(self, orch: Any, spec: Spec) -> bool:
-        """Show the selected hostnames that exist now; ask unless ``--yes``."""
+        """Show what destroy would do with the selected VMs; ask unless ``--yes``.
+
+        At a terminal, each VM found is looked at and shown with destroy's own
+        decision (delete, follow then delete, in the trash, not this fleet's);
+        with ``--yes`` only the organization's listing is read (no VM twice).
+        """
         wanted = [vm for vm in spec.vms if self.only_keys is None or vm.key in self.only_keys]
-        found: list[str] = []
+        existing: dict[Any, dict[str, str]] = {}
         for org in {vm.organization for vm in wanted}:
-            names = {vm.hostname.lower() async for vm in orch.client.list_vms(org) if vm.hostname}
-            found += [vm.hostname for vm in wanted if vm.organization == org and vm.key in names]
+            existing[org] = {
+                vm.hostname.lower(): vm.id async for vm in orch.client.list_vms(org) if vm.hostname
+            }
+        found = [vm.hostname for vm in wanted if vm.key in existing[vm.organization]]
         verb = "delete and purge" if self.purge else "delete (to the trash)"
-        _err.print(
-            f"{len(found)} of the {len(wanted)} hostnames selected exist; this will {verb} "
-            "those this fleet built: " + (", ".join(sorted(found)) or "none"),
-            markup=False,
-        )
-        if self.yes or not found:
+        if self.yes:
+            _err.print(
+                f"{len(found)} of the {len(wanted)} hostnames selected exist; this will {verb} "
+                "those provably this fleet's: " + (", ".join(sorted(found)) or "none"),
+                markup=False,
+            )
+            return True
+        fates = await self._preview(orch, spec, wanted, existing)
+        doing = [key for key, fate in fates.items() if fate in _DELETING]
+        for label, keys in _groups(fates, purge=self.purge):
+            _err.print(f"{label} ({len(keys)}): {', '.join(keys)}", markup=False)
+        if not doing:
+            _err.print("nothing of this fleet to delete", markup=False)
             return True
         answer: bool = await anyio.to_thread.run_sync(
-            lambda: click.confirm("Delete them?", default=False, err=True)
+            lambda: click.confirm(
+                f"{verb[:1].upper()}{verb[1:]} these {len(doing)}?", default=False, err=True
+            )
         )
         if not answer:
             _err.print("not confirmed: nothing was deleted", markup=False)
         return answer
+
+    async def _preview(
+        self, orch: Any, spec: Spec, wanted: list[Any], existing: dict[Any, dict[str, str]]
+    ) -> dict[str, str]:
+        from orchestrator.cli._plan import _fleet_state
+        from orchestrator.engine._plan import preview_fates
+
+        fleet, rows = await anyio.to_thread.run_sync(_fleet_state, spec, self.journal)
+        settings = orch.settings
+        return await preview_fates(
+            orch.client,
+            wanted,
+            existing=existing,
+            rows=rows,
+            fleet=fleet,
+            deadline=settings.engine.retry_deadline_seconds,
+            delete=True,
+        )
 
     async def destroy(self, orch: Any, spec: Spec, journal: Path | None) -> Report:
         result: Report = await orch.destroy(
@@ -200,7 +259,9 @@ def destroy(
     code = _unwritable(("report", settings.output.report), ("journal", journal_path))
     if code is not None:
         return code
-    destroying = _Destroy(purge=purge, yes=yes, fleet=None, only_keys=only_keys)
+    destroying = _Destroy(
+        purge=purge, yes=yes, fleet=None, only_keys=only_keys, journal=journal_path
+    )
     try:
         return anyio.run(
             functools.partial(_run_async, destroying=destroying),

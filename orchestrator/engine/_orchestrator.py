@@ -136,6 +136,11 @@ class Orchestrator:
             await self._client.aclose()
 
     @property
+    def settings(self) -> Settings:
+        """The settings this orchestrator was made with."""
+        return self._settings
+
+    @property
     def client(self) -> KatapultClient:
         """The API client (with the shared rate budget) this orchestrator uses."""
         return self._client

@@ -16,12 +16,12 @@ from orchestrator.engine._references import check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._spec_drift import spec_changes
 from orchestrator.engine.state._model import JournalEntry
-from orchestrator.engine.state.fate import Seen, build_fate, row_of, seen_of
+from orchestrator.engine.state.fate import Seen, build_fate, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient
 from orchestrator.vm_request import Lookup, VmRequest
 
-__all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan"]
+__all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan", "preview_fates"]
 
 #: VMs looked at at once by a plan (one GET each: its state and annotations)
 _LOOKS_AT_ONCE = 16
@@ -306,11 +306,45 @@ async def _decide(
     rows: dict[str, JournalEntry],
     deadline: float,
 ) -> None:
-    """Each VM's fate as ``run`` decides it: one look at every VM a hostname of the spec
-    holds (or that the fleet's journal says its build created), then :func:`build_fate`."""
-    ownership = Ownership(fleet=plan.fleet or "")
-    limiter = anyio.CapacityLimiter(_LOOKS_AT_ONCE)
+    """Each VM's fate as ``run`` decides it (:func:`preview_fates`), its drift, and the
+    fleet's VMs the spec no longer lists."""
     drift = spec_changes(requests, rows)
+    known = [r for r in requests if r.organization in existing]
+    fates = await preview_fates(
+        client, known, existing=existing, rows=rows, fleet=plan.fleet, deadline=deadline
+    )
+    for key, fate in fates.items():
+        if fate == "ours" and key in drift:
+            fate = "drift"
+            plan.drift[key] = [(c.field, c.built, c.spec) for c in drift[key]]
+        plan.fates[key] = fate
+    listed = {key for found in existing.values() for key in found}
+    spec_keys = {req.key for req in requests}
+    plan.removed = sorted(
+        entry.hostname
+        for key, entry in rows.items()
+        if key not in spec_keys and key in listed and row_of(entry).created is not None
+    )
+    plan.to_build = [r for r in requests if plan.fates.get(r.key) in ("submit", "reconcile")]
+
+
+async def preview_fates(
+    client: KatapultClient,
+    requests: Sequence[VmRequest],
+    *,
+    existing: Mapping[Lookup, Mapping[str, str]],
+    rows: Mapping[str, JournalEntry],
+    fleet: str | None,
+    deadline: float,
+    delete: bool = False,
+) -> dict[str, str]:
+    """What ``run`` (or, with ``delete``, ``destroy``) would decide for each VM, by the
+    same functions (:func:`build_fate`, :func:`delete_fate`), without sending anything:
+    one look at every VM a hostname of the spec holds in ``existing`` (each
+    organization's listing) or that the fleet's journal says its build created."""
+    ownership = Ownership(fleet=fleet or "")
+    limiter = anyio.CapacityLimiter(_LOOKS_AT_ONCE)
+    fates: dict[str, str] = {}
 
     async def decide(req: VmRequest) -> None:
         row = row_of(rows.get(req.key))
@@ -333,21 +367,14 @@ async def _decide(
             if vm is not None:
                 state = vm.state
                 seen = seen_of(ownership.judge(req.key, vm.annotations), vm.state)
-        fate: str = build_fate(seen, row, vm_id=vm_id, copies=ownership.copied, vm_state=state)
-        if fate == "ours" and req.key in drift:
-            fate = "drift"
-            plan.drift[req.key] = [(c.field, c.built, c.spec) for c in drift[req.key]]
-        plan.fates[req.key] = fate
+        if delete:
+            fates[req.key] = delete_fate(seen, row, vm_id=vm_id, vm_state=state)
+        else:
+            fates[req.key] = build_fate(
+                seen, row, vm_id=vm_id, copies=ownership.copied, vm_state=state
+            )
 
     async with anyio.create_task_group() as tg:
         for req in requests:
-            if req.organization in existing:
-                tg.start_soon(decide, req)
-    listed = {key for found in existing.values() for key in found}
-    spec_keys = {req.key for req in requests}
-    plan.removed = sorted(
-        entry.hostname
-        for key, entry in rows.items()
-        if key not in spec_keys and key in listed and row_of(entry).created is not None
-    )
-    plan.to_build = [r for r in requests if plan.fates.get(r.key) in ("submit", "reconcile")]
+            tg.start_soon(decide, req)
+    return {req.key: fates[req.key] for req in requests}

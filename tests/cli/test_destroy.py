@@ -177,3 +177,36 @@ def test_destroy_during_a_run_of_the_fleet_is_refused(
     assert not any(_trashed(sim).values())
     assert main(["destroy", "--yes", "--no-progress", str(EXAMPLE_SPEC)]) == 0
     assert all(_trashed(sim).values())
+
+
+def test_destroys_preview_is_destroys_own_decision(
+    cwd: Path,
+    sim: ThreadSimulator,
+    setenv: SetEnv,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At a terminal, destroy shows what it would do with each VM (the same decision as
+    the delete itself) before asking; answering no deletes nothing."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-*"]) == 0
+    vm_id = sim.portal.call(lambda: sim.running.state.add_existing_vm("acme", "db-01"))
+    record = sim.running.state.vm_by_id(vm_id)
+    assert record is not None
+    record.annotations = [{"key": VM_KEY, "value": "db-01"}, {"key": FLEET_KEY, "value": "x"}]
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    asked: list[str] = []
+
+    def confirm(text: str, **_: object) -> bool:
+        asked.append(text)
+        return False
+
+    monkeypatch.setattr("click.confirm", confirm)
+    capsys.readouterr()
+    assert main(["destroy", "--no-progress", str(EXAMPLE_SPEC)]) == 130
+    _, err = capsys.readouterr()
+    assert "To delete (3): web-01, web-02, web-03" in err
+    assert "Not this fleet's: left untouched (1): db-01" in err
+    assert "Absent (1): db-02" in err
+    assert asked == ["Delete (to the trash) these 3?"]
+    assert not any(_trashed(sim).values())
