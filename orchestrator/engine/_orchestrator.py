@@ -34,6 +34,7 @@ from orchestrator.engine.events import EngineStatistics, ProgressHook, Provision
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 from orchestrator.engine.state._meta import new_fleet_id
 from orchestrator.engine.state.fate import row_of
+from orchestrator.engine.state.fleet_lock import FleetLock
 from orchestrator.engine.state.journal import FleetClaim, Journal, read_journal
 from orchestrator.errors import Category, JournalError
 from orchestrator.katapult import KatapultClient, Timeouts
@@ -379,6 +380,20 @@ class Orchestrator:
         # the fleet's identity: the journal's (it refused another), else the name given,
         # else one of its own for this run (an unnamed fleet without a journal)
         fleet_id = opened.fleet if opened is not None else fleet.named or new_fleet_id(fleet.legacy)
+        holder = {"pid": os.getpid(), "run_id": run_id, "started_at": utcnow().isoformat()}
+        try:
+            fleet_lock = await anyio.to_thread.run_sync(
+                FleetLock.acquire,
+                self._settings.katapult.api_url,
+                {r.organization.value for r in requests},
+                fleet_id,
+                holder,
+            )
+        except JournalError:
+            if opened is not None:
+                with anyio.CancelScope(shield=True):
+                    await opened.close()
+            raise
         try:
             if opened is not None and operation is None:
                 # what each build asks for, and where the spec left what was built
@@ -413,6 +428,7 @@ class Orchestrator:
                 results = await run.execute()
                 tg.cancel_scope.cancel()
         finally:
+            fleet_lock.release()
             if opened is not None:
                 with anyio.CancelScope(shield=True):
                     await opened.close()

@@ -21,6 +21,7 @@ import stamina
 from orchestrator import load_spec
 from orchestrator.engine import Orchestrator, ProvisionEvent
 from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from orchestrator.engine.state.fleet_lock import FleetLock
 from orchestrator.errors import JournalError
 from orchestrator.simulator import FaultConfig, RunningSimulator, SimulatorConfig, run_simulator
 from orchestrator.spec import Spec, parse_spec
@@ -354,3 +355,29 @@ async def test_two_orchestrators_started_together_never_build_twice(reading: Any
         created = [vm["hostname"] for vm in sim.state.snapshot()["virtual_machines"]]
     assert sorted(outcomes) == ["ran", "refused"]
     assert len(created) == len(set(created)) == 20
+
+
+async def test_a_fleet_runs_once_at_a_time_whichever_journal_each_run_keeps(
+    tmp_path: Path,
+) -> None:
+    """A run of fleet "web" holds the fleet's machine-wide lock (here taken as another
+    process would): a run or destroy of "web" with another journal is refused before
+    anything is sent; another fleet is not held up."""
+    requests = vms(2)
+    async with run_simulator(READINGS["default"]()) as sim:
+        settings = settings_for(sim)
+        api = settings.katapult.api_url
+        holder = {"pid": 4242, "run_id": "nightly", "started_at": "2026-12-07T02:00:00"}
+        lock = await anyio.to_thread.run_sync(FleetLock.acquire, api, {"acme"}, "web", holder)
+        try:
+            async with Orchestrator(settings) as orch:
+                with pytest.raises(JournalError, match=r"fleet 'web' is being run.*pid 4242"):
+                    await orch.run(requests, journal=tmp_path / "a", fleet="web")
+                with pytest.raises(JournalError, match="fleet 'web' is being run"):
+                    await orch.destroy(requests, fleet="web")
+                other = await orch.run(requests, journal=tmp_path / "b", fleet="db")
+        finally:
+            lock.release()
+        created = [vm["hostname"] for vm in sim.state.snapshot()["virtual_machines"]]
+    assert other.summary.succeeded == 2
+    assert sorted(created) == ["vm-001", "vm-002"]  # built once, by fleet "db" alone
