@@ -30,9 +30,17 @@ from .conftest import SCALE, settings_for, vms
 
 pytestmark = pytest.mark.anyio
 
+#: POSTs whose connection breaks, or that get a 5xx, after the server acted (the fault
+#: matrix's faults that test exactly-once): every build below is sent through them
+POST_FAULTS = FaultConfig(
+    reset_after_rate=0.3, error_5xx_after_rate=0.2, methods=frozenset({"POST"})
+)
 READINGS = {
     "default": lambda **kw: SimulatorConfig(time_scale=SCALE, seed=7, **kw),
     "pessimistic": lambda **kw: SimulatorConfig.pessimistic(time_scale=SCALE, seed=7, **kw),
+    "pessimistic-faulted": lambda **kw: SimulatorConfig.pessimistic(
+        time_scale=SCALE, seed=7, **{"faults": POST_FAULTS, **kw}
+    ),
 }
 
 
@@ -352,7 +360,10 @@ async def test_two_orchestrators_started_together_never_build_twice(reading: Any
         async with anyio.create_task_group() as tg:
             tg.start_soon(one)
             tg.start_soon(one)
-        created = [vm["hostname"] for vm in sim.state.snapshot()["virtual_machines"]]
+        snapshot = sim.state.snapshot()
+        created = [vm["hostname"] for vm in snapshot["virtual_machines"]]
+    if config.faults == POST_FAULTS:
+        assert sum(snapshot["faults"].values()) > 0, "the faults never struck"
     assert sorted(outcomes) == ["ran", "refused"]
     assert len(created) == len(set(created)) == 20
 
