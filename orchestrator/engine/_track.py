@@ -57,6 +57,10 @@ class OrgContext:
         return f"{hostname}.{self.infrastructure_domain}"
 
 
+#: the row of a VM the journal knows nothing of (one, shared: a Row never changes)
+_NO_ROW = Row()
+
+
 @dataclass(slots=True, eq=False)
 class Sends:
     """How a VM's non-idempotent requests (a build's POST, a DELETE) went, in this run."""
@@ -98,7 +102,7 @@ class Track:
     #: a VM with this hostname existed when the run began (its id): judged before anything is sent
     existing_vm: str | None = None
     #: what the fleet's journal remembers of this VM's builds (a hint, never a fact)
-    row: Row = field(default_factory=Row)
+    row: Row = _NO_ROW
     #: the build object has shown its VM (the appearance time was learned from it)
     vm_seen: bool = False
     #: the VM's state when it was last looked at
