@@ -392,3 +392,27 @@ async def test_a_fleet_runs_once_at_a_time_whichever_journal_each_run_keeps(
         created = [vm["hostname"] for vm in sim.state.snapshot()["virtual_machines"]]
     assert other.summary.succeeded == 2
     assert sorted(created) == ["vm-001", "vm-002"]  # built once, by fleet "db" alone
+
+
+async def test_two_unnamed_specs_never_share_a_journal(tmp_path: Path) -> None:
+    """alice.toml and bob.toml (unnamed) in one folder, one journal: bob's run and destroy
+    are refused (bob would take alice's identity); --fleet with alice's identity (a rename)
+    is accepted."""
+    alice = await spec_at(await spec_file(tmp_path / "a", "rock-1", "app-{index}"))
+    bob = dataclasses.replace(
+        await spec_at(await spec_file(tmp_path / "b", "rock-3", "app-{index}")),
+        path=str(tmp_path / "a" / "bob.toml"),
+    )
+    journal = tmp_path / "a" / "report.json.journal"
+    async with run_simulator(READINGS["default"]()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            built = await orch.run(alice, journal=journal)
+            with pytest.raises(JournalError, match="made from spec 'web', not 'bob'"):
+                await orch.run(bob, journal=journal)
+            with pytest.raises(JournalError, match="made from spec 'web', not 'bob'"):
+                await orch.destroy(bob, journal=journal)
+            assert built.ownership is not None
+            renamed = await orch.run(bob, journal=journal, fleet=built.ownership.fleet)
+        left = standing(sim)
+    assert {(vm.outcome, vm.reason) for vm in renamed.vms} == {("skipped", "already_exists")}
+    assert left == {"app-1", "app-2"}

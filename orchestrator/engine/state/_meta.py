@@ -192,6 +192,7 @@ def bind_fleet(conn: sqlite3.Connection, path: Path, claim: FleetClaim) -> str:
     bound keeps the name those builds' annotations carry (``claim.legacy``).
     """
     stored = _value(conn, "fleet")
+    spec = _value(conn, "fleet_spec")
     if stored is not None:
         if claim.named is not None and claim.named != stored:
             raise JournalError(
@@ -200,7 +201,16 @@ def bind_fleet(conn: sqlite3.Connection, path: Path, claim: FleetClaim) -> str:
                 f'(fleet = "{stored}" in the spec, or --fleet {stored}); for another '
                 "fleet, use another --journal"
             )
+        if claim.named is None and spec is not None and spec != claim.legacy:
+            # an unnamed spec takes its identity from its journal: never another spec's
+            raise JournalError(
+                f"journal {path} is the state of fleet {stored!r}, made from spec "
+                f"{spec!r}, not {claim.legacy!r}; two specs never share a journal. Use "
+                f"another --journal, or, if this spec is that fleet (renamed), name it: "
+                f'fleet = "{stored}" in the spec, or --fleet {stored}'
+            )
         return stored
+    _set(conn, "fleet_spec", claim.legacy)
     if claim.named is not None:
         fleet = claim.named
     else:
