@@ -173,8 +173,15 @@ def _fleet_state(spec: Spec, journal: Path | None) -> tuple[str | None, dict[str
             f"journal {journal} is the state of fleet {snapshot.fleet!r}, not {spec.fleet!r}: "
             "use the fleet's own journal (--journal PATH)"
         )
+    stem = default_fleet(spec.path)
+    if spec.fleet is None and snapshot.fleet_spec not in (None, stem):
+        raise JournalError(
+            f"journal {journal} is the state of fleet {snapshot.fleet!r}, made from spec "
+            f"{snapshot.fleet_spec!r}, not {stem!r}: use the spec's own journal (--journal), "
+            f"or name the fleet (--fleet {snapshot.fleet})"
+        )
     rows = {entry.key: entry for entry in snapshot.entries}
-    legacy = default_fleet(spec.path) if rows else None
+    legacy = stem if rows else None
     return spec.fleet or snapshot.fleet or legacy, rows
 
 

@@ -166,12 +166,15 @@ def bind_meta(
     return meta
 
 
-def fleet_of(conn: sqlite3.Connection) -> str | None:
-    """The fleet a journal is bound to (None: none yet), read in the caller's connection."""
+def fleet_of(conn: sqlite3.Connection) -> tuple[str | None, str | None]:
+    """The fleet a journal is bound to and the spec it was made from (None: none yet),
+    read in the caller's connection."""
     found = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
     ).fetchone()
-    return _value(conn, "fleet") if found else None
+    if not found:
+        return None, None
+    return _value(conn, "fleet"), _value(conn, "fleet_spec")
 
 
 def new_fleet_id(stem: str) -> str:

@@ -93,6 +93,8 @@ class JournalSnapshot:
     deletes: list[JournalEntry] = field(default_factory=list)
     #: the fleet the journal is the state of (None: an older journal, not bound yet)
     fleet: str | None = None
+    #: the name of the spec an unnamed fleet was made from (None: not recorded)
+    fleet_spec: str | None = None
 
     def counts(self) -> dict[str, int]:
         """How many VMs are in each state (every state present, in lifecycle order)."""

@@ -418,12 +418,17 @@ def read_journal(path: str | os.PathLike[str]) -> JournalSnapshot:
             runs: list[RunRecord] = read_runs(conn)
             entries = read_entries(conn, where)
             deletes = read_entries(conn, where, "deletes")
-            fleet = fleet_of(conn)
+            fleet, fleet_spec = fleet_of(conn)
             conn.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             raise JournalError(f"journal {where} is corrupt ({exc})") from exc
     finally:
         conn.close()
     return JournalSnapshot(
-        path=str(where), runs=runs, entries=entries, deletes=deletes, fleet=fleet
+        path=str(where),
+        runs=runs,
+        entries=entries,
+        deletes=deletes,
+        fleet=fleet,
+        fleet_spec=fleet_spec,
     )
