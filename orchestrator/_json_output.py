@@ -134,6 +134,8 @@ def status_json(snapshot: JournalSnapshot) -> dict[str, Any]:
             for run in snapshot.runs
         ],
         "vms": [_entry(entry) for entry in snapshot.entries],
+        "fleet": snapshot.fleet,
+        "deletes": [_entry(entry) for entry in snapshot.deletes],
     }
 
 

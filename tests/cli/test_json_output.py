@@ -37,7 +37,7 @@ PLAN_KEYS = [
     "drift",
     "removed_from_spec",
 ]
-STATUS_KEYS = ["kind", "format_version", "journal", "counts", "runs", "vms"]
+STATUS_KEYS = ["kind", "format_version", "journal", "counts", "runs", "vms", "fleet", "deletes"]
 STATUS_VM_KEYS = [
     "key",
     "hostname",

@@ -103,6 +103,8 @@ def render_status(snapshot: JournalSnapshot, console: Console, *, limit: int | N
     task, build and VM ids share one column, one id per line.
     """
     console.print(Text.assemble(("Journal ", "bold"), (snapshot.path, "bold cyan")))
+    if snapshot.fleet is not None:
+        console.print(Text(f"Fleet {snapshot.fleet}"))
     _render_runs(snapshot, console)
     _render_counts(snapshot, console)
     if snapshot.entries:
