@@ -137,6 +137,15 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--delete-running",),
+        "delete_running",
+        {
+            "type": click.Choice(["accept", "refuse"]),
+            "help": "A DELETE of a VM that is not stopped goes to the trash (default) or is "
+            "refused with 409 deletion_restricted (a guess: the official clients stop first).",
+        },
+    ),
+    (
         ("--pessimistic",),
         "pessimistic",
         {

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING
 
 from orchestrator.engine._appearance import AppearanceModel
 from orchestrator.engine._ownership import FLEET_KEY, Ownership
-from orchestrator.engine._track import Track, error_info, utcnow
+from orchestrator.engine._track import Track, error_info, sending, utcnow
 from orchestrator.engine.state.fate import DeleteFate, Row, Seen, delete_fate, row_of, seen_of
-from orchestrator.errors import ApiError, NotFound, TransportError
+from orchestrator.errors import ApiError, NotFound, RateLimited, TransportError, detail_messages
 from orchestrator.report import ErrorInfo
-from orchestrator.vm_request import Lookup
 
 if TYPE_CHECKING:
     from orchestrator.engine._operation import Conductor, OperationKind, Where
@@ -48,10 +47,24 @@ __all__ = ["DeleteOperation"]
 _GONE = ("purged", "absent")
 
 
-def _must_stop_first(exc: ApiError) -> bool:
-    """An answer saying the VM must be stopped before it can be deleted (not in the schema)."""
-    text = f"{exc.code} {exc.description or ''}".lower()
-    return "stop" in text and exc.http_status in (400, 406, 409, 422)
+#: VM states a DELETE is sent in at once
+_DELETABLE = frozenset({"stopped", "failed", "orphaned"})
+#: VM states a stop is sent in first (the Terraform provider stops a started VM)
+_STOPPABLE = frozenset({"started"})
+#: the most stops sent for one VM whose outcome stayed unknown
+_MAX_STOPS = 4
+
+
+def must_stop_first(exc: ApiError) -> bool:
+    """An answer refusing a DELETE because the VM is not stopped (not in the schema).
+
+    Read in the code, the description and the ``detail`` (where a
+    ``validation_error`` or ``deletion_restricted`` carries its ``errors``).
+    """
+    if exc.http_status not in (400, 406, 409, 422):
+        return False
+    texts = [exc.code or "", exc.description or "", *detail_messages(exc.detail)]
+    return any("stop" in text.lower() or "running" in text.lower() for text in texts)
 
 
 class DeleteOperation:
@@ -172,9 +185,60 @@ class DeleteOperation:
         else:
             assert vm is not None
             track.vm_id = vm.id
-            track.submitted_at = utcnow()
-            track.submitted_clock = run.clock()
+            track.submitted_at = track.submitted_at or utcnow()
+            track.submitted_clock = track.submitted_clock or run.clock()
+            await self._delete_when_stopped(track, vm.state)
+
+    async def _delete_when_stopped(self, track: Track, state: str | None) -> None:
+        """DELETE a stopped (or failed) VM; stop a started one first and wait for it, as
+        the official clients do; wait for one starting, stopping or busy to settle."""
+        run = self._run
+        if state in _DELETABLE or state is None:
             await run.submit(track)
+        elif state in _STOPPABLE and track.key not in self._stopped:
+            await self._stop(track)
+        else:
+            track.poll_kind = "stopping"
+            run.set_phase(track, "building")
+            run.emit("building", track, message=f"waiting for it to settle (state {state})")
+            self._poll_again_soon(track)
+
+    async def _stop(self, track: Track) -> None:
+        """One stop per VM, exactly once like the rest: a stop whose outcome is unknown is
+        settled by looking at the VM (stopping or stopped: it took), never re-sent blindly."""
+        run = self._run
+        vm_id = track.vm_id
+        assert vm_id is not None
+        for _ in range(_MAX_STOPS):
+            try:
+                with sending(track):
+                    await run.api.stop_vm(vm_id)
+            except RateLimited as exc:
+                run.note_error(track, exc)
+                await run.sleep(run.settings.poll_min_seconds)
+                continue
+            except (ApiError, TransportError) as exc:
+                run.note_error(track, exc)
+                uncertain = (isinstance(exc, ApiError) and exc.outcome_uncertain) or (
+                    isinstance(exc, TransportError) and exc.maybe_sent
+                )
+                where, vm = await run.where_or_raise(vm_id, retried=True)
+                if where != "present" or vm is None:
+                    await self._follow(track, where, vm)
+                    return
+                run.seen_vm(track, vm)
+                if vm.state not in _STOPPABLE:
+                    break  # it took (stopping, stopped), or the VM is busy: wait for it
+                if not uncertain and isinstance(exc, ApiError):
+                    await run.finish(track, "failed", category=exc.category, error=error_info(exc))
+                    return
+                continue
+            break
+        self._stopped.add(track.key)
+        run.emit("submitted", track, message="stopping it before the DELETE")
+        track.poll_kind = "stopping"
+        run.set_phase(track, "building")
+        self._poll_again_soon(track)
 
     async def _not_ours(self, track: Track, vm: VirtualMachine | None) -> None:
         vm_id = vm.id if vm is not None else track.vm_id
@@ -229,31 +293,12 @@ class DeleteOperation:
         if isinstance(exc, NotFound):
             await self._gone(track)
             return True
-        if _must_stop_first(exc) and track.key not in self._stopped and track.vm_id:
-            # not in the schema, but a reading to be ready for: stop, then delete again
-            self._stopped.add(track.key)
-            run = self._run
-            run.emit("retrying", track, message=f"{exc}: stopping it first")
-            vm_id = track.vm_id
-            try:
-                await run.retried(lambda: run.api.stop_vm(vm_id))
-                await self._until_stopped(track, vm_id)
-            except (ApiError, TransportError) as stop_exc:
-                run.note_error(track, stop_exc)
-                return False
-            await run.submit(track)
+        if must_stop_first(exc) and track.key not in self._stopped and track.vm_id:
+            # refused while running (a reading of the API): stop, wait, then DELETE again
+            self._run.emit("retrying", track, message=f"{exc}: stopping it first")
+            await self._stop(track)
             return True
         return False
-
-    async def _until_stopped(self, track: Track, vm_id: str) -> None:
-        run = self._run
-        deadline = run.clock() + run.settings.build_timeout_seconds
-        while run.clock() < deadline:
-            vm = await run.retried(lambda: run.api.get_vm(Lookup("id", vm_id)))
-            run.seen_vm(track, vm)
-            if vm.state == "stopped":
-                return
-            await run.sleep(run.settings.poll_min_seconds)
 
     async def reconcile(self, track: Track) -> bool:
         """After an uncertain DELETE: look. Still there: send again (safe by id)."""
@@ -314,10 +359,11 @@ class DeleteOperation:
         track.submitted_clock = track.submitted_clock or run.clock()
         run.set_phase(track, "building")
         run.emit("submitted", track, message="purging from the trash")
-        self._poll_purge_soon(track)
+        self._poll_again_soon(track)
 
-    def _poll_purge_soon(self, track: Track) -> None:
-        """Purges take seconds, not a build's time: poll from ``poll_min``, doubling."""
+    def _poll_again_soon(self, track: Track) -> None:
+        """Purges and stops take seconds, not a build's time: poll from ``poll_min``,
+        doubling."""
         run = self._run
         n = self._purge_polls.get(track.key, 0)
         self._purge_polls[track.key] = n + 1
@@ -339,10 +385,27 @@ class DeleteOperation:
                 error = ErrorInfo(code="purge_failed", description=f"task {task.id} ended failed")
                 await run.finish(track, "failed", category="server_error", error=error)
             else:
-                self._poll_purge_soon(track)
+                self._poll_again_soon(track)
             return
         if track.poll_kind in ("build", "wait"):
             await self._poll_until_built(track)
+            return
+        if track.poll_kind == "stopping":
+            assert track.vm_id is not None
+            where, vm = await run.where_or_raise(track.vm_id, retried=False)
+            track.poll_errors = 0
+            if where != "present" or vm is None:
+                await self._follow(track, where, vm)
+                return
+            run.seen_vm(track, vm)
+            if vm.state in _DELETABLE or (
+                vm.state in _STOPPABLE and track.key not in self._stopped
+            ):
+                run.unschedule(track)
+                track.poll_kind = "vm"
+                await self._delete_when_stopped(track, vm.state)
+            else:
+                self._poll_again_soon(track)
             return
         assert track.vm_id is not None
         where, vm = await run.where_or_raise(track.vm_id, retried=False)

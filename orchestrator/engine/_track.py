@@ -19,7 +19,7 @@ from orchestrator.vm_request import Lookup, VmRequest
 __all__ = ["OrgContext", "Phase", "PollKind", "Sends", "Track", "error_info", "utcnow"]
 
 Phase = Literal["queued", "submitting", "building", "done"]
-PollKind = Literal["build", "task", "vm", "hostname", "wait"]
+PollKind = Literal["build", "task", "vm", "hostname", "wait", "stopping"]
 
 
 def utcnow() -> datetime:

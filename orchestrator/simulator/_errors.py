@@ -116,6 +116,9 @@ ERRORS: dict[str, tuple[int, str | None]] = {
         403,
         "The organization chosen is not permitted to create resources",
     ),
+    # a guess (issue 23): the schema lists deletion_restricted (detail.errors) without saying
+    # when; the simulator's "delete_running: refuse" reading answers it for a running VM
+    "deletion_restricted": (409, "This object cannot be deleted"),
     "invalid_spec_xml": (400, "The spec XML provided is invalid"),
     "service_unavailable": (503, "The service is currently unavailable, please try again later"),
     # Apia framework errors

@@ -43,7 +43,7 @@ from orchestrator.simulator._endpoints import (
     paginate,
     resolve,
 )
-from orchestrator.simulator._errors import invalid_argument, missing_required_argument
+from orchestrator.simulator._errors import api_error, invalid_argument, missing_required_argument
 from orchestrator.simulator._state import VirtualMachine
 
 __all__ = [
@@ -115,6 +115,12 @@ def shutdown_virtual_machine(ctx: Ctx) -> Answer:
 def delete_virtual_machine(ctx: Ctx) -> Answer:
     """``DELETE virtual_machines/:virtual_machine``: to the trash; the hostname stays taken."""
     vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=False))
+    state = vm.state(ctx.now, ctx.config.vm_start_seconds)
+    if ctx.config.delete_running == "refuse" and state not in ("stopped", "failed", "orphaned"):
+        raise api_error(
+            "deletion_restricted",
+            {"errors": ["Virtual machine must be stopped before it can be deleted"]},
+        )
     trash = ctx.state.trash_vm(vm.id)
     return 200, {
         "trash_object": render.trash_object(vm, trash),

@@ -174,3 +174,60 @@ async def test_a_vm_trashed_by_someone_else_is_purged_and_a_gone_one_is_absent(
     assert (by_key["vm-001"].outcome, by_key["vm-001"].reason) == ("succeeded", "purged")
     assert (by_key["vm-002"].outcome, by_key["vm-002"].reason) == ("skipped", "absent")
     assert snapshot["virtual_machines"] == []
+
+
+@pytest.mark.parametrize("delete_running", ["accept", "refuse"])
+async def test_a_running_vm_is_stopped_once_before_its_delete(
+    tmp_path: Path, delete_running: str
+) -> None:
+    """As the official clients do: a started VM gets one stop, is waited for until it is
+    stopped, and only then deleted; on an API that refuses to delete a running VM
+    (409 deletion_restricted, its reason in detail.errors) nothing is refused at all."""
+    requests = vms(3)
+    journal = tmp_path / "j"
+    config = sim_config(delete_running=delete_running, vm_start_seconds=0.0)
+    async with run_simulator(config) as sim:
+        async with Orchestrator(settings_for(sim, wait_until_started=True)) as orch:
+            built = await orch.run(requests, journal=journal)
+        assert {vm.virtual_machine.state for vm in built.vms if vm.virtual_machine} == {"started"}
+        before = sim.state.snapshot()["requests"]["by_status"]
+        async with Orchestrator(settings_for(sim)) as orch:
+            gone = await orch.destroy(requests, journal=journal)
+        after = sim.state.snapshot()["requests"]["by_status"]
+    assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
+    assert after.get("409", 0) == before.get("409", 0)  # never refused: stopped first
+    assert all(vm["in_trash"] for vm in live(sim.state.snapshot()).values())
+
+
+async def test_a_delete_refused_as_running_is_followed_by_a_stop_then_the_delete(
+    tmp_path: Path,
+) -> None:
+    """A VM seen stopped, then started by someone else just before the DELETE: the refusal
+    (409 deletion_restricted, "must be stopped" only in detail.errors) is read, the VM
+    stopped, and the DELETE sent again once it is stopped."""
+    requests = vms(1)
+    journal = tmp_path / "j"
+    config = sim_config(delete_running="refuse", vm_start_seconds=0.0, stop_seconds=0.0)
+    async with run_simulator(config) as sim:
+        async with Orchestrator(settings_for(sim, wait_until_started=True)) as orch:
+            built = await orch.run(requests, journal=journal)
+        vm_id = built.vms[0].virtual_machine.id if built.vms[0].virtual_machine else ""
+        record = sim.state.vm_by_id(vm_id)
+        assert record is not None
+        sim.state.stop_vm(record, "stop", sim.state.now())  # stopped by hand
+
+        started: list[bool] = []
+
+        def started_again_before_the_delete(event: ProvisionEvent) -> None:
+            if event.kind == "submitting" and not started:
+                started.append(True)
+                record.power = None  # someone starts it: the DELETE now is refused
+
+        async with Orchestrator(settings_for(sim), hooks=[started_again_before_the_delete]) as orch:
+            gone = await orch.destroy(requests, journal=journal)
+        statuses = sim.state.snapshot()["requests"]["by_status"]
+        in_trash = record.trash is not None
+    assert statuses.get("409") == 1  # the one refusal, then a stop and a DELETE that took
+    assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
+    assert gone.vms[0].attempts == 2
+    assert in_trash

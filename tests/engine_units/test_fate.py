@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from orchestrator.engine._delete import must_stop_first
 from orchestrator.engine.state._model import JournalEntry, JournalState
 from orchestrator.engine.state.fate import (
     Row,
@@ -19,6 +20,7 @@ from orchestrator.engine.state.fate import (
     row_of,
     seen_of,
 )
+from orchestrator.errors import ApiError
 from orchestrator.report import VmRef, VmResult
 
 X = "vm_x"  # the VM the API shows for the hostname
@@ -249,3 +251,25 @@ ROW_TABLE = [
 @pytest.mark.parametrize(("given", "expected"), ROW_TABLE)
 def test_row_of(given: JournalEntry | None, expected: Row) -> None:
     assert row_of(given) == expected
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "description", "detail", "expected"),
+    [
+        (409, "deletion_restricted", "This object cannot be deleted",
+         {"errors": ["Virtual machine must be stopped before it can be deleted"]}, True),
+        (422, "validation_error", "A validation error occurred",
+         {"errors": ["Virtual machine is running"]}, True),
+        (422, "virtual_machine_must_be_stopped", None, None, True),
+        (409, "deletion_restricted", "This object cannot be deleted",
+         {"errors": ["Deletion protection is on"]}, False),
+        (500, "unhandled_exception", "stop", None, False),
+    ],
+)  # fmt: skip
+def test_a_refusal_to_delete_a_running_vm_is_read_in_its_detail_too(
+    status: int, code: str, description: str | None, detail: object, expected: bool
+) -> None:
+    exc = ApiError(
+        http_status=status, code=code, description=description, detail=detail, request_id=None
+    )
+    assert must_stop_first(exc) is expected

@@ -53,6 +53,7 @@ def test_defaults_are_todays_readings() -> None:
         "failed_build_leaves_vm": False,
         "copy_annotations": True,
         "trash_holds_hostname": True,
+        "delete_running": "accept",
     }
 
 
@@ -66,6 +67,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         "failed_build_leaves_vm": True,
         "copy_annotations": True,
         "trash_holds_hostname": True,
+        "delete_running": "refuse",
     }
     assert config.seed == 7
     assert SimulatorConfig.pessimistic().copy_annotations is False
