@@ -68,7 +68,25 @@ _APPLICATION_ID_OFFSET: Final = 68
 
 # No column ever holds a secret: the journal receives keys, hostnames, API ids,
 # error texts (which the error tree guarantees token-free) and VmResults.
-SCHEMA: Final = """
+#: the columns of a VM's row, the same for a build's (``vms``) and a delete's (``deletes``)
+_ROW_COLUMNS: Final = """
+    seq          INTEGER PRIMARY KEY,
+    key          TEXT NOT NULL UNIQUE,
+    hostname     TEXT NOT NULL,
+    state        TEXT NOT NULL
+                 CHECK (state IN ('pending', 'intent', 'submitted', 'uncertain', 'finished')),
+    attempts     INTEGER NOT NULL DEFAULT 0,
+    task_id      TEXT,
+    build_id     TEXT,
+    vm_id        TEXT,
+    submitted_at TEXT,
+    last_error   TEXT,
+    note         TEXT,
+    result       TEXT,
+    updated_at   TEXT NOT NULL
+"""
+
+SCHEMA: Final = f"""
 CREATE TABLE runs (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id       TEXT NOT NULL,
@@ -77,44 +95,12 @@ CREATE TABLE runs (
     pid          INTEGER NOT NULL,
     finished_at  TEXT
 );
-CREATE TABLE vms (
-    seq          INTEGER PRIMARY KEY,
-    key          TEXT NOT NULL UNIQUE,
-    hostname     TEXT NOT NULL,
-    state        TEXT NOT NULL
-                 CHECK (state IN ('pending', 'intent', 'submitted', 'uncertain', 'finished')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    task_id      TEXT,
-    build_id     TEXT,
-    vm_id        TEXT,
-    submitted_at TEXT,
-    last_error   TEXT,
-    note         TEXT,
-    result       TEXT,
-    updated_at   TEXT NOT NULL
-);
+CREATE TABLE vms ({_ROW_COLUMNS});
 """
 
 #: the deletes' rows (``destroy``, ``run --prune``): the same columns as ``vms``, kept
 #: apart so that a delete's row is never read as a build's (never proof of ownership)
-DELETES_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS deletes (
-    seq          INTEGER PRIMARY KEY,
-    key          TEXT NOT NULL UNIQUE,
-    hostname     TEXT NOT NULL,
-    state        TEXT NOT NULL
-                 CHECK (state IN ('pending', 'intent', 'submitted', 'uncertain', 'finished')),
-    attempts     INTEGER NOT NULL DEFAULT 0,
-    task_id      TEXT,
-    build_id     TEXT,
-    vm_id        TEXT,
-    submitted_at TEXT,
-    last_error   TEXT,
-    note         TEXT,
-    result       TEXT,
-    updated_at   TEXT NOT NULL
-)
-"""
+DELETES_SCHEMA: Final = f"CREATE TABLE IF NOT EXISTS deletes ({_ROW_COLUMNS})"
 
 #: which rows an open journal writes: a build's (``vms``) or a delete's (``deletes``)
 Table = Literal["vms", "deletes"]
