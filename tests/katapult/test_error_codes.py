@@ -77,6 +77,9 @@ ANY_ENDPOINT = {
 INFERRED_EXTRA: dict[str, set[str]] = {
     # renaming a VM to a taken or invalid hostname must be refused somehow
     "VirtualMachines/UpdateEndpoint": {"validation_error"},
+    # deleting a running VM may be refused (the schema's lists are not complete; the
+    # simulator's delete_running="refuse" reading guesses deletion_restricted)
+    "VirtualMachines/DeleteEndpoint": {"deletion_restricted"},
 }
 
 
