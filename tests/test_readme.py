@@ -184,7 +184,7 @@ def test_pip_install_is_the_editable_install() -> None:
 
     Not re-run (it would change the environment under the test run); checked instead.
     """
-    dist = importlib.metadata.distribution("orchestrator")
+    dist = importlib.metadata.distribution("katapult-orchestrator")
     direct = dist.read_text("direct_url.json")
     if direct is None:
         pytest.skip("orchestrator is not installed with pip (no direct_url.json)")
