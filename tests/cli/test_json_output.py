@@ -32,6 +32,7 @@ PLAN_KEYS = [
     "problems",
     "estimate",
     "requests_spent",
+    "config_file",
 ]
 STATUS_KEYS = ["kind", "format_version", "journal", "counts", "runs", "vms"]
 STATUS_VM_KEYS = [
@@ -88,6 +89,7 @@ def test_plan_json_lists_what_to_build_and_what_exists(
     assert list(plan["estimate"]) == ["requests", "seconds", "permitted", "window_seconds"]
     assert plan["estimate"]["requests"] == 2 * 5 + 2 + 1
     assert plan["requests_spent"] > 0
+    assert plan["config_file"] is None
 
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "db-*"]) == 0
     capsys.readouterr()
