@@ -21,6 +21,8 @@ from orchestrator.report._metrics import write_metrics
 from orchestrator.report._model import (
     FAILED_OUTCOMES,
     ApiInfo,
+    BudgetUse,
+    BudgetWindow,
     ErrorInfo,
     Outcome,
     OwnershipInfo,
@@ -37,6 +39,8 @@ from orchestrator.report._render import render_diff, render_summary
 __all__ = [
     "FAILED_OUTCOMES",
     "ApiInfo",
+    "BudgetUse",
+    "BudgetWindow",
     "ErrorInfo",
     "Outcome",
     "OwnershipInfo",
