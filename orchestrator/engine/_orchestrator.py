@@ -18,8 +18,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._gc import fewer_collections
+from orchestrator.engine._loop import loop_time
 from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._references import Checked, check_references
+from orchestrator.engine._report_facts import with_build_facts
 from orchestrator.engine._retry import retry_args
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._spec_drift import (
@@ -29,6 +31,7 @@ from orchestrator.engine._spec_drift import (
     with_spec_changes,
 )
 from orchestrator.engine._track import utcnow
+from orchestrator.engine._windows import WindowLog
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.journal import Journal, read_journal
@@ -88,6 +91,8 @@ class Orchestrator:
         # wall_clock lets the budget guess the real API's minute-aligned windows
         # before it has seen one reset; it never makes it send more than allowed
         self._budget = RateBudget(window_seconds=engine.rate_window_seconds, wall_clock=time.time)
+        #: the budget per window, for the report (it passes every request on to the budget)
+        self._windows = WindowLog(self._budget)
         token = settings.katapult.api_token
         self._client = KatapultClient(
             api_url=settings.katapult.api_url,
@@ -98,7 +103,7 @@ class Orchestrator:
                 read=engine.read_timeout_seconds,
                 total=engine.connect_timeout_seconds + engine.read_timeout_seconds,
             ),
-            gate=self._budget,
+            gate=self._windows,
         )
         self._hooks: list[ProgressHook] = [*hooks, self._publish]
         self._streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
@@ -254,7 +259,8 @@ class Orchestrator:
             path, sha = spec.path, spec.sha256
         run_id = uuid.uuid4().hex[:16]
         fleet = fleet or default_fleet(path)
-        started = utcnow()
+        started, started_clock = utcnow(), loop_time()
+        self._windows.start()
         base_total = self._client.requests_total
         base_limited = self._client.rate_limited_total
         engine = self._settings.engine
@@ -316,6 +322,7 @@ class Orchestrator:
             )
         results = with_spec_changes(results, changes)
         results = await self._with_addresses(requests, results)
+        results = with_build_facts(results, requests, run.first_seen)
         organization = self._settings.katapult.organization
         if organization is None and requests:
             organization = requests[0].organization.value
@@ -335,6 +342,7 @@ class Orchestrator:
             removed_from_spec=run.removed_from_spec,
             ownership=run.ownership,
             operation=run.operation_kind,
+            budget=self._windows.windows(started_clock=started_clock, started_wall=started),
         )
 
     async def _execute(

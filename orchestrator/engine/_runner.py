@@ -18,6 +18,7 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,7 +29,7 @@ from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._loop import loop_time
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
-from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending
+from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
 from orchestrator.errors import (
     ORG_STOPPING_CODES,
@@ -108,6 +109,8 @@ class Run:
         self.refused_unsent = dict(refused or {})
         self._budget = budget
         self._hooks = list(hooks)
+        #: key -> when this run first saw the VM's record (for the report's timeline)
+        self.first_seen: dict[str, datetime] = {}
         self._orgs: dict[tuple[str, str], OrgContext] = {}
         self._tracks: dict[str, Track] = {}
         for req in requests:
@@ -513,12 +516,16 @@ class Run:
 
     def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
         """Remember what a look at the VM told (id, fqdn, state)."""
+        if track.key not in self.first_seen:
+            self.first_seen[track.key] = utcnow()
         track.vm_id = vm.id
         track.fqdn = vm.fqdn or track.org.fqdn(track.key)
         track.vm_state = vm.state or track.vm_state
 
     def adopt(self, track: Track, vm_id: str) -> None:
         """Take ``vm_id`` as this VM's; it is followed by polling the VM."""
+        if track.key not in self.first_seen:
+            self.first_seen[track.key] = utcnow()
         track.vm_id = vm_id
         track.fqdn = track.fqdn or track.org.fqdn(track.key)
         track.adopted = True
