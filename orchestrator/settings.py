@@ -368,6 +368,8 @@ class OutputSettings(_Section):
     metrics_mode: _Mode = 0o644
     #: also write an Ansible inventory (YAML) of the VMs in place here
     inventory: _Path | None = None
+    #: also write the report as one self-contained HTML page here
+    html: _Path | None = None
     #: log lines as "console" text or "json" objects
     log_format: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = "console"
     #: least severe log level shown

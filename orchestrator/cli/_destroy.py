@@ -126,6 +126,12 @@ class _Destroy:
     help="Also purge each VM from the trash (frees its "
     "hostname at once; the trash otherwise keeps it for days).",
 )
+@click.option(
+    "--html",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as one self-contained HTML page. Env: ORCHESTRATOR_HTML.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
     "--fleet",
@@ -148,6 +154,7 @@ def destroy(
     journal: Path | None,
     build_journal: Path | None,
     purge: bool,
+    html: Path | None,
     yes: bool,
     fleet: str | None,
     no_progress: bool,
@@ -174,6 +181,7 @@ def destroy(
             "output.report": report,
             "output.journal": journal,
             "output.progress": False if no_progress else None,
+            "output.html": html,
         },
     )
     if code is not None:
@@ -196,7 +204,11 @@ def destroy(
         build_journal = Path("report.json.journal")
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
-    code = _unwritable(("report", settings.output.report), ("journal", journal_path))
+    code = _unwritable(
+        ("report", settings.output.report),
+        ("journal", journal_path),
+        ("HTML report", settings.output.html),
+    )
     if code is not None:
         return code
     destroying = _Destroy(
