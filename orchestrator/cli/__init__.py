@@ -14,6 +14,7 @@ from __future__ import annotations
 from orchestrator.cli import (  # noqa: F401
     _completion,
     _destroy,
+    _examples,
     _plan,
     _report,
     _run,
