@@ -32,8 +32,16 @@ _FAILURES = [
 ]
 
 
-def fleet_report(n: int, *, seed: int = 1, permitted: int = 1000, window: float = 60.0) -> Report:
-    """A report of ``n`` VMs submitted at the pace ``permitted`` allows (two requests each)."""
+def fleet_report(
+    n: int,
+    *,
+    seed: int = 1,
+    permitted: int = 1000,
+    window: float = 60.0,
+    failed: float = 0.03,
+) -> Report:
+    """A report of ``n`` VMs submitted at the pace ``permitted`` allows (two requests each);
+    a share ``failed`` of them fail, and 0.5% more are cancelled."""
     rng = random.Random(seed)
     per_second = permitted / window / 2
     vms = []
@@ -61,10 +69,10 @@ def fleet_report(n: int, *, seed: int = 1, permitted: int = 1000, window: float 
         }
         requests_at += [submitted, end]
         roll = rng.random()
-        if roll < 0.03:
+        if roll < failed:
             category, error = _FAILURES[i % len(_FAILURES)]
             vms.append(VmResult(outcome="failed", category=category, error=error, **common))
-        elif roll < 0.035:
+        elif roll < failed + 0.005:
             vms.append(
                 VmResult(outcome="cancelled", category="cancelled", reason="build_in_progress",
                          stopped_because="deadline", **common)
