@@ -54,8 +54,8 @@ def _vm(req: VmRequest) -> dict[str, Any]:
     }
 
 
-def plan_json(plan: Plan, *, config_file: str | None = None) -> dict[str, Any]:
-    """What ``plan --output json`` prints (``config_file``: the config file read, if any)."""
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """What ``plan --output json`` prints."""
     return {
         "kind": "plan",
         "format_version": FORMAT_VERSION,
@@ -84,7 +84,6 @@ def plan_json(plan: Plan, *, config_file: str | None = None) -> dict[str, Any]:
             "window_seconds": plan.window_seconds,
         },
         "requests_spent": plan.requests_spent,
-        "config_file": config_file,
     }
 
 

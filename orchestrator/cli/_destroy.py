@@ -204,11 +204,10 @@ def destroy(
         build_journal = Path("report.json.journal")
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
-    code = _unwritable(
-        ("report", settings.output.report),
-        ("journal", journal_path),
-        ("HTML report", settings.output.html),
-    )
+    code = _unwritable(("report", settings.output.report), ("journal", journal_path))
+    if code is not None:
+        return code
+    code = _unwritable(("HTML report", settings.output.html))
     if code is not None:
         return code
     destroying = _Destroy(

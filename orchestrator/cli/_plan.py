@@ -124,7 +124,8 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
     if output == "json":
         from orchestrator._json_output import plan_json
 
-        _print_json(plan_json(result, config_file=_config_path(settings)))
+        # the config file read, last (keys are only ever added)
+        _print_json({**plan_json(result), "config_file": _config_path(settings)})
     else:
         out = _out()
         render_plan(result, out)

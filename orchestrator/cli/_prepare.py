@@ -46,16 +46,6 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
     return settings, None
 
 
-def _log_config_file(settings: Settings) -> None:
-    """At ``debug``: which config file was read (``orchestrator.config.file``)."""
-    path = settings.config_file
-    get_logger("orchestrator.cli").debug(
-        "orchestrator.config.file",
-        path=None if path is None else str(path),
-        found_by=settings.config_file_found_by,
-    )
-
-
 def _load_spec(path: str, settings: Settings) -> tuple[Any, int | None]:
     from orchestrator.spec import SpecDefaults, load_spec
 
@@ -100,3 +90,13 @@ _NO_CREDENTIALS = (
     "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
     "or add --simulate to try the built-in simulator"
 )
+
+
+def _log_config_file(settings: Settings) -> None:
+    """At ``debug``: which config file was read (``orchestrator.config.file``)."""
+    path = settings.config_file
+    get_logger("orchestrator.cli").debug(
+        "orchestrator.config.file",
+        path=None if path is None else str(path),
+        found_by=settings.config_file_found_by,
+    )

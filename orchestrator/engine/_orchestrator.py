@@ -259,10 +259,11 @@ class Orchestrator:
             path, sha = spec.path, spec.sha256
         run_id = uuid.uuid4().hex[:16]
         fleet = fleet or default_fleet(path)
-        started, started_clock = utcnow(), loop_time()
-        self._windows.start()
+        started = utcnow()
         base_total = self._client.requests_total
         base_limited = self._client.rate_limited_total
+        started_clock = loop_time()  # the same moment as started, for the budget's windows
+        self._windows.start()
         engine = self._settings.engine
         scheduler = PollScheduler(
             poll_min=engine.poll_min_seconds,

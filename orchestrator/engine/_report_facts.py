@@ -9,7 +9,21 @@ from datetime import datetime
 from orchestrator.report import VmResult
 from orchestrator.vm_request import VmRequest
 
-__all__ = ["with_build_facts"]
+__all__ = ["with_build_facts", "with_build_facts_of"]
+
+
+def with_build_facts_of(
+    result: VmResult, request: VmRequest | None, first_seen: datetime | None
+) -> VmResult:
+    """``result`` with ``package``, ``location`` (from ``request``) and ``first_seen_at``
+    filled in where it lacks them (what it has is kept)."""
+    update: dict[str, object] = {}
+    if result.first_seen_at is None and first_seen is not None:
+        update["first_seen_at"] = first_seen
+    if request is not None and result.package is None:
+        update["package"] = request.package.value
+        update["location"] = None if request.location == "?" else request.location
+    return result.model_copy(update=update) if update else result
 
 
 def with_build_facts(
@@ -17,22 +31,10 @@ def with_build_facts(
     requests: Sequence[VmRequest],
     first_seen: Mapping[str, datetime],
 ) -> list[VmResult]:
-    """``results`` with ``package``, ``location`` and ``first_seen_at`` filled in where known.
-
-    A result that already carries a ``first_seen_at`` (from the journal of an
-    earlier run) keeps it.
-    """
+    """Every result through :func:`with_build_facts_of` (results from the journal of an
+    earlier run, and those that never went through the run's end of a VM)."""
     by_key = {req.key: req for req in requests}
-    filled = []
-    for result in results:
-        req = by_key.get(result.key)
-        seen = result.first_seen_at or first_seen.get(result.key)
-        if req is None and seen is None:
-            filled.append(result)
-            continue
-        update: dict[str, object] = {"first_seen_at": seen}
-        if req is not None:
-            update["package"] = req.package.value
-            update["location"] = None if req.location == "?" else req.location
-        filled.append(result.model_copy(update=update))
-    return filled
+    return [
+        with_build_facts_of(result, by_key.get(result.key), first_seen.get(result.key))
+        for result in results
+    ]

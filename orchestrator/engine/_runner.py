@@ -18,7 +18,6 @@ import math
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -28,6 +27,7 @@ from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._report_facts import with_build_facts_of
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -48,6 +48,8 @@ from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from orchestrator.engine._operation import Operation, OperationKind
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.journal import Journal, JournalEntry
@@ -732,6 +734,8 @@ class Run:
             reason=reason,
             stopped_because=stopped_because,
         )
+        # for the report's timeline and durations (and the journal's copy of the row)
+        result = with_build_facts_of(result, track.request, self.first_seen.get(track.key))
         self.scheduler.remove(track.key)
         self.settle(track, result)
         kind: EventKind = outcome
