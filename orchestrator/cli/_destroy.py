@@ -197,6 +197,9 @@ def destroy(
         only_keys = {vm.key for vm in selected}  # the others: skipped/not_selected
     if not yes and not sys.stdin.isatty():
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
+    code = _unwritable(("HTML report", settings.output.html))
+    if code is not None:
+        return code
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     journal_path = settings.output.journal if simulate else settings.journal_path()
@@ -205,9 +208,6 @@ def destroy(
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
     code = _unwritable(("report", settings.output.report), ("journal", journal_path))
-    if code is not None:
-        return code
-    code = _unwritable(("HTML report", settings.output.html))
     if code is not None:
         return code
     destroying = _Destroy(
