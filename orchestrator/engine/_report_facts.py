@@ -9,7 +9,10 @@ from datetime import datetime
 from orchestrator.report import VmResult
 from orchestrator.vm_request import VmRequest
 
-__all__ = ["with_build_facts", "with_build_facts_of"]
+__all__ = ["FirstSeen", "with_build_facts", "with_build_facts_of"]
+
+#: hostname key -> when this run first saw the VM's record
+FirstSeen = dict[str, datetime]
 
 
 def with_build_facts_of(

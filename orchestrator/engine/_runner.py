@@ -27,7 +27,7 @@ from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._loop import loop_time
-from orchestrator.engine._report_facts import with_build_facts_of
+from orchestrator.engine._report_facts import FirstSeen, with_build_facts_of
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -48,8 +48,6 @@ from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from orchestrator.engine._operation import Operation, OperationKind
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.journal import Journal, JournalEntry
@@ -112,7 +110,7 @@ class Run:
         self._budget = budget
         self._hooks = list(hooks)
         #: key -> when this run first saw the VM's record (for the report's timeline)
-        self.first_seen: dict[str, datetime] = {}
+        self.first_seen: FirstSeen = {}
         self._orgs: dict[tuple[str, str], OrgContext] = {}
         self._tracks: dict[str, Track] = {}
         for req in requests:
