@@ -13,6 +13,10 @@ import pytest
 from orchestrator.cli import main
 from tests.cli._helpers import EXAMPLE_SPEC, clean_environ
 
+#: plan's exit with VMs to build: 4 here, 0 once plan follows Terraform's exit codes
+#: (``--detailed-exitcode``); what these tests check is the config file it names
+_PLANNED = (0, 4)
+
 
 def _xdg_config(cwd: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = cwd / "xdg" / "orchestrator" / "config.toml"
@@ -27,13 +31,13 @@ def test_plan_says_which_config_file_it_read(
 ) -> None:
     """plan names the XDG config file (text and JSON); --log-level debug logs it."""
     path = _xdg_config(cwd, monkeypatch)
-    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--log-level", "debug"]) == 4
+    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--log-level", "debug"]) in _PLANNED
     out, err = capsys.readouterr()
     assert f"Config file: {path} (found as $XDG_CONFIG_HOME/orchestrator/config.toml)" in out
     assert "orchestrator.config.file" in err
     assert f"path={path}" in err
     assert "found_by=XDG_CONFIG_HOME" in err
-    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--output", "json"]) == 4
+    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--output", "json"]) in _PLANNED
     assert json.loads(capsys.readouterr().out)["config_file"] == str(path)
 
 
@@ -41,7 +45,7 @@ def test_plan_without_a_config_file_says_none(
     cwd: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No --config, no ORCHESTRATOR_CONFIG, nothing at the XDG place: "Config file: none"."""
-    assert main(["plan", "--simulate", str(EXAMPLE_SPEC)]) == 4
+    assert main(["plan", "--simulate", str(EXAMPLE_SPEC)]) in _PLANNED
     assert "Config file: none" in capsys.readouterr().out
 
 
@@ -52,7 +56,7 @@ def test_the_config_flag_wins_over_the_xdg_file(
     _xdg_config(cwd, monkeypatch)
     named = cwd / "mine.toml"
     named.write_text("[engine]\nmax_in_flight = 3\n", encoding="utf-8")
-    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--config", str(named)]) == 4
+    assert main(["plan", "--simulate", str(EXAMPLE_SPEC), "--config", str(named)]) in _PLANNED
     assert f"Config file: {named}\n" in capsys.readouterr().out
 
 
