@@ -28,8 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*command: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = clean_environ()
+    env.pop("PYTHONPATH", None)  # the installed wheel, not a checkout named there
     return subprocess.run(
-        [str(part) for part in command], cwd=cwd, env=clean_environ(), capture_output=True,
+        [str(part) for part in command], cwd=cwd, env=env, capture_output=True,
         text=True, timeout=300, check=False,
     )  # fmt: skip
 
