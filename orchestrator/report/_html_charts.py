@@ -21,6 +21,7 @@ __all__ = [
     "PER_VM_ROWS",
     "PLOT_WIDTH",
     "BudgetChart",
+    "GroupLabel",
     "Timeline",
     "budget_chart",
     "group_of",
@@ -66,6 +67,14 @@ class VmBar:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupLabel:
+    """The heading row of a data center and package in the per-VM timeline."""
+
+    y: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class GroupBand:
     """One group's row: how many of its VMs were in flight over time, stacked by outcome."""
 
@@ -84,6 +93,7 @@ class Timeline:
     height: float
     ticks: list[Tick]
     bars: list[VmBar] = field(default_factory=list)
+    labels: list[GroupLabel] = field(default_factory=list)
     bands: list[GroupBand] = field(default_factory=list)
     #: VMs with no submission time (skipped, never submitted): not drawn
     not_drawn: int = 0
@@ -136,10 +146,16 @@ def timeline(report: Report) -> Timeline:
     chart.not_drawn = len(report.vms) - len(drawn)
     drawn.sort(key=lambda vm: (group_of(vm), vm.submitted_at))
     if len(drawn) <= PER_VM_ROWS:
-        for row, vm in enumerate(drawn):
+        row = 0
+        current: tuple[str, str] | None = None
+        for vm in drawn:
             assert vm.submitted_at is not None
             end = vm.finished_at or report.finished_at
             location, package = group_of(vm)
+            if (location, package) != current:
+                current = (location, package)
+                chart.labels.append(GroupLabel(row * _ROW, f"{location} · {package}"))
+                row += 1
             took = f"{vm.duration_seconds:g} s" if vm.duration_seconds is not None else "?"
             attempts = f", {vm.attempts} attempts" if vm.attempts > 1 else ""
             chart.bars.append(
@@ -155,7 +171,8 @@ def timeline(report: Report) -> Timeline:
                     f"({location}, {package}{attempts})",
                 )
             )
-        chart.height = len(drawn) * _ROW
+            row += 1
+        chart.height = row * _ROW
         return chart
     groups: dict[tuple[str, str], list[VmResult]] = defaultdict(list)
     for vm in drawn:
