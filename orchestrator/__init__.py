@@ -136,10 +136,7 @@ else:
     def __getattr__(name: str) -> str:
         """``__version__`` is read from the installed metadata on first use."""
         if name == "__version__":
-            from importlib.metadata import PackageNotFoundError, version
+            from orchestrator._about import distribution_version
 
-            try:
-                return version("orchestrator")
-            except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
-                return "0.0.0"
+            return distribution_version()
         raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -25,6 +25,12 @@ blank ones count as unset):
   ``ORCHESTRATOR_*`` variable is warned about (:class:`SettingsWarning`);
 * ``ORCHESTRATOR_CONFIG``: the config file, when none is passed.
 
+With neither, the config file is ``$XDG_CONFIG_HOME/orchestrator/config.toml``
+(``~/.config/orchestrator/config.toml`` when ``XDG_CONFIG_HOME`` is unset) when
+that file exists, as the XDG Base Directory specification has it; both are
+read from the environment given (``environ={}``: none). :attr:`Settings.config_file`
+says which file was read.
+
 Durations (``*_seconds``) take a number of seconds or text such as ``90s``,
 ``5m``, ``1h30m``. Relative paths are relative to the working
 directory, and ``~`` is expanded. The API URL must be ``https://``; plain
@@ -99,6 +105,23 @@ __all__ = [
 DEFAULT_API_URL = "https://api.katapult.io/core/v1/"
 #: Names the config file when ``load_settings`` is given none.
 CONFIG_ENV_VAR = "ORCHESTRATOR_CONFIG"
+
+
+def discovered_config_file(environ: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME/orchestrator/config.toml`` (else ``$HOME/.config/...``) if it exists.
+
+    A relative ``XDG_CONFIG_HOME`` is ignored, as the XDG Base Directory
+    specification says.
+    """
+    base = environ.get("XDG_CONFIG_HOME", "").strip()
+    if not base or not os.path.isabs(base):
+        home = environ.get("HOME", "").strip()
+        if not home:
+            return None
+        base = os.path.join(home, ".config")
+    candidate = Path(base, "orchestrator", "config.toml")
+    return candidate if candidate.is_file() else None
+
 
 _MAX_TEXT = 1024
 #: Largest count (builds in flight, failures) a setting takes.
@@ -345,6 +368,8 @@ class OutputSettings(_Section):
     metrics_mode: _Mode = 0o644
     #: also write an Ansible inventory (YAML) of the VMs in place here
     inventory: _Path | None = None
+    #: also write the report as one self-contained HTML page here
+    html: _Path | None = None
     #: log lines as "console" text or "json" objects
     log_format: Annotated[Literal["console", "json"], BeforeValidator(_lower)] = "console"
     #: least severe log level shown
@@ -377,6 +402,8 @@ class _Load:
     config_file: str | os.PathLike[str] | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[Origin] = field(default_factory=list)
+    #: the config file read, and how it was found (None: no file)
+    used: tuple[Path, str] | None = None
 
 
 _LOAD: ContextVar[_Load | None] = ContextVar("orchestrator_settings_load", default=None)
@@ -409,6 +436,7 @@ class Settings(BaseSettings):
     output: OutputSettings = Field(default_factory=OutputSettings)
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+    _config_file: tuple[Path, str] | None = PrivateAttr(default=None)
 
     def __init__(self, **values: Any) -> None:
         load = _LOAD.get() or _Load()
@@ -429,6 +457,7 @@ class Settings(BaseSettings):
             for name in model.model_fields
             if (where := _origin(load.sources, section, name)) is not None
         }
+        self._config_file = load.used
 
     @classmethod
     def settings_customise_sources(
@@ -442,9 +471,13 @@ class Settings(BaseSettings):
         """Flags, arguments, then the environment, then the config file."""
         load = _LOAD.get() or _Load()
         environ = os.environ if load.environ is None else load.environ
-        config_file = load.config_file
+        config_file: str | os.PathLike[str] | None = load.config_file
+        how = "given"
         if config_file is None and environ.get(CONFIG_ENV_VAR, "").strip():
-            config_file = environ[CONFIG_ENV_VAR].strip()
+            config_file, how = environ[CONFIG_ENV_VAR].strip(), CONFIG_ENV_VAR
+        if config_file is None:
+            config_file, how = discovered_config_file(environ), "XDG_CONFIG_HOME"
+        load.used = None if config_file is None else (Path(config_file), how)
         given = init_settings.init_kwargs if isinstance(init_settings, InitSettingsSource) else {}
         sources: list[Origin] = [
             Arguments(settings_cls, load.overrides, "the command line"),
@@ -465,6 +498,17 @@ class Settings(BaseSettings):
             return self.output.journal
         report = self.output.report
         return report.with_name(report.name + ".journal")
+
+    @property
+    def config_file(self) -> Path | None:
+        """The config file these settings read (None: none was named or found)."""
+        return None if self._config_file is None else self._config_file[0]
+
+    @property
+    def config_file_found_by(self) -> str | None:
+        """How :attr:`config_file` was chosen: ``given`` (``--config`` or an argument),
+        ``ORCHESTRATOR_CONFIG``, or ``XDG_CONFIG_HOME`` (found there); None without one."""
+        return None if self._config_file is None else self._config_file[1]
 
     def source_of(self, key: str) -> str:
         """Where the dotted setting ``key`` came from (``"default"`` if nowhere)."""

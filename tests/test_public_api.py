@@ -64,7 +64,7 @@ def test_public_objects_are_documented_and_ours(name: str) -> None:
 
 def test_version_comes_from_the_installed_metadata() -> None:
     """``__version__`` is the installed distribution's version."""
-    assert orchestrator.__version__ == version("orchestrator")
+    assert orchestrator.__version__ == version("katapult-orchestrator")
 
 
 def test_unknown_attribute_raises_attribute_error() -> None:

@@ -160,7 +160,12 @@ COVERED = {
     "python -m benchmarks --quick": "test_benchmark_commands",
     "python -m benchmarks rate-bound-real": "test_benchmark_commands",
     "python -m benchmarks rate-bound-real --build 40 --n 1000": "test_benchmark_commands",
-    "eval '$(_ORCHESTRATOR_COMPLETE=bash_source orchestrator)'": "test_shell_completion",
+    "eval '$(orchestrator completion bash)'": "test_shell_completion",
+    "orchestrator run --simulate specs/example.toml --html run.html": "test_html_block",
+    "orchestrator report html report.json -o run.html": "test_html_block",
+    "pipx install .": "test_install_block",
+    "orchestrator --version": "test_install_block",
+    "orchestrator examples specs": "test_install_block",
 }
 
 
@@ -184,7 +189,7 @@ def test_pip_install_is_the_editable_install() -> None:
 
     Not re-run (it would change the environment under the test run); checked instead.
     """
-    dist = importlib.metadata.distribution("orchestrator")
+    dist = importlib.metadata.distribution("katapult-orchestrator")
     direct = dist.read_text("direct_url.json")
     if direct is None:
         pytest.skip("orchestrator is not installed with pip (no direct_url.json)")
@@ -405,7 +410,7 @@ def test_systemd_units_are_valid() -> None:
 
 def test_shell_completion(workdir: Path) -> None:
     """The README's completion line installs a bash completion that completes commands."""
-    line = _block("sh", "_ORCHESTRATOR_COMPLETE").strip()
+    line = _block("sh", "orchestrator completion bash").strip()
     installed = _bash(f"{line} && complete -p orchestrator", workdir, _env())
     assert installed.returncode == 0, installed.stderr
     assert "_orchestrator_completion" in installed.stdout
@@ -413,6 +418,53 @@ def test_shell_completion(workdir: Path) -> None:
     env["_ORCHESTRATOR_COMPLETE"] = "bash_complete"
     completed = _bash("orchestrator", workdir, env)
     assert "plain,run" in completed.stdout.splitlines()
+    sourced = _bash("_ORCHESTRATOR_COMPLETE=bash_source orchestrator", workdir, _env())
+    assert sourced.stdout == _bash("orchestrator completion bash", workdir, _env()).stdout
+
+
+# ------------------------------------------------------------- the HTML report
+
+
+def test_html_block(workdir: Path) -> None:
+    """``run --simulate ... --html run.html``, then ``report html report.json -o run.html``:
+    each writes the page of the example's run; the README's picture is there."""
+    commands = _shell_commands(_block("sh", "orchestrator report html"))
+    assert len(commands) == 2
+    first = _bash(commands[0], workdir, _env())
+    assert first.returncode == 0, first.stderr
+    assert "HTML report written to run.html" in first.stdout
+    page = (workdir / "run.html").read_text("utf-8")
+    assert all(hostname in page for hostname in EXAMPLE_HOSTNAMES)
+    (workdir / "run.html").unlink()
+    second = _bash(commands[1], workdir, _env())
+    assert second.returncode == 0, second.stderr
+    assert all(
+        hostname in (workdir / "run.html").read_text("utf-8") for hostname in EXAMPLE_HOSTNAMES
+    )
+    picture = re.search(r"!\[[^\]]+\]\((docs/[^)]+\.png)\)", README)
+    assert picture is not None, "the README shows no picture of the HTML report"
+    assert (ROOT / picture.group(1)).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_install_block(tmp_path: Path) -> None:
+    """The "Installing it for use" block, in an empty directory.
+
+    ``pipx install .`` is not run (it would install beside the test run); what it
+    does, building the wheel and installing it into an environment of its own, is
+    ``tests/packaging/test_installed_wheel.py``, which runs the other lines with the
+    installed wheel. Here they run with this environment's ``orchestrator``.
+    """
+    commands = _shell_commands(_block("sh", "pipx install ."))
+    assert commands[0] == "pipx install ."
+    packaging = (ROOT / "tests" / "packaging" / "test_installed_wheel.py").read_text("utf-8")
+    assert '"wheel", "--no-deps", "--no-build-isolation"' in packaging
+    version = _bash(commands[1], tmp_path, _env())
+    assert version.returncode == 0, version.stderr
+    assert "(katapult-orchestrator), for the Katapult Core API v1" in version.stdout
+    rest = [_bash(command, tmp_path, _env()) for command in commands[2:]]
+    assert [result.returncode for result in rest] == [0, 0], [r.stderr for r in rest]
+    assert "5 succeeded" in rest[1].stdout
+    assert (tmp_path / "specs" / "example.toml").is_file()
 
 
 def test_help_of_every_readme_command_works() -> None:

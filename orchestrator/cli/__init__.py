@@ -11,7 +11,16 @@ One module per command (``_run``, ``_destroy``, ``_plan``, ``_simulate``,
 from __future__ import annotations
 
 # importing a command's module registers the command on ``cli``
-from orchestrator.cli import _destroy, _plan, _report, _run, _simulate, _status  # noqa: F401
+from orchestrator.cli import (  # noqa: F401
+    _completion,
+    _destroy,
+    _examples,
+    _plan,
+    _report,
+    _run,
+    _simulate,
+    _status,
+)
 from orchestrator.cli._exit_codes import EXIT_CODES
 from orchestrator.cli._group import cli
 from orchestrator.cli._main import main

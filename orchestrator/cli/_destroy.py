@@ -184,6 +184,12 @@ class _Destroy:
     help="Also purge each VM from the trash (frees its "
     "hostname at once; the trash otherwise keeps it for days).",
 )
+@click.option(
+    "--html",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as one self-contained HTML page. Env: ORCHESTRATOR_HTML.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @_fleet_option
 @click.option("--no-progress", is_flag=True, help="No progress display.")
@@ -200,6 +206,7 @@ def destroy(
     report: Path,
     journal: Path | None,
     purge: bool,
+    html: Path | None,
     yes: bool,
     fleet: str | None,
     no_progress: bool,
@@ -226,6 +233,7 @@ def destroy(
             "output.report": report,
             "output.journal": journal,
             "output.progress": False if no_progress else None,
+            "output.html": html,
         },
     )
     if code is not None:
@@ -241,6 +249,9 @@ def destroy(
         only_keys = {vm.key for vm in selected}  # the others: skipped/not_selected
     if not yes and not sys.stdin.isatty():
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
+    code = _unwritable(("HTML report", settings.output.html))
+    if code is not None:
+        return code
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     # the fleet's journal: run's (report.json.journal unless the settings name one)

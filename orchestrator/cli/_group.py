@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from orchestrator import __version__
+from orchestrator._about import API_TARGET, DISTRIBUTION, distribution_version
 from orchestrator._duration import parse_duration
 from orchestrator._simulated import SIMULATED_TIME_SCALE
 from orchestrator.cli._exit_codes import EXIT_CODES, _exit_codes
@@ -43,7 +43,12 @@ _CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
     "  orchestrator run --simulate specs/example.toml\n\n"
     "`orchestrator COMMAND --help` explains each command.\n\n" + _exit_codes(*EXIT_CODES.items()),
 )
-@click.version_option(__version__, prog_name="orchestrator")
+@click.version_option(
+    distribution_version(),
+    prog_name="orchestrator",
+    message=f"%(prog)s %(version)s ({DISTRIBUTION}), for the {API_TARGET}",
+    help="Show the version and the API it targets, and exit.",
+)
 def cli() -> None:
     """Provision Katapult virtual machines in bulk, exactly once.
 

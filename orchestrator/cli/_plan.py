@@ -224,9 +224,26 @@ async def _plan_async(
     if output == "json":
         from orchestrator._json_output import plan_json
 
-        _print_json(plan_json(result))
+        # the config file read, last (keys are only ever added)
+        _print_json({**plan_json(result), "config_file": _config_path(settings)})
     else:
-        render_plan(result, _out())
+        out = _out()
+        render_plan(result, out)
+        out.print(f"Config file: {_config_text(settings)}", markup=False, highlight=False)
     if result.has_errors:
         return EXIT_USAGE
     return EXIT_PLAN_CHANGES if result.has_changes else EXIT_OK
+
+
+def _config_path(settings: Settings) -> str | None:
+    return None if settings.config_file is None else str(settings.config_file)
+
+
+def _config_text(settings: Settings) -> str:
+    """Which config file was read, and how it was found (``plan`` says so)."""
+    path = settings.config_file
+    if path is None:
+        return "none"
+    if settings.config_file_found_by == "XDG_CONFIG_HOME":
+        return f"{path} (found as $XDG_CONFIG_HOME/orchestrator/config.toml)"
+    return str(path)

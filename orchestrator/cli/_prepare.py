@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator._logging import configure_logging
+from orchestrator._logging import configure_logging, get_logger
 from orchestrator.cli._console import _err, _fail
 from orchestrator.errors import ConfigError, LimitError, SpecError
 
@@ -42,6 +42,7 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
         level=settings.output.log_level,
         secrets=[token.get_secret_value()] if token is not None else [],
     )
+    _log_config_file(settings)
     return settings, None
 
 
@@ -98,3 +99,13 @@ _NO_CREDENTIALS = (
     "no API token: set KATAPULT_API_KEY (or katapult.api_token in the --config file), "
     "or add --simulate to try the built-in simulator"
 )
+
+
+def _log_config_file(settings: Settings) -> None:
+    """At ``debug``: which config file was read (``orchestrator.config.file``)."""
+    path = settings.config_file
+    get_logger("orchestrator.cli").debug(
+        "orchestrator.config.file",
+        path=None if path is None else str(path),
+        found_by=settings.config_file_found_by,
+    )

@@ -53,3 +53,45 @@ def report_diff(old: Path, new: Path, output: str) -> int:
     else:
         render_diff(diff, _out())
     return EXIT_FAILED if diff.has_new_failures else EXIT_OK
+
+
+@report.command(
+    "html",
+    epilog="\b\nExamples:\n"
+    "  orchestrator run --simulate specs/example.toml && orchestrator report html report.json\n"
+    "  orchestrator report html /var/lib/fleet/report.json -o /srv/www/fleet/last-night.html\n"
+    "  orchestrator run fleet.toml --html run.html     (the same page, written by the run)\n\n"
+    "Open it in any browser: it is one file that fetches nothing. The failures' filter box\n"
+    "needs JavaScript (everything else reads without it); run.html#filter=TEXT opens it\n"
+    "filtered.\n\n"
+    + _exit_codes(
+        (EXIT_OK, "the page was written"),
+        (EXIT_USAGE, "the report is missing or is not an orchestrator report"),
+        (EXIT_FAILED, "the page could not be written"),
+    ),
+)
+@click.argument("report_file", metavar="REPORT", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the page (default: REPORT with the suffix .html).",
+)
+def report_html(report_file: Path, output: Path | None) -> int:
+    """Write REPORT as one self-contained HTML page: summary, failures (with a filter),
+    a timeline of every VM, the rate budget per window and build durations."""
+    from orchestrator.report import load_report, write_html
+
+    try:
+        loaded = load_report(report_file)
+    except ReportError as exc:
+        return _fail(str(exc))
+    target = output if output is not None else report_file.with_suffix(".html")
+    try:
+        write_html(loaded, target)
+    except OSError as exc:
+        return _fail(f"cannot write {target}: {exc.strerror or exc}", EXIT_FAILED)
+    _out().print(f"HTML report written to {target}", markup=False, highlight=False)
+    return EXIT_OK

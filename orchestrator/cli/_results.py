@@ -34,6 +34,7 @@ async def _finish_run(
     """Write every result file, then print the summary; the exit code by the VMs' outcome."""
     from orchestrator.report import (
         render_summary,
+        write_html,
         write_inventory,
         write_junit,
         write_metrics,
@@ -57,6 +58,7 @@ async def _finish_run(
             (write_junit, output.junit, "JUnit file"),
             (metrics, output.metrics, "metrics file"),
             (inventory, output.inventory, "inventory"),
+            (write_html, output.html, "HTML report"),
         ):
             if path is not None and await _write_result(write, result, path, label) is None:
                 code = EXIT_FAILED
@@ -73,6 +75,8 @@ async def _finish_run(
         out.print(f"report written to {report_path}", markup=False)
     if output.inventory is not None and code == EXIT_OK:
         out.print(f"inventory written to {output.inventory}", markup=False)
+    if output.html is not None and code == EXIT_OK:
+        out.print(f"HTML report written to {output.html}", markup=False)
     hint = None if simulate else _unfinished_hint(result, journal_path)
     if hint:
         out.print(hint, markup=False)

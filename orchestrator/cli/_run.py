@@ -130,6 +130,13 @@ _RUN_EPILOG = (
     help="Also write JUnit XML, one test case per VM, for CI. Env: ORCHESTRATOR_JUNIT.",
 )
 @click.option(
+    "--html",
+    metavar="PATH",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report as one self-contained HTML page (summary, failures, "
+    "timeline, rate budget, build durations; fetches nothing). Env: ORCHESTRATOR_HTML.",
+)
+@click.option(
     "--metrics",
     metavar="PATH",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -184,6 +191,7 @@ def run(
     no_progress: bool,
     deadline: float | None,
     junit: Path | None,
+    html: Path | None,
     metrics: Path | None,
     metrics_mode: str | None,
     inventory: Path | None,
@@ -224,6 +232,7 @@ def run(
             "output.journal": journal,
             "output.progress": False if no_progress else None,
             "output.junit": junit,
+            "output.html": html,
             "output.metrics": metrics,
             "output.metrics_mode": metrics_mode,
             "output.inventory": inventory,
@@ -277,6 +286,7 @@ def run(
         ("report", output.report),
         ("journal", journal_path),
         ("JUnit file", output.junit),
+        ("HTML report", output.html),
         ("metrics file", output.metrics),
         ("inventory", output.inventory),
     )

@@ -18,8 +18,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._gc import fewer_collections
+from orchestrator.engine._loop import loop_time
 from orchestrator.engine._ownership import default_fleet
 from orchestrator.engine._references import Checked, check_references
+from orchestrator.engine._report_facts import with_build_facts
 from orchestrator.engine._retry import retry_args
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._spec_drift import (
@@ -29,6 +31,7 @@ from orchestrator.engine._spec_drift import (
     with_spec_changes,
 )
 from orchestrator.engine._track import utcnow
+from orchestrator.engine._windows import WindowLog
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
@@ -91,6 +94,8 @@ class Orchestrator:
         # wall_clock lets the budget guess the real API's minute-aligned windows
         # before it has seen one reset; it never makes it send more than allowed
         self._budget = RateBudget(window_seconds=engine.rate_window_seconds, wall_clock=time.time)
+        #: the budget per window, for the report (it passes every request on to the budget)
+        self._windows = WindowLog(self._budget)
         token = settings.katapult.api_token
         self._client = KatapultClient(
             api_url=settings.katapult.api_url,
@@ -101,7 +106,7 @@ class Orchestrator:
                 read=engine.read_timeout_seconds,
                 total=engine.connect_timeout_seconds + engine.read_timeout_seconds,
             ),
-            gate=self._budget,
+            gate=self._windows,
         )
         self._hooks: list[ProgressHook] = [*hooks, self._publish]
         self._streams: list[MemoryObjectSendStream[ProvisionEvent]] = []
@@ -267,6 +272,8 @@ class Orchestrator:
         started = utcnow()
         base_total = self._client.requests_total
         base_limited = self._client.rate_limited_total
+        started_clock = loop_time()  # the same moment as started, for the budget's windows
+        self._windows.start()
         engine = self._settings.engine
         scheduler = PollScheduler(
             poll_min=engine.poll_min_seconds,
@@ -328,6 +335,7 @@ class Orchestrator:
             )
         results = with_spec_changes(results, changes)
         results = await self._with_addresses(requests, results)
+        results = with_build_facts(results, requests, run.first_seen)
         organization = self._settings.katapult.organization
         if organization is None and requests:
             organization = requests[0].organization.value
@@ -347,6 +355,7 @@ class Orchestrator:
             removed_from_spec=run.removed_from_spec,
             ownership=run.ownership,
             operation=run.operation_kind,
+            budget=self._windows.windows(started_clock=started_clock, started_wall=started),
         )
 
     async def _execute(

@@ -27,6 +27,7 @@ from orchestrator._logging import get_logger
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._report_facts import FirstSeen, with_build_facts_of
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -112,6 +113,8 @@ class Run:
         self.refused_unsent = dict(refused or {})
         self._budget = budget
         self._hooks = list(hooks)
+        #: key -> when this run first saw the VM's record (for the report's timeline)
+        self.first_seen: FirstSeen = {}
         self._orgs: dict[tuple[str, str], OrgContext] = {}
         self._tracks: dict[str, Track] = {}
         for req in requests:
@@ -634,12 +637,16 @@ class Run:
 
     def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
         """Remember what a look at the VM told (id, fqdn, state)."""
+        if track.key not in self.first_seen:
+            self.first_seen[track.key] = utcnow()
         track.vm_id = vm.id
         track.fqdn = vm.fqdn or track.org.fqdn(track.key)
         track.vm_state = vm.state or track.vm_state
 
     def adopt(self, track: Track, vm_id: str) -> None:
         """Take ``vm_id`` as this VM's; it is followed by polling the VM."""
+        if track.key not in self.first_seen:
+            self.first_seen[track.key] = utcnow()
         track.vm_id = vm_id
         track.fqdn = track.fqdn or track.org.fqdn(track.key)
         track.adopted = True
@@ -849,6 +856,8 @@ class Run:
             reason=reason,
             stopped_because=stopped_because,
         )
+        # for the report's timeline and durations (and the journal's copy of the row)
+        result = with_build_facts_of(result, track.request, self.first_seen.get(track.key))
         self.scheduler.remove(track.key)
         self.settle(track, result)
         kind: EventKind = outcome

@@ -320,6 +320,12 @@ class RateBudget:
         """``P``, the requests per window the server permits (None until it has said)."""
         return self._permitted
 
+    @property
+    def window_boundary(self) -> tuple[float, float] | None:
+        """``(lo, hi)`` on the budget's clock: a server window starts in ``(lo, hi]`` (and
+        whole windows from there), as learned from an observed reset; None until then."""
+        return (self._phase_lo, self._phase_hi) if self._phase_learned else None
+
     async def acquire(self, request: RequestLike) -> None:
         """Wait until ``request`` may be sent (POST counts as a submit, anything else as a poll)."""
         kind: RequestKind = "submit" if request.method.upper() == "POST" else "poll"

@@ -14,13 +14,13 @@ import json as jsonlib
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from orchestrator._about import distribution_version
 from orchestrator.errors import ConfigError, UnexpectedResponse, api_error_for
 from orchestrator.katapult._encoding import flatten_params
 from orchestrator.katapult._gate import ON_SENT, RateLimitInfo, RequestGate
@@ -63,15 +63,8 @@ _PATH_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 _MAX_ERROR_FIELDS = 3
 
 
-def _package_version() -> str:
-    try:
-        return version("orchestrator")
-    except PackageNotFoundError:  # pragma: no cover - only when run from an uninstalled tree
-        return "0+unknown"
-
-
 # read once at import: package metadata is file I/O, not for the event loop
-_DEFAULT_USER_AGENT: Final = f"orchestrator/{_package_version()} (+aiohttp)"
+_DEFAULT_USER_AGENT: Final = f"orchestrator/{distribution_version()} (+aiohttp)"
 
 
 def _is_loopback(host: str) -> bool:

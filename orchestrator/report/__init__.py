@@ -2,7 +2,8 @@
 
 ``report.json`` (:func:`write_report` / :func:`load_report`, JSON Schema in
 :func:`report_json_schema`), JUnit XML for CI (:func:`write_junit`),
-Prometheus metrics for node-exporter (:func:`write_metrics`), an Ansible
+Prometheus metrics for node-exporter (:func:`write_metrics`), one
+self-contained HTML page (:func:`write_html`), an Ansible
 inventory of the fleet (:func:`write_inventory`), the terminal
 summary (:func:`render_summary`) and ``report diff`` (:func:`diff_reports`,
 :func:`render_diff`). Every file is written atomically and owner-only.
@@ -14,6 +15,7 @@ Test suites check a produced report with
 from __future__ import annotations
 
 from orchestrator.report._diff import ReportDiff, diff_reports, failed_keys
+from orchestrator.report._html import render_html, write_html
 from orchestrator.report._inventory import inventory_of, write_inventory
 from orchestrator.report._json import load_report, report_json_schema, write_report
 from orchestrator.report._junit import write_junit
@@ -21,6 +23,8 @@ from orchestrator.report._metrics import write_metrics
 from orchestrator.report._model import (
     FAILED_OUTCOMES,
     ApiInfo,
+    BudgetUse,
+    BudgetWindow,
     ErrorInfo,
     Outcome,
     OwnershipInfo,
@@ -37,6 +41,8 @@ from orchestrator.report._render import render_diff, render_summary
 __all__ = [
     "FAILED_OUTCOMES",
     "ApiInfo",
+    "BudgetUse",
+    "BudgetWindow",
     "ErrorInfo",
     "Outcome",
     "OwnershipInfo",
@@ -53,8 +59,10 @@ __all__ = [
     "inventory_of",
     "load_report",
     "render_diff",
+    "render_html",
     "render_summary",
     "report_json_schema",
+    "write_html",
     "write_inventory",
     "write_junit",
     "write_metrics",

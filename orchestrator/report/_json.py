@@ -25,8 +25,11 @@ __all__ = [
     "write_report",
 ]
 
-#: The ``schema_version`` this orchestrator writes and reads.
-SCHEMA_VERSION = 1
+#: The ``schema_version`` this orchestrator writes.
+SCHEMA_VERSION = 2
+
+#: The versions it reads (2 only adds optional fields to 1).
+READABLE_VERSIONS = (1, 2)
 
 _MAX_LISTED_ERRORS = 10
 
@@ -100,10 +103,11 @@ def load_report(path: str | os.PathLike[str]) -> Report:
     if "schema_version" not in data:
         raise ReportError(f"{where}: not an orchestrator report (no schema_version)")
     version = data["schema_version"]
-    if type(version) is not int or version != SCHEMA_VERSION:
+    if type(version) is not int or version not in READABLE_VERSIONS:
+        readable = " and ".join(map(str, READABLE_VERSIONS))
         raise ReportError(
             f"{where}: schema_version {version!r} is not supported "
-            f"(this orchestrator reads {SCHEMA_VERSION})"
+            f"(this orchestrator reads {readable})"
         )
     try:
         report = Report.model_validate(data)

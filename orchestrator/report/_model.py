@@ -1,6 +1,8 @@
 """The report: one :class:`VmResult` per VM of the spec, and a summary.
 
-This is ``report.json`` schema_version 1 (see INTERFACES.md); the JSON Schema
+This is ``report.json`` schema_version 2 (see INTERFACES.md; 2 adds, to 1, each
+VM's ``first_seen_at``, ``package`` and ``location`` and the run's ``budget``, all
+optional, so a version 1 report still loads); the JSON Schema
 shipped as ``orchestrator/report/report.schema.json`` describes exactly this.
 Both are strict (unknown keys are errors) and a test checks that they agree.
 
@@ -20,6 +22,8 @@ from orchestrator.errors import ApiError, Category, OrchestratorError
 __all__ = [
     "FAILED_OUTCOMES",
     "ApiInfo",
+    "BudgetUse",
+    "BudgetWindow",
     "ErrorInfo",
     "Outcome",
     "Report",
@@ -120,15 +124,21 @@ class VmResult(_Model):
     attempts: int = Field(default=0, ge=0)
     stopped_because: str | None = None
     submitted_at: datetime | None = None
+    #: when this run first saw the VM's record (its build showed it, or a lookup found it)
+    first_seen_at: datetime | None = None
     finished_at: datetime | None = None
     duration_seconds: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    #: the package the spec asks for (permalink or id, as the spec names it)
+    package: str | None = None
+    #: the data center or zone the spec asks for (as the spec names it)
+    location: str | None = None
     #: the tags the VM has after the orchestrator set them (None: the spec asked for none)
     tags: tuple[str, ...] | None = None
     #: where the spec now differs from what the journal recorded the VM was built with
     #: (the VM is not rebuilt; None: no difference known)
     spec_changed: list[SpecChange] | None = None
 
-    _check_utc = field_validator("submitted_at", "finished_at")(_utc)
+    _check_utc = field_validator("submitted_at", "first_seen_at", "finished_at")(_utc)
 
     @model_validator(mode="after")
     def _outcome_needs(self) -> VmResult:
@@ -204,10 +214,38 @@ class OwnershipInfo(_Model):
     evidence: str | None = None
 
 
+class BudgetWindow(_Model):
+    """One window of the API's rate budget, as this run saw it."""
+
+    started_at: datetime
+    #: this run's requests answered in the window (429s included)
+    requests: _Count = 0
+    #: of those, answered 429
+    rate_limited: _Count = 0
+    #: the limit per window the server stated (``X-Ratelimit-Permitted``; None: never said)
+    permitted: _Count | None = None
+    #: what the server counted in the window, everyone's requests (``Permitted - Remaining``
+    #: at its lowest); None when no response of the window carried both headers
+    used: _Count | None = None
+    #: ``used`` beyond this run's own requests: other clients of the same token
+    #: (None: unknown)
+    others: _Count | None = None
+
+    _check_utc = field_validator("started_at")(_utc)
+
+
+class BudgetUse(_Model):
+    """The rate budget per window over the run (windows in which nothing was sent are left out)."""
+
+    window_seconds: float = Field(gt=0, allow_inf_nan=False)
+    windows: list[BudgetWindow] = Field(default_factory=list)
+
+
 class Report(_Model):
     """``report.json``. Build it with :meth:`build` so the summary always agrees."""
 
-    schema_version: Literal[1] = 1
+    #: 2 is written; 1 (without the fields 2 added) is still read
+    schema_version: Literal[1, 2] = 2
     run_id: str = Field(min_length=1)
     started_at: datetime
     finished_at: datetime
@@ -221,6 +259,8 @@ class Report(_Model):
     ownership: OwnershipInfo | None = None
     #: what the run did to each VM: ``build`` (``orchestrator run``) or ``delete`` (``destroy``)
     operation: Literal["build", "delete"] = "build"
+    #: the rate budget per window (None: not recorded, as in schema_version 1)
+    budget: BudgetUse | None = None
 
     _check_utc = field_validator("started_at", "finished_at")(_utc)
 
@@ -240,6 +280,7 @@ class Report(_Model):
         removed_from_spec: list[str] | None = None,
         ownership: OwnershipInfo | None = None,
         operation: Literal["build", "delete"] = "build",
+        budget: BudgetUse | None = None,
     ) -> Report:
         """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
@@ -255,6 +296,7 @@ class Report(_Model):
             removed_from_spec=removed_from_spec or [],
             ownership=ownership,
             operation=operation,
+            budget=budget,
         )
 
     @property

@@ -20,13 +20,15 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No KATAPULT_* or ORCHESTRATOR_* variable of the developer's shell leaks in."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No KATAPULT_* or ORCHESTRATOR_* variable of the developer's shell leaks in, nor
+    their ``~/.config/orchestrator/config.toml`` (XDG_CONFIG_HOME is an empty directory)."""
     import os
 
     for name in list(os.environ):
         if name.startswith(("KATAPULT_", "ORCHESTRATOR_")) or name == "COLUMNS":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
 
 
 @pytest.fixture(autouse=True)

@@ -83,7 +83,7 @@ def test_plan_json_lists_what_to_build_and_what_exists(
     setenv(sim.env())
     assert main(["plan", str(EXAMPLE_SPEC), "--output", "json", "--detailed-exitcode"]) == 2
     plan = _json(capsys)
-    assert list(plan) == PLAN_KEYS
+    assert list(plan) == [*PLAN_KEYS, "config_file"]  # the config file read comes last
     assert (plan["kind"], plan["format_version"]) == ("plan", 1)
     assert plan["summary"] == {"to_build": 5, "existing": 0, "problems": 0}
     assert (plan["has_changes"], plan["has_errors"]) == (True, False)
@@ -92,6 +92,7 @@ def test_plan_json_lists_what_to_build_and_what_exists(
     assert list(plan["estimate"]) == ["requests", "seconds", "permitted", "window_seconds"]
     assert plan["estimate"]["requests"] == 2 * 5 + 2 + 1
     assert plan["requests_spent"] > 0
+    assert plan["config_file"] is None
 
     assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "db-*"]) == 0
     capsys.readouterr()

@@ -40,10 +40,13 @@ def canary_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandaloneS
 
 
 def test_version(cwd: Path) -> None:
-    """``python -m orchestrator --version`` prints the installed version (0)."""
+    """``python -m orchestrator --version`` prints the installed version, the distribution's
+    name and the API it targets (0)."""
     version = run_orchestrator("--version", cwd=cwd)
     assert version.returncode == 0
-    assert __version__ in version.stdout
+    assert version.stdout == (
+        f"orchestrator {__version__} (katapult-orchestrator), for the Katapult Core API v1\n"
+    )
 
 
 def test_bad_spec_exits_2_without_traceback(cwd: Path) -> None:

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from orchestrator.errors import Category
 from orchestrator.report import (
     ApiInfo,
+    BudgetUse,
+    BudgetWindow,
     ErrorInfo,
     Outcome,
     Report,
@@ -78,11 +80,34 @@ def vm_results(draw: st.DrawFn, key: str | None = None) -> VmResult:
         attempts=draw(st.integers(0, 100)),
         stopped_because=draw(_opt_text),
         submitted_at=draw(st.none() | aware_datetimes),
+        first_seen_at=draw(st.none() | aware_datetimes),
         finished_at=draw(st.none() | aware_datetimes),
         duration_seconds=draw(
             st.none() | st.floats(min_value=0, allow_nan=False, allow_infinity=False)
         ),
+        package=draw(_opt_text),
+        location=draw(_opt_text),
     )
+
+
+_opt_count = st.none() | st.integers(0, 10**6)
+
+budget_uses = st.builds(
+    BudgetUse,
+    window_seconds=st.floats(min_value=0.001, max_value=3600, allow_nan=False),
+    windows=st.lists(
+        st.builds(
+            BudgetWindow,
+            started_at=aware_datetimes,
+            requests=st.integers(0, 10**6),
+            rate_limited=st.integers(0, 10**6),
+            permitted=_opt_count,
+            used=_opt_count,
+            others=_opt_count,
+        ),
+        max_size=4,
+    ),
+)
 
 
 @st.composite
@@ -102,4 +127,5 @@ def reports(draw: st.DrawFn, max_vms: int = 8) -> Report:
             st.builds(RequestCounts, total=st.integers(0, 10**6), rate_limited=st.integers(0, 99))
         ),
         interrupted=draw(st.booleans()),
+        budget=draw(st.none() | budget_uses),
     )

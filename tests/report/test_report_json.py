@@ -16,6 +16,7 @@ from orchestrator.errors import ReportError
 from orchestrator.report import ErrorInfo, Report, load_report, write_report
 from orchestrator.report._atomic import atomic_write, temp_pattern
 from orchestrator.report._json import report_json_chunks, report_to_json
+from orchestrator.report._validate import validate_report_file
 
 from ._helpers import report_of, vm
 from ._strategies import reports
@@ -47,7 +48,7 @@ def test_format_is_indented_json_with_utc_datetimes(tmp_path: Path, report: Repo
     path = tmp_path / "report.json"
     write_report(report, path)
     text = path.read_text("utf-8")
-    assert text.startswith('{\n  "schema_version": 1,\n  "run_id": "run-0001",')
+    assert text.startswith('{\n  "schema_version": 2,\n  "run_id": "run-0001",')
     assert text.endswith("}\n")
     data = json.loads(text)
     assert data["started_at"] == "2025-03-01T12:00:00Z"
@@ -166,7 +167,10 @@ def test_load_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         ("", "not valid JSON"),
         ("[1, 2]", "expected a JSON object"),
         ('{"run_id": "x"}', "no schema_version"),
-        ('{"schema_version": 2}', "schema_version 2 is not supported"),
+        (
+            '{"schema_version": 3}',
+            r"schema_version 3 is not supported \(this orchestrator reads 1 and 2\)",
+        ),
         ('{"schema_version": "1"}', "schema_version '1' is not supported"),
         ('{"schema_version": true}', "schema_version True is not supported"),
     ],
@@ -250,3 +254,21 @@ def test_an_odd_error_detail_is_written_as_text_in_a_row(tmp_path: Path) -> None
     write_report(report, path)
     assert path.read_text("utf-8") == report.model_dump_json(indent=2, fallback=str) + "\n"
     assert json.loads(path.read_text("utf-8"))["vms"][0]["error"]["detail"] == ["1j"]
+
+
+def test_a_schema_version_1_report_still_loads(tmp_path: Path, report: Report) -> None:
+    """A report written before version 2 (no first_seen_at, package, location, budget) loads,
+    keeps its version, and validates against the shipped schema."""
+    data = json.loads(report_to_json(report))
+    data["schema_version"] = 1
+    del data["budget"]
+    for row in data["vms"]:
+        for key in ("first_seen_at", "package", "location"):
+            del row[key]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    path.chmod(0o600)
+    old = validate_report_file(path)
+    assert old.schema_version == 1
+    assert old.budget is None
+    assert [vm.first_seen_at for vm in old.vms] == [None] * len(old.vms)

@@ -17,6 +17,8 @@ import orchestrator.report
 from orchestrator.errors import Category, ReportError
 from orchestrator.report import (
     ApiInfo,
+    BudgetUse,
+    BudgetWindow,
     ErrorInfo,
     Outcome,
     Report,
@@ -81,6 +83,8 @@ def test_schema_enums_are_the_closed_lists() -> None:
         (SpecInfo, ("properties", "spec")),
         (ApiInfo, ("properties", "api")),
         (SpecChange, ("$defs", "spec_change")),
+        (BudgetUse, ("$defs", "budget")),
+        (BudgetWindow, ("$defs", "budget_window")),
     ],
 )
 def test_schema_properties_match_model_fields(
@@ -145,7 +149,12 @@ BROKEN: dict[str, Callable[[dict[str, Any]], None]] = {
     "failed with null category": _set(None, "vms", 1, "category"),
     "skipped without reason": _delete("vms", 2, "reason"),
     "skipped with null reason": _set(None, "vms", 2, "reason"),
-    "schema_version 2": _set(2, "schema_version"),
+    "schema_version 3": _set(3, "schema_version"),
+    "budget window without requests": _set(
+        {"window_seconds": 60, "windows": [{"started_at": "2025-03-01T12:00:00Z"}]}, "budget"
+    ),
+    "budget with a zero window": _set({"window_seconds": 0, "windows": []}, "budget"),
+    "first_seen_at not a datetime": _set("soon", "vms", 0, "first_seen_at"),
     "unknown top-level key": _set("x", "token"),
     "unknown vm key": _set("x", "vms", 0, "password"),
     "negative attempts": _set(-1, "vms", 0, "attempts"),

@@ -35,8 +35,11 @@ def _blocks() -> dict[str, tuple[int, list[str]]]:
 
 
 def test_example_loads_as_is_and_gives_the_defaults() -> None:
-    """The file as shipped (every value commented out) loads to the defaults."""
-    assert load_settings(config_file=EXAMPLE, environ={}) == Settings()
+    """The file as shipped (every value commented out) loads to the defaults (and the
+    settings remember that they read it)."""
+    loaded = load_settings(config_file=EXAMPLE, environ={})
+    assert loaded.model_dump() == Settings().model_dump()
+    assert loaded.config_file == EXAMPLE
 
 
 def test_every_setting_is_documented() -> None:

@@ -7,6 +7,7 @@ types they get back, so a change of signature or return type fails type-checking
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, assert_type
 
@@ -177,6 +178,20 @@ def read_a_report(report: Report) -> list[str]:
         if vm.error is not None:
             assert_type(vm.error.code, str | None)
     return failed
+
+
+def html_of_a_report(report: Report, settings: Settings) -> str:
+    """The HTML page of a report, the budget per window, and which config file was read."""
+    from orchestrator.report import BudgetWindow, render_html, write_html
+
+    write_html(report, Path("run.html"))
+    if report.budget is not None:
+        assert_type(report.budget.windows, list[BudgetWindow])
+        assert_type(report.budget.windows[0].others, int | None)
+    for vm in report.vms:
+        assert_type(vm.first_seen_at, datetime | None)
+    assert_type(settings.config_file, Path | None)
+    return render_html(report)
 
 
 async def dry_run(settings: Settings, spec: Spec) -> bool:

@@ -1,0 +1,170 @@
+"""The rate budget per window, for the report: what this run sent, what others did.
+
+:class:`WindowLog` sits between the client and the rate budget (it is the
+client's ``RequestGate`` and passes every call on to the budget) and keeps,
+for each request answered, when it was sent and answered and the rate-limit
+headers of the answer, in flat arrays (about 40 bytes a request). At the end of
+a run :meth:`WindowLog.windows` cuts them into the server's fixed windows:
+
+* the window boundaries are the budget's learned phase (a boundary lies in
+  ``(lo, hi]``, learned from an observed reset) when it has one, else whole
+  multiples of the window on the wall clock (where the real API's windows are
+  believed to lie);
+* a request counts in the window its answer arrived in (boundaries at ``hi``);
+* the server's own count of a window (``used``) is ``Permitted`` minus the
+  lowest ``Remaining`` of the answers that were surely processed inside it
+  (sent after its start and answered before its end, whatever the boundary
+  in ``(lo, hi]``), so an answer straddling a boundary never lends its count
+  to the wrong window;
+* ``others`` is ``used`` minus every request of this run the server may have
+  counted there (429s are not counted; a request in flight across a boundary
+  counts for both windows): a lower bound, never more than others really sent.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from orchestrator.engine._loop import loop_time
+from orchestrator.katapult._gate import RateLimitInfo
+from orchestrator.katapult._transport import ApiRequest
+from orchestrator.report import BudgetUse, BudgetWindow
+
+__all__ = ["Budget", "WindowLog"]
+
+_NONE = -1  # a header that was absent, in the integer arrays
+
+
+class Budget(Protocol):
+    """What the log needs of the rate budget (:class:`~orchestrator.engine.budget.RateBudget`)."""
+
+    @property
+    def window_seconds(self) -> float: ...
+
+    @property
+    def window_boundary(self) -> tuple[float, float] | None: ...
+
+    async def acquire(self, request: ApiRequest) -> None: ...
+
+    def release(self, request: ApiRequest, info: RateLimitInfo) -> None: ...
+
+
+class WindowLog:
+    """A ``RequestGate`` that records every answer's rate-limit facts, then defers to
+    ``budget``. :meth:`start` begins a new record (one per run)."""
+
+    __slots__ = (
+        "_answered",
+        "_budget",
+        "_clock",
+        "_permitted",
+        "_remaining",
+        "_sent",
+        "_sent_at",
+        "_status",
+    )
+
+    def __init__(self, budget: Budget, *, clock: Callable[[], float] = loop_time) -> None:
+        self._budget = budget
+        self._clock = clock
+        self._sent: dict[int, float] = {}  # id of a request in flight -> when it went
+        self._sent_at = array("d")
+        self._answered = array("d")
+        self._status = array("i")  # 0: no HTTP answer
+        self._permitted = array("q")
+        self._remaining = array("q")
+
+    def start(self) -> None:
+        """Forget what was recorded (a new run begins)."""
+        self._sent_at = array("d")
+        self._answered = array("d")
+        self._status = array("i")
+        self._permitted = array("q")
+        self._remaining = array("q")
+
+    # ------------------------------------------------------------ RequestGate
+
+    async def acquire(self, request: ApiRequest) -> None:
+        """Wait for the budget, then note when the request went."""
+        await self._budget.acquire(request)
+        self._sent[id(request)] = self._clock()
+
+    def release(self, request: ApiRequest, info: RateLimitInfo) -> None:
+        """Note the answer, then tell the budget."""
+        sent = self._sent.pop(id(request), None)
+        now = self._clock()
+        self._sent_at.append(now if sent is None else sent)
+        self._answered.append(now)
+        self._status.append(info.status or 0)
+        self._permitted.append(_NONE if info.permitted is None else info.permitted)
+        self._remaining.append(_NONE if info.remaining is None else info.remaining)
+        self._budget.release(request, info)
+
+    # ------------------------------------------------------------ the windows
+
+    def windows(self, *, started_clock: float, started_wall: datetime) -> BudgetUse:
+        """Every window in which this run had an answer, oldest first.
+
+        ``started_clock`` and ``started_wall`` are the same moment on the log's
+        clock and on the wall clock (UTC), to date the windows.
+        """
+        width = self._budget.window_seconds
+        learned = self._budget.window_boundary
+        if learned is None:
+            # the wall clock's whole multiples of the window, on our clock
+            aligned = started_clock - (started_wall.timestamp() % width)
+            learned = (aligned, aligned)
+        lo, hi = learned
+        # index -> [requests, 429s, may have been counted, permitted, lowest Remaining]
+        rows: dict[int, list[int]] = {}
+
+        def row_of(index: int) -> list[int]:
+            row = rows.get(index)
+            if row is None:
+                row = rows[index] = [0, 0, 0, _NONE, _NONE]
+            return row
+
+        for i, answered in enumerate(self._answered):
+            sent, status = self._sent_at[i], self._status[i]
+            index = math.floor((answered - hi) / width)
+            row = row_of(index)
+            row[0] += 1
+            if status == 429:
+                row[1] += 1
+            permitted, remaining = self._permitted[i], self._remaining[i]
+            if permitted != _NONE:
+                row[3] = max(row[3], permitted)
+            if status == 429:
+                continue
+            # every window whose span (at any boundary in (lo, hi]) meets [sent, answered]
+            first = math.floor((sent - hi) / width)
+            last = math.floor((answered - lo) / width)
+            for k in range(first, last + 1):
+                row_of(k)[2] += 1
+            surely = sent > hi + index * width and answered <= lo + (index + 1) * width
+            if remaining != _NONE and surely:
+                row[4] = remaining if row[4] == _NONE else min(row[4], remaining)
+        windows = []
+        for index in sorted(rows):
+            requests, limited, counted, permitted, lowest = rows[index]
+            if not requests:
+                continue  # touched only by a request in flight across its boundary
+            used = None
+            if permitted != _NONE and lowest != _NONE:
+                used = max(0, permitted - lowest)
+            start = started_wall + timedelta(seconds=hi + index * width - started_clock)
+            windows.append(
+                BudgetWindow(
+                    started_at=start,
+                    requests=requests,
+                    rate_limited=limited,
+                    permitted=None if permitted == _NONE else permitted,
+                    used=used,
+                    others=None if used is None else max(0, used - counted),
+                )
+            )
+        return BudgetUse(window_seconds=width, windows=windows)
