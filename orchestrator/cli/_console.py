@@ -53,6 +53,6 @@ def _expected_error(exc: BaseException) -> OrchestratorError | None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    from orchestrator._json_output import dumps
+    from orchestrator.cli._json_output import dumps
 
     click.echo(dumps(data), nl=False)

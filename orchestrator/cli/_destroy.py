@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from orchestrator._simulator_options import reading_options, readings_given
 from orchestrator.cli._console import _err, _fail
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
@@ -24,6 +23,7 @@ from orchestrator.cli._exit_codes import (
 from orchestrator.cli._group import _common_options, _limit_option, cli
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
+from orchestrator.cli._simulator_options import reading_options, readings_given
 
 if TYPE_CHECKING:
     from orchestrator.report import Report

@@ -6,10 +6,10 @@ import signal
 
 import click
 
-from orchestrator._pipes import pipe_safe_streams
 from orchestrator.cli._console import _err, _fail
 from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from orchestrator.cli._group import cli
+from orchestrator.cli._pipes import pipe_safe_streams
 from orchestrator.cli._runner import _handle_sigterm
 
 

@@ -95,7 +95,7 @@ def plan(
 
 
 async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, output: str) -> int:
-    from orchestrator._render import render_plan
+    from orchestrator.cli._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
 
     async with AsyncExitStack() as stack:
@@ -122,7 +122,7 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
                 return _fail(str(error), EXIT_AUTH)
             return _fail(str(error), EXIT_FAILED)
     if output == "json":
-        from orchestrator._json_output import plan_json
+        from orchestrator.cli._json_output import plan_json
 
         _print_json(plan_json(result))
     else:

@@ -44,7 +44,7 @@ def report_diff(old: Path, new: Path, output: str) -> int:
         return _fail(str(exc))
     diff = diff_reports(before, after)
     if output == "json":
-        from orchestrator._json_output import diff_json
+        from orchestrator.cli._json_output import diff_json
 
         _print_json(diff_json(diff, old=(old, before), new=(new, after)))
     else:

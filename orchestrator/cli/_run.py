@@ -9,7 +9,6 @@ from typing import Any
 import anyio
 import click
 
-from orchestrator._simulator_options import reading_options, readings_given, simulator_config
 from orchestrator.cli._console import _fail
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
@@ -22,6 +21,7 @@ from orchestrator.cli._exit_codes import (
 from orchestrator.cli._group import _PRECEDENCE, _common_options, _Duration, _limit_option, cli
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
+from orchestrator.cli._simulator_options import reading_options, readings_given, simulator_config
 from orchestrator.errors import ReportError
 
 _RUN_EPILOG = (

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from orchestrator._logging import get_logger
-from orchestrator._progress import log_progress, show_progress
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
-from orchestrator._simulator_options import simulator_config
 from orchestrator.cli._console import _err, _expected_error, _fail
 from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
+from orchestrator.cli._simulator_options import simulator_config
 from orchestrator.errors import (
     AuthenticationError,
     JournalError,

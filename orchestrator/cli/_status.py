@@ -48,7 +48,7 @@ def status(journal: Path, show_all: bool, output: str) -> int:
     except JournalError as exc:
         return _fail(str(exc))
     if output == "json":
-        from orchestrator._json_output import status_json
+        from orchestrator.cli._json_output import status_json
 
         _print_json(status_json(snapshot))
         return EXIT_OK

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from orchestrator._logging import REDACTED, Redactor, configure_logging, get_logger
-from orchestrator._render import render_plan
+from orchestrator.cli._render import render_plan
 from orchestrator.engine import LookupProblem, Plan
 from orchestrator.vm_request import Lookup, VmRequest
 
