@@ -26,6 +26,19 @@ def _out() -> Console:
     return console
 
 
+class CliExit(Exception):
+    """Ends a command with exit ``code``; ``_main`` prints ``message`` as one ``error:`` line.
+
+    What a command finds wrong before (or instead of) running raises this; no
+    helper returns a code for its caller to pass on.
+    """
+
+    def __init__(self, message: str | None, code: int = EXIT_USAGE) -> None:
+        super().__init__(message or "")
+        self.message = message
+        self.code = code
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
     _err.print(f"error: {message}", markup=False)
     return code

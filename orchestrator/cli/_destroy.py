@@ -164,7 +164,7 @@ def destroy(
     """
     if not simulate and readings_given(readings):
         return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
-    settings, code = _load(
+    settings = _load(
         config_file,
         {
             "katapult.api_url": api_url,
@@ -176,16 +176,10 @@ def destroy(
             "output.progress": False if no_progress else None,
         },
     )
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings)
-    if code is not None:
-        return code
+    loaded = _load_spec(spec, settings)
     only_keys: set[str] | None = None
     if limit:
-        selected, code = _limited(loaded, limit)
-        if code is not None:
-            return code
+        selected = _limited(loaded, limit)
         only_keys = {vm.key for vm in selected}  # the others: skipped/not_selected
     if not yes and not sys.stdin.isatty():
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
@@ -196,9 +190,7 @@ def destroy(
         build_journal = Path("report.json.journal")
     if build_journal is not None and not build_journal.is_file():
         return _fail(f"--build-journal {build_journal}: no such file")
-    code = _unwritable(("report", settings.output.report), ("journal", journal_path))
-    if code is not None:
-        return code
+    _unwritable(("report", settings.output.report), ("journal", journal_path))
     destroying = _Destroy(
         build_journal=build_journal, purge=purge, yes=yes, fleet=fleet, only_keys=only_keys
     )

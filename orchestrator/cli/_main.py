@@ -6,7 +6,7 @@ import signal
 
 import click
 
-from orchestrator.cli._console import _err, _fail
+from orchestrator.cli._console import CliExit, _err, _fail
 from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from orchestrator.cli._group import cli
 from orchestrator.cli._pipes import pipe_safe_streams
@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     try:
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+    except CliExit as exc:
+        if exc.message:
+            _fail(exc.message, exc.code)
+        return exc.code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

@@ -17,11 +17,12 @@ from orchestrator.cli._exit_codes import (
     EXIT_PLAN_CHANGES,
     EXIT_USAGE,
     _exit_codes,
+    exit_code_for,
 )
 from orchestrator.cli._group import _PRECEDENCE, _common_options, _limit_option, _output_option, cli
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec
 from orchestrator.cli._runner import _simulated
-from orchestrator.errors import AuthenticationError, OrchestratorError, PermissionDenied
+from orchestrator.errors import OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -72,7 +73,7 @@ def plan(
     organizations' VM quota and estimates the duration from the rate budget.
     It spends a few read requests of the budget, no more.
     """
-    settings, code = _load(
+    settings = _load(
         config_file,
         {
             "katapult.api_url": api_url,
@@ -81,14 +82,8 @@ def plan(
             "output.log_level": log_level,
         },
     )
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings)
-    if code is not None:
-        return code
-    selected, code = _limited(loaded, limit)
-    if code is not None:
-        return code
+    loaded = _load_spec(spec, settings)
+    selected = _limited(loaded, limit)
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     return anyio.run(_plan_async, settings, selected, simulate, output)
@@ -118,9 +113,7 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
             error = _expected_error(raw)
             if error is None:
                 raise
-            if isinstance(error, AuthenticationError | PermissionDenied):
-                return _fail(str(error), EXIT_AUTH)
-            return _fail(str(error), EXIT_FAILED)
+            return _fail(str(error), exit_code_for(error))
     if output == "json":
         from orchestrator.cli._json_output import plan_json
 

@@ -187,7 +187,7 @@ def run(
             simulator_config(readings)
         except ValueError as exc:
             return _fail(f"simulator options: {exc}")
-    settings, code = _load(
+    settings = _load(
         config_file,
         {
             "katapult.api_url": api_url,
@@ -206,11 +206,7 @@ def run(
             "engine.wait_until_started": wait_until_started,
         },
     )
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings)
-    if code is not None:
-        return code
+    loaded = _load_spec(spec, settings)
     only_keys: set[str] | None = None
     if retry_failed is not None:
         from orchestrator.report import failed_keys, load_report
@@ -220,9 +216,7 @@ def run(
         except ReportError as exc:
             return _fail(str(exc))
     if limit:
-        selected, code = _limited(loaded, limit)
-        if code is not None:
-            return code
+        selected = _limited(loaded, limit)
         # the others are reported skipped/not_selected (or as the journal has them)
         keys = {vm.key for vm in selected}
         only_keys = keys if only_keys is None else only_keys & keys
@@ -237,15 +231,13 @@ def run(
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     output = settings.output
-    code = _unwritable(
+    _unwritable(
         ("report", output.report),
         ("journal", journal_path),
         ("JUnit file", output.junit),
         ("metrics file", output.metrics),
         ("inventory", output.inventory),
     )
-    if code is not None:
-        return code
     try:
         return anyio.run(
             functools.partial(_run_async, journal_rebind=journal_rebind),

@@ -17,17 +17,11 @@ import anyio
 from orchestrator._logging import get_logger
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
 from orchestrator.cli._console import _err, _expected_error, _fail
-from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_OK, exit_code_for
 from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
 from orchestrator.cli._simulator_options import simulator_config
-from orchestrator.errors import (
-    AuthenticationError,
-    JournalError,
-    OrchestratorError,
-    PermissionDenied,
-    SpecError,
-)
+from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
@@ -57,6 +51,55 @@ async def _simulated(
     return simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
 
 
+class _Signals:
+    """What the signals said so far: a first stops new work, a second exits at once
+    (130), except while the results are written (they are finished first)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.interrupted = False
+        self.finishing = False  # the run is over: the results are being written
+        self.orch: Orchestrator | None = None
+
+    async def watch(self) -> None:
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    self._received(signal.Signals(signum).name)
+        finally:
+            _handle_signals_after_loop(self)
+
+    def _received(self, name: str) -> None:
+        if self.finishing:
+            # a report cut short helps nobody: it takes a moment
+            self.interrupted = True
+            _err.print(f"{name}: the results are being written", markup=False)
+            return
+        if self.interrupted:
+            _exit_at_once()
+        self.interrupted = True
+        if self.settings.output.log_format == "json":
+            get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
+        else:
+            _err.print(
+                f"{name}: stopping - no new builds; builds in flight are recorded "
+                "and the report is written (Ctrl-C again exits at once)",
+                markup=False,
+            )
+        if self.orch is not None:
+            self.orch.request_stop("interrupted")
+
+    def current_run_id(self) -> str | None:
+        run = self.orch.current_run if self.orch is not None else None
+        return run.run_id if run is not None else None
+
+
+def _exit_at_once() -> None:
+    _err.print("second interrupt: exiting at once", markup=False)
+    _err.show_cursor(True)  # a live progress line had hidden it
+    os._exit(EXIT_CANCELLED)
+
+
 async def _run_async(
     settings: Settings,
     spec: Spec,
@@ -67,92 +110,83 @@ async def _run_async(
     destroying: _Destroy | None = None,
     journal_rebind: bool = False,
 ) -> int:
-    from orchestrator.engine import Orchestrator
-
-    interrupted = False
-    finishing = False  # the run is over: the results are being written
-    orch: Orchestrator | None = None
-
-    async def watch_signals() -> None:
-        nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if finishing:
-                    # a report cut short helps nobody: it takes a moment
-                    interrupted = True
-                    _err.print(f"{name}: the results are being written", markup=False)
-                    continue
-                if interrupted:
-                    _err.print("second interrupt: exiting at once", markup=False)
-                    _err.show_cursor(True)  # a live progress line had hidden it
-                    os._exit(EXIT_CANCELLED)
-                interrupted = True
-                if settings.output.log_format == "json":
-                    get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
-                else:
-                    _err.print(
-                        f"{name}: stopping - no new builds; builds in flight are recorded "
-                        "and the report is written (Ctrl-C again exits at once)",
-                        markup=False,
-                    )
-                if orch is not None:
-                    orch.request_stop("interrupted")
-
-    def current_run_id() -> str | None:
-        run = orch.current_run if orch is not None else None
-        return run.run_id if run is not None else None
-
+    signals = _Signals(settings)
     code = EXIT_OK
     # the signal watcher is on from the first moment until the results are out
     async with anyio.create_task_group() as watcher:
-        watcher.start_soon(watch_signals)
+        watcher.start_soon(signals.watch)
         try:
             async with AsyncExitStack() as stack:
-                if simulate:
-                    settings = await _simulated(stack, settings, readings)
-                orch = await stack.enter_async_context(Orchestrator(settings))
-                if interrupted:  # before anything was sent
-                    watcher.cancel_scope.cancel()
-                    return EXIT_CANCELLED
-                if destroying is not None and not await destroying.confirmed(orch, spec):
-                    watcher.cancel_scope.cancel()
-                    return EXIT_CANCELLED
-                async with anyio.create_task_group() as tg:
-                    if settings.output.progress and settings.output.log_format == "json":
-                        # the stream stays JSON: progress is a log event, not a text line
-                        statistics = orch.statistics
-                        tg.start_soon(lambda: log_progress(statistics, run_id=current_run_id))
-                    elif settings.output.progress:
-                        tg.start_soon(show_progress, orch.statistics, _err)
-                    if destroying is not None:
-                        result = await destroying.destroy(orch, spec, journal_path)
-                    else:
-                        result = await orch.run(
-                            spec,
-                            journal=journal_path,
-                            only_keys=only_keys,
-                            journal_rebind=journal_rebind,
-                        )
-                    tg.cancel_scope.cancel()
-                finishing = True
-                code = await _finish_run(settings, orch, result, journal_path, simulate, spec)
+                code = await _run_in(
+                    stack,
+                    signals,
+                    settings,
+                    spec,
+                    journal_path,
+                    only_keys,
+                    simulate,
+                    readings,
+                    destroying,
+                    journal_rebind,
+                )
         except (OrchestratorError, BaseExceptionGroup) as raw:
             error = _expected_error(raw)
             if error is None:
                 raise
-            if isinstance(error, AuthenticationError | PermissionDenied):
-                code = _fail(str(error), EXIT_AUTH)
-            elif isinstance(error, JournalError):
-                hint = " (--journal PATH names another journal)"
-                code = _fail(f"{error}{'' if '--journal' in str(error) else hint}", EXIT_USAGE)
-            elif isinstance(error, SpecError):  # an SSH key or tag the organization lacks
-                code = _fail(str(error), EXIT_USAGE)
-            else:
-                code = _fail(str(error), EXIT_FAILED)
+            code = _fail(_error_text(error), exit_code_for(error))
         finally:
             watcher.cancel_scope.cancel()
-    return EXIT_CANCELLED if interrupted else code
+    return EXIT_CANCELLED if signals.interrupted else code
+
+
+async def _run_in(
+    stack: AsyncExitStack,
+    signals: _Signals,
+    settings: Settings,
+    spec: Spec,
+    journal_path: Path | None,
+    only_keys: set[str] | None,
+    simulate: bool,
+    readings: dict[str, Any] | None,
+    destroying: _Destroy | None,
+    journal_rebind: bool,
+) -> int:
+    """The run itself, from the simulator (if any) to the results written."""
+    from orchestrator.engine import Orchestrator
+
+    if simulate:
+        settings = await _simulated(stack, settings, readings)
+    orch = signals.orch = await stack.enter_async_context(Orchestrator(settings))
+    if signals.interrupted:  # before anything was sent
+        return EXIT_CANCELLED
+    if destroying is not None and not await destroying.confirmed(orch, spec):
+        return EXIT_CANCELLED
+    async with anyio.create_task_group() as tg:
+        if settings.output.progress and settings.output.log_format == "json":
+            # the stream stays JSON: progress is a log event, not a text line
+            tg.start_soon(lambda: log_progress(orch.statistics, run_id=signals.current_run_id))
+        elif settings.output.progress:
+            tg.start_soon(show_progress, orch.statistics, _err)
+        if destroying is not None:
+            result = await destroying.destroy(orch, spec, journal_path)
+        else:
+            result = await orch.run(
+                spec, journal=journal_path, only_keys=only_keys, journal_rebind=journal_rebind
+            )
+        tg.cancel_scope.cancel()
+    signals.finishing = True
+    return await _finish_run(settings, orch, result, journal_path, simulate, spec)
+
+
+def _error_text(error: OrchestratorError) -> str:
+    if isinstance(error, JournalError) and "--journal" not in str(error):
+        return f"{error} (--journal PATH names another journal)"
+    return str(error)
+
+
+def _handle_signals_after_loop(signals: _Signals) -> None:
+    """Once the loop's signal receiver is gone, a signal is ours again at once."""
+    _handle_sigterm()
 
 
 def _terminate(signum: int, frame: object) -> None:
