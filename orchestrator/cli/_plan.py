@@ -92,6 +92,7 @@ def plan(
 async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, output: str) -> int:
     from orchestrator.cli._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
+    from orchestrator.engine._preflight import START_UP_SECONDS, check_reachable
 
     async with AsyncExitStack() as stack:
         if simulate:
@@ -99,6 +100,10 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
         orch = await stack.enter_async_context(Orchestrator(settings))
         engine = settings.engine
         try:
+            # a refused port: within seconds, not after minutes of retries
+            await check_reachable(
+                orch.client, seconds=min(START_UP_SECONDS, engine.retry_deadline_seconds)
+            )
             result = await make_plan(
                 orch.client,
                 vms,

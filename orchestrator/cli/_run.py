@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import click
 
-from orchestrator.cli._console import _fail
+from orchestrator.cli._console import CliExit
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
     EXIT_CANCELLED,
@@ -22,6 +22,8 @@ from orchestrator.cli._group import _PRECEDENCE, _common_options, _Duration, _li
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
 from orchestrator.cli._simulator_options import reading_options, readings_given, simulator_config
+from orchestrator.cli._verdict import Verdict
+from orchestrator.engine._ownership import default_fleet
 from orchestrator.errors import ReportError
 
 _RUN_EPILOG = (
@@ -44,15 +46,17 @@ _RUN_EPILOG = (
         (
             EXIT_FAILED,
             "some VMs failed or were not built (the report says which), the deadline "
-            "was reached, or the journal could not be written",
+            "was reached, the API could not be reached, or the journal could not be written",
         ),
         (
             EXIT_USAGE,
-            "bad usage, spec or config, an output path that cannot be written, or a journal "
-            "in use, of another API or organization, or that lost records: nothing was "
-            "submitted",
+            "bad usage, spec or config, a lookup the API does not know (organization, "
+            "package, template, location, network, SSH key, tag), a suspended "
+            "organization, a quota the builds would exceed, an output path that cannot "
+            "be written, or a journal in use, of another API or organization, or that "
+            "lost records: nothing was submitted",
         ),
-        (EXIT_AUTH, "the token or its permissions stopped the whole run"),
+        (EXIT_AUTH, "the token or its scopes were refused: one error line, every VM reported"),
         (EXIT_CANCELLED, "interrupted (Ctrl-C, SIGTERM): report and journal still written"),
     )
 )
@@ -178,15 +182,59 @@ def run(
     The summary goes to stdout, progress and log lines to stderr; report.json
     holds every VM's outcome, ids and, for a failure, the API's own error.
     """
+    params = dict(locals())
+    verdict = Verdict(fleet=default_fleet(spec), junit=junit, metrics=metrics)
+    try:
+        code = _run(verdict, **params)
+    except CliExit as exc:
+        verdict.write_failure(exc.message or "the run failed", exc.code)
+        raise
+    except KeyboardInterrupt:
+        verdict.write_failure("interrupted before the run had a report", EXIT_CANCELLED)
+        raise
+    except Exception as exc:
+        verdict.write_failure(f"the run failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        raise
+    if code != EXIT_OK and not verdict.written:
+        verdict.write_failure("interrupted before the run had a report", code)
+    return code
+
+
+def _run(
+    verdict: Verdict,
+    *,
+    spec: str,
+    config_file: Path | None,
+    api_url: str | None,
+    organization: str | None,
+    simulate: bool,
+    log_format: str | None,
+    log_level: str | None,
+    report: Path | None,
+    journal: Path | None,
+    no_journal: bool,
+    journal_rebind: bool,
+    max_in_flight: int | None,
+    retry_failed: Path | None,
+    no_progress: bool,
+    deadline: float | None,
+    junit: Path | None,
+    metrics: Path | None,
+    metrics_mode: str | None,
+    inventory: Path | None,
+    wait_until_started: bool | None,
+    readings: dict[str, Any],
+    limit: tuple[str, ...],
+) -> int:
     if journal is not None and no_journal:
-        return _fail("--journal and --no-journal contradict each other: choose one")
+        raise CliExit("--journal and --no-journal contradict each other: choose one")
     if not simulate and readings_given(readings):
-        return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
+        raise CliExit(f"{', '.join(readings_given(readings))}: only with --simulate")
     if simulate:
         try:
             simulator_config(readings)
         except ValueError as exc:
-            return _fail(f"simulator options: {exc}")
+            raise CliExit(f"simulator options: {exc}") from None
     settings = _load(
         config_file,
         {
@@ -206,6 +254,8 @@ def run(
             "engine.wait_until_started": wait_until_started,
         },
     )
+    verdict.junit, verdict.metrics = settings.output.junit, settings.output.metrics
+    verdict.metrics_mode = settings.output.metrics_mode
     loaded = _load_spec(spec, settings)
     only_keys: set[str] | None = None
     if retry_failed is not None:
@@ -214,7 +264,7 @@ def run(
         try:
             only_keys = failed_keys(load_report(retry_failed))
         except ReportError as exc:
-            return _fail(str(exc))
+            raise CliExit(str(exc)) from None
     if limit:
         selected = _limited(loaded, limit)
         # the others are reported skipped/not_selected (or as the journal has them)
@@ -229,7 +279,7 @@ def run(
     else:
         journal_path = settings.journal_path()
     if not simulate and settings.katapult.api_token is None:
-        return _fail(_NO_CREDENTIALS)
+        raise CliExit(_NO_CREDENTIALS)
     output = settings.output
     _unwritable(
         ("report", output.report),
@@ -240,7 +290,7 @@ def run(
     )
     try:
         return anyio.run(
-            functools.partial(_run_async, journal_rebind=journal_rebind),
+            functools.partial(_run_async, journal_rebind=journal_rebind, verdict=verdict),
             settings,
             loaded,
             journal_path,

@@ -16,7 +16,7 @@ import anyio
 
 from orchestrator._logging import get_logger
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
-from orchestrator.cli._console import _err, _expected_error, _fail
+from orchestrator.cli._console import CliExit, _err, _expected_error, _fail
 from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_OK, exit_code_for
 from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
@@ -25,6 +25,7 @@ from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
+    from orchestrator.cli._verdict import Verdict
     from orchestrator.engine import Orchestrator
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
@@ -109,9 +110,11 @@ async def _run_async(
     readings: dict[str, Any] | None = None,
     destroying: _Destroy | None = None,
     journal_rebind: bool = False,
+    verdict: Verdict | None = None,
 ) -> int:
     signals = _Signals(settings)
     code = EXIT_OK
+    failure: CliExit | None = None
     # the signal watcher is on from the first moment until the results are out
     async with anyio.create_task_group() as watcher:
         watcher.start_soon(signals.watch)
@@ -128,14 +131,20 @@ async def _run_async(
                     readings,
                     destroying,
                     journal_rebind,
+                    verdict,
                 )
         except (OrchestratorError, BaseExceptionGroup) as raw:
             error = _expected_error(raw)
             if error is None:
                 raise
-            code = _fail(_error_text(error), exit_code_for(error))
+            # raised once the watcher is gone: ``_main`` (and run's verdict) take it
+            failure = CliExit(_error_text(error), exit_code_for(error))
         finally:
             watcher.cancel_scope.cancel()
+    if failure is not None and signals.interrupted:
+        _fail(failure.message or "", failure.code)
+    elif failure is not None:
+        raise failure
     return EXIT_CANCELLED if signals.interrupted else code
 
 
@@ -150,6 +159,7 @@ async def _run_in(
     readings: dict[str, Any] | None,
     destroying: _Destroy | None,
     journal_rebind: bool,
+    verdict: Verdict | None,
 ) -> int:
     """The run itself, from the simulator (if any) to the results written."""
     from orchestrator.engine import Orchestrator
@@ -175,7 +185,7 @@ async def _run_in(
             )
         tg.cancel_scope.cancel()
     signals.finishing = True
-    return await _finish_run(settings, orch, result, journal_path, simulate, spec)
+    return await _finish_run(settings, orch, result, journal_path, simulate, spec, verdict)
 
 
 def _error_text(error: OrchestratorError) -> str:

@@ -12,15 +12,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator._logging import get_logger
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._gc import fewer_collections
 from orchestrator.engine._ownership import default_fleet
-from orchestrator.engine._references import Checked, check_references
-from orchestrator.engine._retry import retry_args
+from orchestrator.engine._preflight import preflight, settled_keys
+from orchestrator.engine._references import Checked
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._spec_drift import (
     moved_organization,
@@ -28,12 +28,12 @@ from orchestrator.engine._spec_drift import (
     spec_of,
     with_spec_changes,
 )
-from orchestrator.engine._track import utcnow
+from orchestrator.engine._track import error_info, utcnow
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
-from orchestrator.errors import Category, JournalError
+from orchestrator.errors import ApiError, Category, JournalError, TransportError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
     ApiInfo,
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Orchestrator"]
 
-_log = structlog.get_logger("orchestrator")
+_log = get_logger("orchestrator.engine")
 
 #: (API URL, organization) of every run in progress in this process
 _ORGANIZATIONS_IN_RUNS: set[tuple[str, str]] = set()
@@ -282,11 +282,12 @@ class Orchestrator:
                 "one run at a time per organization"
             )
         checked = Checked(requests=requests)
+        doomed: tuple[Category, ErrorInfo] | None = None
         if operation is None:
-            # a build's SSH keys, tags and flexible resources, checked before anything
-            # is sent: an unknown key or tag raises SpecError; the rest fail unsent
-            checked = await check_references(self._client, requests, retry=retry_args(engine))
-            checked.raise_spec_problems(path)
+            # everything a build needs, checked before anything is sent, as plan does:
+            # a problem raises SpecError; a refused token or an API that cannot be
+            # reached stops the run (every VM reported not submitted)
+            checked, doomed = await self._preflight(requests, only_keys, path, journal)
         requests = checked.requests
         _ORGANIZATIONS_IN_RUNS.update(organizations)
         try:
@@ -301,6 +302,7 @@ class Orchestrator:
                 fleet=fleet,
                 operation=operation,
                 refused=checked.refused(),
+                doomed=doomed,
             )
         finally:
             _ORGANIZATIONS_IN_RUNS.difference_update(organizations)
@@ -337,6 +339,44 @@ class Orchestrator:
             operation=run.operation_kind,
         )
 
+    async def _preflight(
+        self,
+        requests: list[VmRequest],
+        only_keys: set[str] | None,
+        path: str,
+        journal: str | os.PathLike[str] | None,
+    ) -> tuple[Checked, tuple[Category, ErrorInfo] | None]:
+        """The requests as checked (SSH keys resolved), or what stops the whole run.
+
+        Only the VMs this run may send a build for are checked: selected
+        (``only_keys``), and not already built or building by the journal's
+        records; the others keep their requests as they are.
+        """
+        settled = await anyio.to_thread.run_sync(settled_keys, journal)
+        selected = [
+            r
+            for r in requests
+            if (only_keys is None or r.key in only_keys) and r.key not in settled
+        ]
+        if not selected:
+            return Checked(requests=requests), None
+        try:
+            found = await preflight(
+                self._client,
+                selected,
+                spec_path=path,
+                deadline_seconds=self._settings.engine.retry_deadline_seconds,
+            )
+        except (ApiError, TransportError) as exc:
+            return Checked(requests=requests), (exc.category, error_info(exc))
+        resolved = {r.key: r for r in found.checked.requests}
+        checked = Checked(
+            requests=[resolved.get(r.key, r) for r in requests],
+            problems=found.checked.problems,
+            unreadable=found.checked.unreadable,
+        )
+        return checked, None
+
     async def _execute(
         self,
         requests: list[VmRequest],
@@ -350,6 +390,7 @@ class Orchestrator:
         fleet: str,
         operation: OperationFactory | None,
         refused: Mapping[str, tuple[Category, ErrorInfo]],
+        doomed: tuple[Category, ErrorInfo] | None,
     ) -> tuple[Run, list[VmResult], dict[str, list[SpecChange]]]:
         """Open the journal (checked against the spec), run, close the journal."""
         started = anyio.current_time()
@@ -389,6 +430,7 @@ class Orchestrator:
                 fleet=fleet,
                 operation=operation,
                 refused=refused,
+                doomed=doomed,
             )
             deadline = self._settings.engine.deadline_seconds
             async with anyio.create_task_group() as tg:

@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from orchestrator.engine._concurrency import in_flight_for
-from orchestrator.engine._references import check_references
+from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient
@@ -49,6 +49,8 @@ class Plan:
     requests_spent: int = 0
     #: the user's cap on builds in flight (None: sized by the run)
     max_in_flight: int | None = None
+    #: the requests with their SSH keys resolved (what ``run`` sends)
+    checked: Checked = field(default_factory=Checked)
 
     @property
     def estimated_requests(self) -> int:
@@ -118,7 +120,9 @@ async def _check_references(
     client: KatapultClient, requests: Sequence[VmRequest], plan: Plan, deadline: float
 ) -> None:
     """SSH keys, tags and flexible resources: what ``run`` checks before its first POST."""
-    checked = await check_references(client, requests, retry={"deadline_seconds": deadline})
+    checked = plan.checked = await check_references(
+        client, requests, retry={"deadline_seconds": deadline}
+    )
     found: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for problem in checked.problems:
         found[(problem.field, problem.value, problem.message)].append(problem.request.hostname)

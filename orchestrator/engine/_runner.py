@@ -94,6 +94,7 @@ class Run:
         fleet: str = "default",
         operation: OperationFactory | None = None,
         refused: Mapping[str, tuple[Category, ErrorInfo]] | None = None,
+        doomed: tuple[Category, ErrorInfo] | None = None,
         clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
@@ -128,7 +129,10 @@ class Run:
                 self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
         # GET retries back off on the same scale as polls (short under --simulate)
         self.retry: dict[str, Any] = {**retry_args(settings), "log": self.log}
-        self._doom_all: tuple[Category, ErrorInfo] | None = None
+        #: set when a failure (bad token, missing scope, no API) stops the whole run;
+        #: ``doomed``: found before the run began, so nothing is sent at all
+        self._doom_all: tuple[Category, ErrorInfo] | None = doomed
+        self._doomed_before = doomed is not None
         self._stop_reason: str | None = None
         self._failures = 0
         self._phases: Counter[str] = Counter(queued=len(self._tracks))
@@ -265,9 +269,13 @@ class Run:
 
     async def _prepare(self) -> None:
         """Learn each organization (domain, existing hostnames), then resume the journal."""
+        if self._doom_all is not None:
+            # found before the run began: the caller says it once (the CLI, an error: line)
+            self.log.debug("orchestrator.run.doomed", error=self._doom_all[1].description)
         async with anyio.create_task_group() as tg:
             for org in self._orgs.values():
-                tg.start_soon(self._prepare_org, org)
+                if self._doom_all is None:
+                    tg.start_soon(self._prepare_org, org)
         entries: dict[str, JournalEntry] = {}
         if self.journal is not None:
             entries = await self.journal.entries()
@@ -316,6 +324,9 @@ class Run:
         then being polled costs no task, and gives its places back when it
         settles (:meth:`settle`).
         """
+        if self._doomed_before and track.result is None:
+            await self._finish_blocked(track)  # nothing at all is sent
+            return
         dc = self._dc_limiters.get(track.request.location)
         if dc is not None:
             await dc.acquire_on_behalf_of(track)
@@ -351,6 +362,7 @@ class Run:
                 reason="not_submitted",
                 stopped_because=f"{category}: {error.code} stops every request",
                 journal=False,
+                quiet=True,  # said once for the run, not once per VM
             )
             return
         if self._stop_reason is None and self.clock() >= self._deadline_at:
@@ -715,6 +727,7 @@ class Run:
         reason: str | None = None,
         stopped_because: str | None = None,
         journal: bool = True,
+        quiet: bool = False,
     ) -> None:
         if track.result is not None:
             return
@@ -728,7 +741,8 @@ class Run:
         self.scheduler.remove(track.key)
         self.settle(track, result)
         kind: EventKind = outcome
-        self.emit(kind, track, category=category, message=error.description if error else reason)
+        message = error.description if error else reason
+        self.emit(kind, track, category=category, message=message, quiet=quiet)
         if outcome == "failed" and journal:
             self._failures += 1
             limit = self.settings.max_failures
@@ -752,6 +766,7 @@ class Run:
         *,
         category: str | None = None,
         message: str | None = None,
+        quiet: bool = False,
     ) -> None:
         event = ProvisionEvent(
             kind=kind,
@@ -765,7 +780,7 @@ class Run:
             message=message,
             attempt=track.attempts,
         )
-        if kind in ("building", "submitting", "queued"):
+        if kind in ("building", "submitting", "queued") or quiet:
             level, log = logging.DEBUG, self.log.debug
         elif kind == "failed":
             level, log = logging.WARNING, self.log.warning
