@@ -213,3 +213,19 @@ def test_two_fleets_share_a_textfile_directory(
         for (_, labels) in _samples(cwd / f"{name}.prom")
     }
     assert fleets == {"web", "db"}
+
+
+def test_the_deadline_warning_is_a_json_line_on_stderr(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --log-format json the deadline's warning is one JSON line on stderr, like every
+    log line; stdout holds only the summary (it was printed there in structlog's format)."""
+    write_spec(cwd / "web.toml", "web", 2)
+    args = ["run", "--simulate", "web.toml", "--no-progress", "--log-format", "json"]
+    assert main([*args, "--deadline", "1s"]) == 1
+    out, err = capsys.readouterr()
+    assert "orchestrator.run.deadline" not in out
+    lines = [line for line in err.splitlines() if not line.startswith(("error:", "warning:"))]
+    events = [json.loads(line) for line in lines]
+    deadline = [e for e in events if e["event"] == "orchestrator.run.deadline"]
+    assert [e["level"] for e in deadline] == ["warning"]
