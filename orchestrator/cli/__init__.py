@@ -14,6 +14,6 @@ from __future__ import annotations
 from orchestrator.cli import _destroy, _plan, _report, _run, _simulate, _status  # noqa: F401
 from orchestrator.cli._exit_codes import EXIT_CODES
 from orchestrator.cli._group import cli
-from orchestrator.cli._main import main
+from orchestrator.cli._main import console_main, main
 
-__all__ = ["EXIT_CODES", "cli", "main"]
+__all__ = ["EXIT_CODES", "cli", "console_main", "main"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from typing import NoReturn
 
 import click
 
@@ -11,6 +12,7 @@ from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, E
 from orchestrator.cli._group import cli
 from orchestrator.cli._pipes import pipe_safe_streams
 from orchestrator.cli._runner import _handle_sigterm
+from orchestrator.cli._signals import cancelled_exit
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def console_main() -> NoReturn:
+    """The ``orchestrator`` console script: :func:`main`, then exit with its code.
+
+    From start to exit a signal ends the process with 130, never with the
+    signal's own code: SIGTERM is handled from the first moment, and once
+    ``main`` has returned, SIGINT and SIGTERM exit 130 while the process winds down.
+    """
+    signal.signal(signal.SIGTERM, cancelled_exit)
+    try:
+        try:
+            code = main()
+        finally:
+            signal.signal(signal.SIGINT, cancelled_exit)
+            signal.signal(signal.SIGTERM, cancelled_exit)
+    except KeyboardInterrupt:
+        code = EXIT_CANCELLED
+    raise SystemExit(code)
 
 
 def _main(argv: list[str] | None) -> int:

@@ -4,10 +4,6 @@ the errors that end a run as an exit code."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,13 +16,13 @@ from orchestrator.cli._console import CliExit, _err, _expected_error, _fail
 from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_OK, exit_code_for
 from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
+from orchestrator.cli._signals import Signals, handle_sigterm
 from orchestrator.cli._simulator_options import simulator_config
 from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
     from orchestrator.cli._verdict import Verdict
-    from orchestrator.engine import Orchestrator
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
 
@@ -52,55 +48,6 @@ async def _simulated(
     return simulated_settings(settings, sim.url, sim.config.token, SIMULATED_TIME_SCALE)
 
 
-class _Signals:
-    """What the signals said so far: a first stops new work, a second exits at once
-    (130), except while the results are written (they are finished first)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.interrupted = False
-        self.finishing = False  # the run is over: the results are being written
-        self.orch: Orchestrator | None = None
-
-    async def watch(self) -> None:
-        try:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    self._received(signal.Signals(signum).name)
-        finally:
-            _handle_signals_after_loop(self)
-
-    def _received(self, name: str) -> None:
-        if self.finishing:
-            # a report cut short helps nobody: it takes a moment
-            self.interrupted = True
-            _err.print(f"{name}: the results are being written", markup=False)
-            return
-        if self.interrupted:
-            _exit_at_once()
-        self.interrupted = True
-        if self.settings.output.log_format == "json":
-            get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
-        else:
-            _err.print(
-                f"{name}: stopping - no new builds; builds in flight are recorded "
-                "and the report is written (Ctrl-C again exits at once)",
-                markup=False,
-            )
-        if self.orch is not None:
-            self.orch.request_stop("interrupted")
-
-    def current_run_id(self) -> str | None:
-        run = self.orch.current_run if self.orch is not None else None
-        return run.run_id if run is not None else None
-
-
-def _exit_at_once() -> None:
-    _err.print("second interrupt: exiting at once", markup=False)
-    _err.show_cursor(True)  # a live progress line had hidden it
-    os._exit(EXIT_CANCELLED)
-
-
 async def _run_async(
     settings: Settings,
     spec: Spec,
@@ -112,7 +59,7 @@ async def _run_async(
     journal_rebind: bool = False,
     verdict: Verdict | None = None,
 ) -> int:
-    signals = _Signals(settings)
+    signals = Signals(settings)
     code = EXIT_OK
     failure: CliExit | None = None
     # the signal watcher is on from the first moment until the results are out
@@ -150,7 +97,7 @@ async def _run_async(
 
 async def _run_in(
     stack: AsyncExitStack,
-    signals: _Signals,
+    signals: Signals,
     settings: Settings,
     spec: Spec,
     journal_path: Path | None,
@@ -194,18 +141,4 @@ def _error_text(error: OrchestratorError) -> str:
     return str(error)
 
 
-def _handle_signals_after_loop(signals: _Signals) -> None:
-    """Once the loop's signal receiver is gone, a signal is ours again at once."""
-    _handle_sigterm()
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def _handle_sigterm() -> signal.Handlers | Callable[..., Any] | int | None:
-    """Make SIGTERM raise KeyboardInterrupt like SIGINT (in the main thread only); return
-    the handler it had (None: not the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminate)
+_handle_sigterm = handle_sigterm  # (what run and destroy call once anyio.run returns)
