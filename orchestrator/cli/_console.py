@@ -11,7 +11,11 @@ import click
 from rich.console import Console
 
 from orchestrator.cli._exit_codes import EXIT_USAGE
-from orchestrator.errors import AuthenticationError, OrchestratorError, PermissionDenied
+from orchestrator.errors import (
+    AuthenticationError,
+    OrchestratorError,
+    PermissionDenied,
+)
 
 #: Width of tables written to a pipe or a file (a terminal's own width is used on a terminal).
 _PIPE_WIDTH = 160
@@ -40,7 +44,15 @@ class CliExit(Exception):
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    _err.print(f"error: {message}", markup=False)
+    """Print ``message`` as an ``error:`` line (its own lines kept, anything that is not
+    printable in them shown as an escape); return ``code``."""
+    lines = (
+        line
+        if line.isprintable()
+        else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+        for line in message.split("\n")
+    )
+    _err.print("error: " + "\n".join(lines), markup=False)
     return code
 
 

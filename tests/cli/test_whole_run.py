@@ -229,3 +229,19 @@ def test_the_deadline_warning_is_a_json_line_on_stderr(
     events = [json.loads(line) for line in lines]
     deadline = [e for e in events if e["event"] == "orchestrator.run.deadline"]
     assert [e["level"] for e in deadline] == ["warning"]
+
+
+def test_a_file_name_cannot_forge_lines_or_drive_the_terminal(
+    cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spec file named with a line break and a terminal escape: the error line shows
+    them as escapes; stderr has one line per problem, none forged."""
+    name = "web\nerror: forged\x1b[2J.toml"
+    (cwd / name).write_text('[[vms]]\nhostname = "web_01"\norganization = "acme"\n')
+    assert main(["run", "--simulate", name]) == 2
+    _, err = capsys.readouterr()
+    assert "\x1b" not in err
+    assert "\\x1b[2J" in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == err.splitlines()[:1]
+    assert "\nerror: forged" not in err
