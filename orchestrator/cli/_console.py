@@ -17,8 +17,9 @@ from orchestrator.errors import (
     PermissionDenied,
 )
 
-#: Width of tables written to a pipe or a file (a terminal's own width is used on a terminal).
-_PIPE_WIDTH = 160
+#: Width of tables written to a pipe or a file, when COLUMNS does not say (a terminal's
+#: own width is used on a terminal): what a pager or a CI log shows without wrapping.
+_PIPE_WIDTH = 80
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -62,8 +62,13 @@ def _main(argv: list[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE
+        # click's own "Error:" becomes ours, "error:", after click's usage line and hint
+        ctx = exc.ctx if isinstance(exc, click.UsageError) else None
+        if ctx is not None:
+            _err.print(ctx.get_usage(), markup=False)
+            help_option = ctx.help_option_names[0] if ctx.help_option_names else "--help"
+            _err.print(f"Try '{ctx.command_path} {help_option}' for help.\n", markup=False)
+        return _fail(exc.format_message(), EXIT_USAGE)
     except (click.exceptions.Abort, KeyboardInterrupt):
         _err.print("interrupted", markup=False)
         return EXIT_CANCELLED

@@ -57,7 +57,13 @@ def render_plan(plan: Plan, console: Console) -> None:
                 highlight=False,
             )
         limit = plan.in_flight_limit
-        if limit is not None:
+        if limit is not None and limit >= len(plan.to_build):
+            # never more at once than there are VMs to build
+            console.print(
+                f"In flight: all {len(plan.to_build)} at once (the limit is {limit})",
+                highlight=False,
+            )
+        elif limit is not None:
             how = (
                 f"max_in_flight = {plan.max_in_flight}"
                 if limit == plan.max_in_flight

@@ -94,8 +94,8 @@ _RUN_EPILOG = (
     "--max-in-flight",
     metavar="N",
     type=click.IntRange(min=1),
-    help="At most N builds submitted and not finished (default 200; the rate budget is "
-    "the real limit). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
+    help="At most N builds submitted and not finished (default: none; the run sizes it "
+    "from the rate budget and the build times it measures). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
 )
 @click.option(
     "--retry-failed",

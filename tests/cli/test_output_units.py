@@ -162,8 +162,17 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
 )
 def test_plan_rendering_shows_the_in_flight_limit(max_in_flight: int | None, shown: str) -> None:
     """1000 requests a minute and 45 s builds: 563 in flight (Little's law), unless capped lower."""
-    plan = Plan(to_build=[_request("a-1")], permitted=1000, max_in_flight=max_in_flight)
+    to_build = [_request(f"a-{i}") for i in range(1, 1001)]
+    plan = Plan(to_build=to_build, permitted=1000, max_in_flight=max_in_flight)
     assert shown in _render(plan)
+
+
+def test_plan_never_shows_more_in_flight_than_vms_to_build() -> None:
+    """5 VMs to build: all 5 at once, not "up to 563 builds at once"."""
+    plan = Plan(to_build=[_request(f"a-{i}") for i in range(1, 6)], permitted=1000)
+    text = _render(plan)
+    assert "In flight: all 5 at once (the limit is 563)" in text
+    assert "up to 563" not in text
 
 
 def test_plan_rendering_with_an_unknown_budget() -> None:

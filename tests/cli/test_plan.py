@@ -25,7 +25,7 @@ def test_plan_simulate_with_vms_to_build_exits_4(
     assert code == 4
     assert "Plan: 5 to build, 0 already exist, 0 problem(s)." in out
     assert "Estimate:" in out
-    assert "In flight: up to " in out
+    assert "In flight: all 5 at once" in out
     assert list(cwd.iterdir()) == []
 
 
