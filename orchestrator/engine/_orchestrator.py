@@ -33,7 +33,7 @@ from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.journal import Journal, read_journal
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
-from orchestrator.errors import ApiError, Category, JournalError, TransportError
+from orchestrator.errors import ApiError, Category, ConfigError, JournalError, TransportError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
     ApiInfo,
@@ -73,7 +73,8 @@ class Orchestrator:
 
     One instance holds one HTTP session and one rate budget; runs made with it
     share both. Progress can be followed with ``hooks`` (called for every
-    :class:`ProvisionEvent`) or by iterating :meth:`events`.
+    :class:`ProvisionEvent`) or by iterating :meth:`events`. Settings without an
+    API token raise :class:`ConfigError` (no request could succeed).
     """
 
     def __init__(
@@ -89,6 +90,12 @@ class Orchestrator:
         # before it has seen one reset; it never makes it send more than allowed
         self._budget = RateBudget(window_seconds=engine.rate_window_seconds, wall_clock=time.time)
         token = settings.katapult.api_token
+        if token is None:
+            # every request would be refused (missing_api_token): say so now, as the CLI does
+            raise ConfigError(
+                "katapult.api_token is not set: set KATAPULT_API_KEY, or pass "
+                "Settings(katapult=KatapultSettings(api_token=...))"
+            )
         self._client = KatapultClient(
             api_url=settings.katapult.api_url,
             token=token,

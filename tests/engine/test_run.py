@@ -11,9 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
-from orchestrator.errors import SpecError
+from orchestrator.errors import ConfigError, SpecError
 from orchestrator.report import write_report
 from orchestrator.report._validate import validate_report_file
+from orchestrator.settings import load_settings
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
@@ -268,3 +269,10 @@ async def test_max_in_flight_holds_and_each_vm_gives_its_place_back_when_it_ends
     assert stats is not None
     assert stats.total == 12
     assert stats.succeeded == 12
+
+
+def test_an_orchestrator_without_a_token_is_a_config_error() -> None:
+    """No token: ConfigError at once, as the CLI refuses, instead of unauthenticated requests."""
+    settings = load_settings(environ={})
+    with pytest.raises(ConfigError, match="KATAPULT_API_KEY"):
+        Orchestrator(settings)
