@@ -179,3 +179,18 @@ def test_plan_rendering_with_an_unknown_budget() -> None:
     """Without a known rate budget the estimate counts requests only."""
     text = _render(Plan(to_build=[_request("a-1")], permitted=None))
     assert "rate budget unknown" in text
+
+
+@pytest.mark.parametrize("secret", ["succeeded", "production", "web-servers"])
+def test_a_token_that_is_a_word_is_starred_only_where_it_stands_alone(secret: str) -> None:
+    """A token that equals a word leaves event names, hostnames and longer words intact
+    (it starred them: orchestrator.vm.***); where it stands alone it is still starred."""
+    stream = io.StringIO()
+    configure_logging(fmt="console", level="info", secrets=[secret], stream=stream)
+    get_logger().info(
+        "orchestrator.vm.succeeded", hostname=f"{secret}-01", message=f"token {secret} refused"
+    )
+    text = stream.getvalue()
+    assert "orchestrator.vm.succeeded" in text
+    assert f"{secret}-01" in text
+    assert f"token {REDACTED} refused" in text
