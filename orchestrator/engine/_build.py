@@ -104,9 +104,12 @@ class BuildOperation:
             track.attempts = entry.attempts
             final = entry.result if entry.state == "finished" else None
             selected = self._only_keys is not None and track.key in self._only_keys
-            if final is not None and final.outcome in ("succeeded", "skipped") and not selected:
-                run.settle(track, final)
-                return
+            if final is not None and final.outcome in ("succeeded", "skipped"):
+                # selected (--limit), it is looked at again, unless it is still there
+                built = final.virtual_machine.id if final.virtual_machine else None
+                if not selected or (built is not None and built == existing):
+                    run.settle(track, final)
+                    return
             if entry.state == "submitted" and (entry.build_id or entry.task_id):
                 track.task_id, track.build_id = entry.task_id, entry.build_id
                 track.submitted_at = entry.submitted_at

@@ -40,9 +40,9 @@ def test_a_later_run_with_another_limit_keeps_what_the_journal_knows(
     assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)
     report = validate_report_file(cwd / "report.json")
     outcomes = {vm.hostname: (vm.outcome, vm.reason) for vm in report.vms}
-    # web-02/03 come from the journal as they ended; web-01 was selected and exists
+    # web-02/03 come from the journal as they ended; so does web-01, selected and still there
     assert outcomes["web-02"][0] == outcomes["web-03"][0] == "succeeded"
-    assert outcomes["web-01"] == ("skipped", "already_exists")
+    assert outcomes["web-01"] == ("succeeded", None)
     assert outcomes["db-01"][0] == outcomes["db-02"][0] == "succeeded"
     assert report.removed_from_spec == []
 
@@ -106,3 +106,18 @@ def test_plan_with_limit_plans_only_the_matching_vms(
     assert "Plan: 1 to build, 1 already exist" in capsys.readouterr().out
     assert main(["plan", str(EXAMPLE_SPEC), "--limit", "db-01"]) == 0
     assert "Plan: 0 to build, 1 already exist" in capsys.readouterr().out
+
+
+def test_a_limit_rerun_reports_every_built_vm_as_the_journal_has_it(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rerun with --limit on the journal of a finished run: the selected VMs are still
+    `succeeded` with their ids, like the others (they were reported `skipped`)."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    first = {vm.key: vm for vm in validate_report_file(cwd / "report.json").vms}
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-0[12]"]) == 0
+    second = validate_report_file(cwd / "report.json").vms
+    assert {(vm.outcome, vm.reason) for vm in second} == {("succeeded", None)}
+    assert all(vm.virtual_machine == first[vm.key].virtual_machine for vm in second)
+    assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)
