@@ -58,6 +58,11 @@ __all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
+#: a VM whose requests are refused without effect (429, connection refused) fails
+#: unsent only after this many refusals in a row, and as long as a build may take:
+#: time alone also counts the wait for the rate budget, which a long queue makes
+#: longer than a build (VMs gave up after 2 POSTs in a 30% 429 storm)
+MIN_REFUSALS = 20
 #: consecutive "not found" answers while polling before the VM is declared lost
 MAX_POLL_NOT_FOUND = 5
 #: tasks that poll, each one VM at a time (the most polls waiting at once)
@@ -134,6 +139,8 @@ class Run:
         self._doom_all: tuple[Category, ErrorInfo] | None = doomed
         self._doomed_before = doomed is not None
         self._stop_reason: str | None = None
+        #: refusals without effect in a row, per VM still submitting
+        self._refusals: Counter[str] = Counter()
         self._failures = 0
         self._phases: Counter[str] = Counter(queued=len(self._tracks))
         self._total = len(self._tracks)
@@ -399,13 +406,15 @@ class Run:
             refused_for = now - track.refused_since if track.refused_since is not None else 0.0
             # an API that refuses without acting (429, connection refused) is
             # waited out as long as a build may take, then the VM fails unsent
-            if refused_for > self.settings.build_timeout_seconds:
+            refusals = self._refusals[track.key]
+            if refused_for > self.settings.build_timeout_seconds and refusals >= MIN_REFUSALS:
                 await self.finish(
                     track,
                     "failed",
                     category=track.last_category or "network",
                     error=track.last_error,
-                    stopped_because=f"the API refused every request for {refused_for:.0f} s",
+                    stopped_because=f"the API refused all {refusals} requests "
+                    f"in {refused_for:.0f} s",
                 )
                 return
             track.attempts += 1
@@ -422,7 +431,7 @@ class Run:
                 self._refused_without_effect(track)
                 self.emit("retrying", track, message=str(exc))
             except ApiError as exc:
-                track.refused_since = None
+                self._accepted(track)
                 self.note_error(track, exc)
                 if await self._op.refused(track, exc):
                     return
@@ -435,18 +444,25 @@ class Run:
             except TransportError as exc:
                 self.note_error(track, exc)
                 if exc.maybe_sent:
-                    track.refused_since = None
+                    self._accepted(track)
                     await self._mark_uncertain(track, exc)
                 else:
                     self._refused_without_effect(track)
                     self.emit("retrying", track, message=str(exc))
                     await self._backoff(track)
             else:
+                self._accepted(track)
                 return
 
     def _refused_without_effect(self, track: Track) -> None:
         if track.refused_since is None:
             track.refused_since = self.clock()
+        self._refusals[track.key] += 1
+
+    def _accepted(self, track: Track) -> None:
+        """The API acted on (or answered) a request of ``track``: no refusal streak."""
+        track.refused_since = None
+        self._refusals.pop(track.key, None)
 
     async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
         track.uncertain = True

@@ -201,6 +201,21 @@ async def test_a_budget_that_never_recovers_is_rate_limited(tmp_path: Path) -> N
     await _valid(report, tmp_path)
 
 
+async def test_a_429_storm_that_lets_requests_through_builds_every_vm() -> None:
+    """Every other request refused with 429 and a queue for the budget longer than a
+    build: every VM is built, none gives up after 2 or 3 POSTs ("the API refused every
+    request"), and none twice."""
+    faults = FaultConfig(burst_429_every=2, burst_429_length=1)
+    requests = vms(30)
+    async with run_simulator(sim_config(faults=faults, rate_limit=10)) as sim:
+        settings = settings_for(sim, build_timeout_seconds=400.0)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(requests)
+    assert {(vm.outcome, vm.category) for vm in report.vms} == {("succeeded", None)}
+    assert report.summary.requests.rate_limited > 0
+    assert_exactly_once(report, requests, sim)
+
+
 async def test_a_request_the_spec_xml_cannot_carry_is_invalid_spec(tmp_path: Path) -> None:
     """A library request with values build_from_spec cannot carry fails invalid_spec, unsent."""
     request = dataclasses.replace(vms(1)[0], cpu_cores=0)  # the spec loader forbids this
