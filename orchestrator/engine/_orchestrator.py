@@ -19,7 +19,7 @@ from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._gc import fewer_collections
 from orchestrator.engine._ownership import default_fleet
-from orchestrator.engine._preflight import preflight, settled_keys
+from orchestrator.engine._preflight import RunStopped, preflight, settled_keys
 from orchestrator.engine._references import Checked
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._spec_drift import (
@@ -376,6 +376,8 @@ class Orchestrator:
             )
         except (ApiError, TransportError) as exc:
             return Checked(requests=requests), (exc.category, error_info(exc))
+        except RunStopped as stopped:
+            return Checked(requests=requests), (stopped.category, stopped.error)
         resolved = {r.key: r for r in found.checked.requests}
         checked = Checked(
             requests=[resolved.get(r.key, r) for r in requests],

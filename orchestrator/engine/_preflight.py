@@ -24,15 +24,17 @@ from orchestrator.engine.journal import read_journal
 from orchestrator.errors import (
     ApiConnectError,
     ApiUnreachable,
+    Category,
     JournalError,
     OrchestratorError,
     SpecError,
     SpecIssue,
 )
 from orchestrator.katapult import KatapultClient
+from orchestrator.report import ErrorInfo
 from orchestrator.vm_request import VmRequest
 
-__all__ = ["START_UP_SECONDS", "check_reachable", "preflight", "settled_keys"]
+__all__ = ["START_UP_SECONDS", "RunStopped", "check_reachable", "preflight", "settled_keys"]
 
 #: how long a refused connection at start-up is retried before the run stops
 START_UP_SECONDS = 5.0
@@ -98,6 +100,15 @@ def settled_keys(journal: str | os.PathLike[str] | None) -> set[str]:
     }
 
 
+class RunStopped(Exception):
+    """Something found before the first build stops the whole run (not the spec's fault)."""
+
+    def __init__(self, category: Category, error: ErrorInfo) -> None:
+        super().__init__(error.description or error.code or category)
+        self.category = category
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class Preflight:
     """The plan of the VMs to build, and their requests as checked (SSH keys resolved)."""
@@ -114,9 +125,14 @@ async def preflight(
     deadline_seconds: float,
 ) -> Preflight:
     """Resolve every lookup of ``requests`` as ``plan`` does; raise :class:`SpecError`
-    listing every problem (nothing is sent), or an API error that stops the run."""
+    listing every problem (nothing is sent), or an API error or :class:`RunStopped`
+    for what stops the whole run."""
     await check_reachable(client, seconds=min(START_UP_SECONDS, deadline_seconds))
     plan = await make_plan(client, requests, deadline_seconds=deadline_seconds)
+    for category, error in plan.checked.unreadable.values():
+        # an organization's keys, tags or policy that the token may not read (or the
+        # API did not answer for): no spec problem, a stop of the whole run
+        raise RunStopped(category, error)
     # SSH keys, tags and flexible resources located by entry; the rest as plan has them
     issues = plan.checked.issues(spec_path)
     issues += [

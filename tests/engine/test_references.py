@@ -226,3 +226,40 @@ async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> N
         assert vm.stopped_because == "the VM was built; setting its tags failed"
         assert vm.tags == ()
     assert json.loads(report.model_dump_json())["vms"][0]["tags"] == []
+
+
+class _KeysRefused(RecordingTransport):
+    """Answers the SSH key listing 403 ``scope_not_granted``, the rest as the simulator does."""
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        if request.method == "GET" and request.path.endswith("/ssh_keys"):
+            self.requests.append(request)
+            body = {
+                "error": {
+                    "code": "scope_not_granted",
+                    "description": "The API token does not have the scopes required",
+                    "detail": {"scopes": ["ssh_keys"]},
+                }
+            }
+            headers = {"content-type": "application/json"}
+            return ApiResponse(status=403, headers=headers, body=json.dumps(body).encode())
+        return await super().send(request)
+
+
+async def test_keys_the_token_may_not_read_stop_the_whole_run_before_a_build() -> None:
+    """The token lacks the scope to list SSH keys: found before the first build, the run
+    stops whole (every VM not submitted, permission), and no VM is built, not even one
+    that names no key (it was built, and the others failed one by one)."""
+    requests = [*vms(1, prefix="plain"), *vms(2, ssh_keys=("deploy",))]
+    async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        transport = _KeysRefused(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            report = await orch.run(requests)
+            doomed = orch.current_run.doomed_run if orch.current_run else None
+        assert created_hostnames(sim) == []
+    assert not transport.posts()
+    assert {(vm.outcome, vm.category, vm.reason) for vm in report.vms} == {
+        ("failed", "permission", "not_submitted")
+    }
+    assert doomed is not None
+    assert doomed[1].code == "scope_not_granted"
