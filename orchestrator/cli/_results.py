@@ -97,9 +97,11 @@ def _outcome(run_info: Run | None, result: Report) -> tuple[int, str | None]:
     """The exit code by the VMs' outcome, and the one line a whole-run stop needs."""
     if run_info is not None and run_info.doomed_run is not None:
         category, cause = run_info.doomed_run
-        if category == "network":  # the API URL cannot work: say why, once
-            return EXIT_FAILED, for_terminal(cause.description or "the API cannot be reached")
-        return EXIT_AUTH, _refusal(cause)
+        if category in ("auth", "permission"):
+            return EXIT_AUTH, _refusal(cause)
+        # the API URL cannot work, or the API did not answer before the first build
+        # (an outage, a rate limit that never lifted): say why, once
+        return EXIT_FAILED, for_terminal(cause.description or "the API cannot be reached")
     if result.summary.failed or result.summary.cancelled or result.interrupted:
         return EXIT_FAILED, None
     return EXIT_OK, None

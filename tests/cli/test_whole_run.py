@@ -12,7 +12,8 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.report._validate import validate_report_file
-from tests.cli._helpers import FAST_ENV, ThreadSimulator, write_spec
+from orchestrator.simulator import FaultConfig
+from tests.cli._helpers import FAST_ENV, ThreadSimulator, thread_simulator, write_spec
 
 SetEnv = Callable[[dict[str, str]], None]
 
@@ -245,3 +246,25 @@ def test_a_file_name_cannot_forge_lines_or_drive_the_terminal(
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == err.splitlines()[:1]
     assert "\nerror: forged" not in err
+
+
+def test_an_api_that_never_answers_before_the_first_build_is_exit_1_not_3(
+    cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every request refused 429 until the retries give up, before anything is built: one
+    error line, exit 1, every VM not submitted; no word of the token (it is not refused)."""
+    write_spec(cwd / "fleet.toml", "web", 3)
+    faults = FaultConfig(burst_429_every=1, burst_429_length=1_000_000)
+    with thread_simulator(faults=faults) as refusing:
+        setenv({**refusing.env(), "ORCHESTRATOR_RETRY_DEADLINE_SECONDS": "0.5"})
+        code = main(["run", "fleet.toml", "--no-progress"])
+    _, err = capsys.readouterr()
+    assert code == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "rate_limit" in errors[0] or "rate limit" in errors[0]
+    assert "KATAPULT_API_KEY" not in errors[0]
+    report = json.loads((cwd / "report.json").read_text())
+    assert {(vm["category"], vm["reason"]) for vm in report["vms"]} == {
+        ("rate_limited", "not_submitted")
+    }
