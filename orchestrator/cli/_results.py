@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from orchestrator.cli._console import _err, _fail, _out
-from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_FAILED, EXIT_OK
+from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from orchestrator.errors import ReportError
 from orchestrator.report._text import for_terminal
 
@@ -34,8 +34,13 @@ async def _finish_run(
     simulate: bool,
     spec: Spec,
     verdict: Verdict | None = None,
+    *,
+    cancelled: bool = False,
 ) -> int:
-    """Write every result file, then print the summary; the exit code by the VMs' outcome."""
+    """Write every result file, then print the summary; the exit code by the VMs' outcome.
+
+    ``cancelled``: a signal stopped the run, which exits 130 (the metrics say so).
+    """
     from orchestrator.report import (
         render_summary,
         write_inventory,
@@ -51,7 +56,10 @@ async def _finish_run(
     outcome, problem = _outcome(run_info, result)
     fleet = verdict.fleet if verdict is not None else None
     metrics = functools.partial(
-        write_metrics, mode=output.metrics_mode, fleet=fleet, exit_code=outcome
+        write_metrics,
+        mode=output.metrics_mode,
+        fleet=fleet,
+        exit_code=EXIT_CANCELLED if cancelled else outcome,
     )
 
     def inventory(report: Report, path: Path) -> None:

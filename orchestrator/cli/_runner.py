@@ -132,7 +132,9 @@ async def _run_in(
             )
         tg.cancel_scope.cancel()
     signals.finishing = True
-    return await _finish_run(settings, orch, result, journal_path, simulate, spec, verdict)
+    return await _finish_run(
+        settings, orch, result, journal_path, simulate, spec, verdict, cancelled=signals.interrupted
+    )
 
 
 def _error_text(error: OrchestratorError) -> str:
