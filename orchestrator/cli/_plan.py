@@ -119,6 +119,11 @@ async def _plan_async(settings: Settings, vms: list[VmRequest], simulate: bool, 
             if error is None:
                 raise
             return _fail(str(error), exit_code_for(error))
+    for category, cause in result.checked.unreadable.values():
+        if category in ("auth", "permission"):  # as run stops: the token, not the spec
+            from orchestrator.cli._results import _refusal
+
+            return _fail(_refusal(cause, sent=False), EXIT_AUTH)
     if output == "json":
         from orchestrator.cli._json_output import plan_json
 

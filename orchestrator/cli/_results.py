@@ -182,7 +182,7 @@ _WHAT_TO_DO = {
 }
 
 
-def _refusal(cause: ErrorInfo) -> str:
+def _refusal(cause: ErrorInfo, *, sent: bool = True) -> str:
     """One line: what the API refused, and what to do about it."""
     code = for_terminal(cause.code or "refused", 80)
     text = for_terminal(cause.description or "the API refused the token", 200)
@@ -190,4 +190,6 @@ def _refusal(cause: ErrorInfo) -> str:
     scopes = cause.detail.get("scopes") if isinstance(cause.detail, dict) else None
     if scopes:
         what += f" ({', '.join(map(str, scopes))})"
+    if not sent:
+        return f"{text} ({code}): {what}"
     return f"{text} ({code}): {what}; nothing more was sent, every VM left is reported"

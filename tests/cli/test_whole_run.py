@@ -268,3 +268,35 @@ def test_an_api_that_never_answers_before_the_first_build_is_exit_1_not_3(
     assert {(vm["category"], vm["reason"]) for vm in report["vms"]} == {
         ("rate_limited", "not_submitted")
     }
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+def test_keys_the_token_may_not_read_are_exit_3_for_plan_and_run(
+    cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    """The token lacks the scope to list SSH keys the spec names: plan and run both stop
+    with one error line saying so, exit 3 (plan listed it as a spec problem, exit 2)."""
+    from orchestrator.errors import PermissionDenied
+    from orchestrator.katapult import KatapultClient
+
+    async def refused(self: KatapultClient, *args: object, **kwargs: object) -> None:
+        raise PermissionDenied(
+            http_status=403,
+            code="scope_not_granted",
+            description="The API token does not have the scopes required",
+            detail={"scopes": ["ssh_keys"]},
+        )
+
+    monkeypatch.setattr(KatapultClient, "list_ssh_keys", refused)
+    write_spec(cwd / "fleet.toml", "web", 2)
+    with (cwd / "fleet.toml").open("a") as spec:
+        spec.write('ssh_keys = ["deploy"]\n')
+    code = main(
+        [command, "--simulate", "fleet.toml", "--no-progress"][: 3 if command == "plan" else 4]
+    )
+    _, err = capsys.readouterr()
+    assert code == 3, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "scope_not_granted" in errors[0]
+    assert "ssh_keys" in errors[0]
