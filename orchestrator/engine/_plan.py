@@ -57,14 +57,17 @@ class Plan:
         """At least a POST and a poll per VM to build (and a tag PATCH), plus organization requests.
 
         Per organization with VMs to build: its lookup and VM list at the start,
-        and its VM list again at the end for the addresses (100 VMs a page).
+        and its VM list again at the end for the addresses (100 VMs a page). And
+        before all that, ``run`` checks what this plan checked, with as many
+        requests as it spent (``requests_spent``).
         """
         in_place: Counter[str] = Counter(r.organization.value for r in self.to_build)
         in_place.update(r.organization.value for r, _ in self.existing)
         orgs = {r.organization.value for r in self.to_build}
         pages = sum(math.ceil(in_place[org] / _PER_PAGE) for org in orgs)
         tagged = sum(1 for r in self.to_build if r.tags)  # a tag PATCH once built
-        return 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages
+        checks = self.requests_spent if self.to_build else 0
+        return checks + 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages
 
     @property
     def estimated_seconds(self) -> float | None:

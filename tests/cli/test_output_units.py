@@ -146,8 +146,9 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
     assert "new-04 … (+2)" in text
     assert "old-09 (vm_9) … (+1)" in text
     assert "new-09 … (+2)" in text
-    # 2 per VM to build, 2 for the organization, 1 page of its VM list for the addresses
-    assert "Estimate: about 27 requests, at least 27h00m" in text
+    # the checks this plan made (8) again before the first build, 2 per VM to build,
+    # 2 for the organization, 1 page of its VM list for the addresses
+    assert "Estimate: about 35 requests, at least 35h00m" in text
     assert "In flight: up to 4 builds at once (sized from the rate budget" in text
     assert "Requests spent by this plan: 8" in text
 
