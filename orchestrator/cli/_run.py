@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,12 @@ def run(
     holds every VM's outcome, ids and, for a failure, the API's own error.
     """
     params = dict(locals())
-    verdict = Verdict(fleet=default_fleet(spec), junit=junit, metrics=metrics)
+    # from the flags, or the environment while the settings are not read (or cannot be)
+    verdict = Verdict(
+        fleet=default_fleet(spec),
+        junit=junit or _env_path("ORCHESTRATOR_JUNIT"),
+        metrics=metrics or _env_path("ORCHESTRATOR_METRICS"),
+    )
     try:
         code = _run(verdict, **params)
     except CliExit as exc:
@@ -198,6 +204,11 @@ def run(
     if code != EXIT_OK and not verdict.written:
         verdict.write_failure("interrupted before the run had a report", code)
     return code
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value and value.isprintable() else None
 
 
 def _run(

@@ -300,3 +300,23 @@ def test_keys_the_token_may_not_read_are_exit_3_for_plan_and_run(
     assert len(errors) == 1
     assert "scope_not_granted" in errors[0]
     assert "ssh_keys" in errors[0]
+
+
+def test_a_bad_setting_still_leaves_a_verdict_where_the_environment_says(
+    cwd: Path, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ORCHESTRATOR_METRICS/_JUNIT name the files and another setting is wrong: the run
+    stops (exit 2) and still writes its failing verdict there."""
+    write_spec(cwd / "web.toml", "web", 1)
+    setenv(
+        {
+            "ORCHESTRATOR_METRICS": "web.prom",
+            "ORCHESTRATOR_JUNIT": "web.xml",
+            "ORCHESTRATOR_MAX_IN_FLIGHT": "-3",
+        }
+    )
+    assert main(["run", "--simulate", "web.toml"]) == 2
+    assert "engine.max_in_flight = -3" in capsys.readouterr().err
+    samples = _samples(cwd / "web.prom")
+    assert samples[("orchestrator_last_run_exit_code", (("fleet", "web"),))] == 2
+    assert "engine.max_in_flight" in (cwd / "web.xml").read_text()
