@@ -27,6 +27,8 @@ from typing import Any, Literal, TextIO, cast
 import stamina.instrumentation
 import structlog
 
+from orchestrator.errors import visible
+
 __all__ = ["LOGGER_NAME", "REDACTED", "Redactor", "configure_logging", "get_logger"]
 
 REDACTED = "***"
@@ -161,6 +163,17 @@ class Redactor:
         return event_dict
 
 
+def _printable(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Every text value on one line, shown: a line break or a terminal escape in an API's
+    error text or in the user's input cannot forge log lines or drive the terminal."""
+    for key, value in event_dict.items():
+        if key != "exception" and isinstance(value, str) and not value.isprintable():
+            event_dict[key] = visible(value)
+    return event_dict
+
+
 class _Stderr:
     """``sys.stderr`` as it is at each write, not as it was when logging was configured.
 
@@ -200,10 +213,12 @@ def configure_logging(
     """
     out = stream if stream is not None else cast("TextIO", _Stderr())
     renderer: Any
+    shown: list[Any] = []
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        shown.append(_printable)  # JSON escapes on its own
     stamp: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -214,6 +229,7 @@ def configure_logging(
             *stamp,
             structlog.processors.format_exc_info,
             Redactor(secrets),
+            *shown,
             renderer,
         ],
     )

@@ -195,3 +195,17 @@ def test_a_token_that_is_a_word_is_starred_only_where_it_stands_alone(secret: st
     assert "orchestrator.vm.succeeded" in text
     assert f"{secret}-01" in text
     assert f"token {REDACTED} refused" in text
+
+
+def test_console_log_lines_show_control_characters_as_escapes() -> None:
+    """An API's error text with a line break and a terminal escape stays on its line, shown:
+    it can neither forge a log line nor drive the terminal."""
+    stream = io.StringIO()
+    configure_logging(fmt="console", level="info", stream=stream)
+    get_logger().warning(
+        "orchestrator.vm.failed", hostname="web-01", message="gone\n2026 [error] forged\x1b[2J"
+    )
+    text = stream.getvalue()
+    assert "\x1b[2J" not in text
+    assert "\\x1b[2J" in text
+    assert len(text.splitlines()) == 1
