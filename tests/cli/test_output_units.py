@@ -209,3 +209,12 @@ def test_console_log_lines_show_control_characters_as_escapes() -> None:
     assert "\x1b[2J" not in text
     assert "\\x1b[2J" in text
     assert len(text.splitlines()) == 1
+
+
+def test_plan_problems_are_shown_as_text_not_markup() -> None:
+    """An API's description with rich markup or a terminal escape is shown as it is, made
+    printable: no style applied, no markup error, no escape reaching the terminal."""
+    problem = LookupProblem("organization", "acme", "suspended [/] [bold]now\x1b[2J", ("web-01",))
+    text = _render(Plan(to_build=[_request("a-1")], problems=[problem], permitted=1000))
+    assert "suspended [/] [bold]now\\x1b[2J" in text
+    assert "\x1b" not in text
