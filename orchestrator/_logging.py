@@ -27,6 +27,8 @@ from typing import Any, Literal, TextIO, cast
 import stamina.instrumentation
 import structlog
 
+from orchestrator.errors import visible
+
 __all__ = ["LOGGER_NAME", "REDACTED", "Redactor", "configure_logging", "get_logger"]
 
 REDACTED = "***"
@@ -40,6 +42,10 @@ _LEVELS["error"] = logging.ERROR
 #: Secrets shorter than this are redacted only where they stand alone (a
 #: one-character token must not turn every "a" of a log line into "***").
 _SHORT_SECRET = 8
+#: A secret that reads as a word (letters, maybe joined by - or _) is redacted only
+#: where it stands alone, joiners counting as part of the words around it.
+_WORD = re.compile(r"[A-Za-z]+(?:[-_][A-Za-z]+)*")
+_JOINERS = r"._\-"
 
 logging.getLogger(LOGGER_NAME).addHandler(logging.NullHandler())
 
@@ -104,23 +110,32 @@ class Redactor:
     Defence in depth: nothing in the code logs the token on purpose, but a
     library's exception text or a repr could carry it; this processor makes
     sure it never reaches a log line. A secret shorter than 8 characters is
-    replaced only where it stands alone, not inside words.
+    replaced only where it stands alone, not inside words; so is one that is a
+    word itself (a token ``succeeded`` leaves ``orchestrator.vm.succeeded`` be).
     """
 
-    __slots__ = ("_patterns", "_secrets")
+    __slots__ = ("_anywhere", "_patterns", "_secrets")
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = tuple(s for s in secrets if s)
+        #: random-looking secrets of 8 characters or more: replaced wherever they appear
+        self._anywhere = tuple(
+            s for s in self._secrets if len(s) >= _SHORT_SECRET and not _WORD.fullmatch(s)
+        )
+        # a short secret, or one that is a word ("production", "deploy"), only where it
+        # stands alone: never inside a longer word, a dotted event name or a hostname
         self._patterns = tuple(
-            re.compile(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])")
+            re.compile(rf"(?<![A-Za-z0-9{_JOINERS}]){re.escape(s)}(?![A-Za-z0-9{_JOINERS}])")
+            if _WORD.fullmatch(s)
+            else re.compile(rf"(?<![A-Za-z0-9]){re.escape(s)}(?![A-Za-z0-9])")
             for s in self._secrets
-            if len(s) < _SHORT_SECRET
+            if s not in self._anywhere
         )
 
     def _clean(self, value: Any) -> Any:
         if isinstance(value, str):
-            for secret in self._secrets:
-                if len(secret) >= _SHORT_SECRET and secret in value:
+            for secret in self._anywhere:
+                if secret in value:
                     value = value.replace(secret, REDACTED)
             for pattern in self._patterns:
                 value = pattern.sub(REDACTED, value)
@@ -146,6 +161,17 @@ class Redactor:
             else:
                 event_dict[key] = self._clean(event_dict[key])
         return event_dict
+
+
+def _printable(
+    logger: Any, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Every text value on one line, shown: a line break or a terminal escape in an API's
+    error text or in the user's input cannot forge log lines or drive the terminal."""
+    for key, value in event_dict.items():
+        if key != "exception" and isinstance(value, str) and not value.isprintable():
+            event_dict[key] = visible(value)
+    return event_dict
 
 
 class _Stderr:
@@ -187,10 +213,12 @@ def configure_logging(
     """
     out = stream if stream is not None else cast("TextIO", _Stderr())
     renderer: Any
+    shown: list[Any] = []
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        shown.append(_printable)  # JSON escapes on its own
     stamp: list[Any] = [
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -201,6 +229,7 @@ def configure_logging(
             *stamp,
             structlog.processors.format_exc_info,
             Redactor(secrets),
+            *shown,
             renderer,
         ],
     )

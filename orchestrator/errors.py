@@ -71,6 +71,7 @@ __all__ = [
     "ValidationFailed",
     "api_error_for",
     "category_for",
+    "visible",
 ]
 
 Category = Literal[
@@ -271,17 +272,26 @@ class SpecIssue:
     line: int | None = None
 
     def __str__(self) -> str:
-        where = self.file
+        where = visible(self.file)
         if self.line is not None:
             where += f":{self.line}"
         parts = [where]
         if self.entry is not None:
             parts.append(f"vms[{self.entry}]")
         if self.hostname:
-            parts.append(f"({self.hostname})")
+            parts.append(f"({visible(self.hostname)})")
         if self.field:
-            parts.append(self.field)
-        return " ".join(parts) + f": {self.message}"
+            parts.append(visible(self.field))
+        return " ".join(parts) + f": {visible(self.message)}"
+
+
+def visible(text: str) -> str:
+    """``text`` on one line: a character that is not printable (a line break, a terminal
+    escape) is shown as an escape, so the user's input cannot forge lines or drive a
+    terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SpecError(OrchestratorError):

@@ -23,6 +23,6 @@ from orchestrator.cli import (  # noqa: F401
 )
 from orchestrator.cli._exit_codes import EXIT_CODES
 from orchestrator.cli._group import cli
-from orchestrator.cli._main import main
+from orchestrator.cli._main import console_main, main
 
-__all__ = ["EXIT_CODES", "cli", "main"]
+__all__ = ["EXIT_CODES", "cli", "console_main", "main"]

@@ -11,10 +11,15 @@ import click
 from rich.console import Console
 
 from orchestrator.cli._exit_codes import EXIT_USAGE
-from orchestrator.errors import AuthenticationError, OrchestratorError, PermissionDenied
+from orchestrator.errors import (
+    AuthenticationError,
+    OrchestratorError,
+    PermissionDenied,
+)
 
-#: Width of tables written to a pipe or a file (a terminal's own width is used on a terminal).
-_PIPE_WIDTH = 160
+#: Width of tables written to a pipe or a file, when COLUMNS does not say (a terminal's
+#: own width is used on a terminal): what a pager or a CI log shows without wrapping.
+_PIPE_WIDTH = 80
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -26,8 +31,29 @@ def _out() -> Console:
     return console
 
 
+class CliExit(Exception):
+    """Ends a command with exit ``code``; ``_main`` prints ``message`` as one ``error:`` line.
+
+    What a command finds wrong before (or instead of) running raises this; no
+    helper returns a code for its caller to pass on.
+    """
+
+    def __init__(self, message: str | None, code: int = EXIT_USAGE) -> None:
+        super().__init__(message or "")
+        self.message = message
+        self.code = code
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    _err.print(f"error: {message}", markup=False)
+    """Print ``message`` as an ``error:`` line (its own lines kept, anything that is not
+    printable in them shown as an escape); return ``code``."""
+    lines = (
+        line
+        if line.isprintable()
+        else "".join(c if c.isprintable() else repr(c)[1:-1] for c in line)
+        for line in message.split("\n")
+    )
+    _err.print("error: " + "\n".join(lines), markup=False)
     return code
 
 
@@ -53,6 +79,6 @@ def _expected_error(exc: BaseException) -> OrchestratorError | None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    from orchestrator._json_output import dumps
+    from orchestrator.cli._json_output import dumps
 
     click.echo(dumps(data), nl=False)

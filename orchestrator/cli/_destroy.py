@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import click
 
-from orchestrator._simulator_options import reading_options, readings_given
 from orchestrator.cli._console import _err, _fail
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
@@ -24,6 +23,7 @@ from orchestrator.cli._exit_codes import (
 from orchestrator.cli._group import _common_options, _fleet_option, _limit_option, cli
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
+from orchestrator.cli._simulator_options import reading_options, readings_given
 
 if TYPE_CHECKING:
     from orchestrator.report import Report
@@ -223,7 +223,7 @@ def destroy(
     """
     if not simulate and readings_given(readings):
         return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
-    settings, code = _load(
+    settings = _load(
         config_file,
         {
             "katapult.api_url": api_url,
@@ -236,22 +236,14 @@ def destroy(
             "output.html": html,
         },
     )
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings, fleet)
-    if code is not None:
-        return code
+    loaded = _load_spec(spec, settings, fleet)
     only_keys: set[str] | None = None
     if limit:
-        selected, code = _limited(loaded, limit)
-        if code is not None:
-            return code
+        selected = _limited(loaded, limit)
         only_keys = {vm.key for vm in selected}  # the others: skipped/not_selected
     if not yes and not sys.stdin.isatty():
         return _fail("destroy asks before deleting: pass --yes when not at a terminal")
-    code = _unwritable(("HTML report", settings.output.html))
-    if code is not None:
-        return code
+    _unwritable(("HTML report", settings.output.html))
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     # the fleet's journal: run's (report.json.journal unless the settings name one)
@@ -267,9 +259,7 @@ def destroy(
             "fleet's. Name the fleet (fleet = ... in the spec, or --fleet NAME), or give "
             "its journal (--journal PATH)"
         )
-    code = _unwritable(("report", settings.output.report), ("journal", journal_path))
-    if code is not None:
-        return code
+    _unwritable(("report", settings.output.report), ("journal", journal_path))
     destroying = _Destroy(
         purge=purge, yes=yes, fleet=None, only_keys=only_keys, journal=journal_path
     )

@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from orchestrator.errors import (
+    AuthenticationError,
+    ConfigError,
+    JournalError,
+    LimitError,
+    OrchestratorError,
+    PermissionDenied,
+    SpecError,
+)
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -21,6 +31,20 @@ EXIT_CODES = {
     EXIT_AUTH: "authentication or permission stopped the whole run",
     EXIT_CANCELLED: "interrupted (Ctrl-C, SIGTERM): report and journal still written",
 }
+
+
+def exit_code_for(error: OrchestratorError) -> int:
+    """The exit code of a command that ``error`` stopped: the one table of them.
+
+    A refused token or permission stops the whole run (3); a spec, setting,
+    selection or journal that cannot be used is the user's input (2), found
+    before anything was sent; anything else (the API, the network) is 1.
+    """
+    if isinstance(error, AuthenticationError | PermissionDenied):
+        return EXIT_AUTH
+    if isinstance(error, SpecError | ConfigError | LimitError | JournalError):
+        return EXIT_USAGE
+    return EXIT_FAILED
 
 
 def _exit_codes(*codes: tuple[int, str]) -> str:

@@ -95,7 +95,8 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
             "--log-format",
             type=click.Choice(["console", "json"]),
             help="Log lines on stderr for people (console, the default) or one JSON object "
-            "per line for machines. Env: ORCHESTRATOR_LOG_FORMAT.",
+            "per line for machines; the one-line 'error:' and 'warning:' messages stay text "
+            "either way, and nothing is logged on stdout. Env: ORCHESTRATOR_LOG_FORMAT.",
         ),
         click.option(
             "--log-level",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import anyio
 import click
 
-from orchestrator.cli._console import _expected_error, _fail, _out, _print_json
+from orchestrator.cli._console import CliExit, _expected_error, _fail, _out, _print_json
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
     EXIT_DETAILED_CHANGES,
@@ -18,6 +18,7 @@ from orchestrator.cli._exit_codes import (
     EXIT_PLAN_CHANGES,
     EXIT_USAGE,
     _exit_codes,
+    exit_code_for,
 )
 from orchestrator.cli._group import (
     _PRECEDENCE,
@@ -29,12 +30,7 @@ from orchestrator.cli._group import (
 )
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec
 from orchestrator.cli._runner import _simulated
-from orchestrator.errors import (
-    AuthenticationError,
-    JournalError,
-    OrchestratorError,
-    PermissionDenied,
-)
+from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.engine.state.journal import JournalEntry
@@ -106,21 +102,26 @@ def plan(
     the fleet's journal, checks the organizations' VM quota and estimates the
     duration from the rate budget. It spends read requests only.
     """
-    code = _plan(
-        spec,
-        config_file,
-        {
-            "katapult.api_url": api_url,
-            "katapult.organization": organization,
-            "output.log_format": log_format,
-            "output.log_level": log_level,
-            "output.journal": journal,
-        },
-        simulate=simulate,
-        limit=limit,
-        output=output,
-        fleet=fleet,
-    )
+    try:
+        code = _plan(
+            spec,
+            config_file,
+            {
+                "katapult.api_url": api_url,
+                "katapult.organization": organization,
+                "output.log_format": log_format,
+                "output.log_level": log_level,
+                "output.journal": journal,
+            },
+            simulate=simulate,
+            limit=limit,
+            output=output,
+            fleet=fleet,
+        )
+    except CliExit as exc:
+        if detailed_exitcode:
+            exc.code = EXIT_FAILED  # Terraform's: 1 is every error
+        raise
     if code == EXIT_PLAN_CHANGES:
         return EXIT_DETAILED_CHANGES if detailed_exitcode else EXIT_OK
     if detailed_exitcode and code != EXIT_OK:
@@ -139,15 +140,9 @@ def _plan(
     fleet: str | None,
 ) -> int:
     """The plan; EXIT_PLAN_CHANGES when there are VMs to build (mapped by the caller)."""
-    settings, code = _load(config_file, overrides)
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings, fleet)
-    if code is not None:
-        return code
-    selected, code = _limited(loaded, limit)
-    if code is not None:
-        return code
+    settings = _load(config_file, overrides)
+    loaded = _load_spec(spec, settings, fleet)
+    selected = _limited(loaded, limit)
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     journal = settings.output.journal
@@ -193,8 +188,9 @@ async def _plan_async(
     fleet: str | None,
     rows: dict[str, JournalEntry],
 ) -> int:
-    from orchestrator._render import render_plan
+    from orchestrator.cli._render import render_plan
     from orchestrator.engine import Orchestrator, make_plan
+    from orchestrator.engine._preflight import START_UP_SECONDS, check_reachable
 
     async with AsyncExitStack() as stack:
         if simulate:
@@ -202,6 +198,10 @@ async def _plan_async(
         orch = await stack.enter_async_context(Orchestrator(settings))
         engine = settings.engine
         try:
+            # a refused port: within seconds, not after minutes of retries
+            await check_reachable(
+                orch.client, seconds=min(START_UP_SECONDS, engine.retry_deadline_seconds)
+            )
             result = await make_plan(
                 orch.client,
                 vms,
@@ -218,11 +218,14 @@ async def _plan_async(
             error = _expected_error(raw)
             if error is None:
                 raise
-            if isinstance(error, AuthenticationError | PermissionDenied):
-                return _fail(str(error), EXIT_AUTH)
-            return _fail(str(error), EXIT_FAILED)
+            return _fail(str(error), exit_code_for(error))
+    for category, cause in result.checked.unreadable.values():
+        if category in ("auth", "permission"):  # as run stops: the token, not the spec
+            from orchestrator.cli._results import _refusal
+
+            return _fail(_refusal(cause, sent=False), EXIT_AUTH)
     if output == "json":
-        from orchestrator._json_output import plan_json
+        from orchestrator.cli._json_output import plan_json
 
         # the config file read, last (keys are only ever added)
         _print_json({**plan_json(result), "config_file": _config_path(settings)})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator._logging import configure_logging, get_logger
-from orchestrator.cli._console import _err, _fail
+from orchestrator.cli._console import CliExit, _err
 from orchestrator.errors import ConfigError, LimitError, SpecError
 
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from orchestrator.vm_request import VmRequest
 
 
-def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int | None]:
+def _load(config_file: Path | None, overrides: dict[str, Any]) -> Settings:
+    """The settings (flags over env over file over defaults), logging set up by them."""
     from orchestrator.settings import SettingsWarning, load_settings
 
     with warnings.catch_warnings(record=True) as caught:
@@ -35,7 +36,7 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
                 warning.message, warning.category, warning.filename, warning.lineno
             )
     if settings is None:
-        return None, _fail(error)
+        raise CliExit(error)
     token = settings.katapult.api_token
     configure_logging(
         fmt=settings.output.log_format,
@@ -43,10 +44,10 @@ def _load(config_file: Path | None, overrides: dict[str, Any]) -> tuple[Any, int
         secrets=[token.get_secret_value()] if token is not None else [],
     )
     _log_config_file(settings)
-    return settings, None
+    return settings
 
 
-def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> tuple[Any, int | None]:
+def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> Spec:
     """The spec at ``path``; ``fleet`` (``--fleet``) names its fleet over the spec's own."""
     import dataclasses
 
@@ -54,8 +55,7 @@ def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> tuple
     from orchestrator.spec._validate import fleet_problem
 
     if fleet is not None and (problem := fleet_problem(fleet)) is not None:
-        return None, _fail(f"--fleet: {problem}")
-
+        raise CliExit(f"--fleet: {problem}")
     try:
         spec = load_spec(
             path,
@@ -65,24 +65,24 @@ def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> tuple
             ),
         )
     except SpecError as exc:
-        return None, _fail(str(exc))
+        raise CliExit(str(exc)) from None
     if fleet is not None:
         spec = dataclasses.replace(spec, fleet=fleet)
-    return spec, None
+    return spec
 
 
-def _limited(spec: Spec, limit: tuple[str, ...]) -> tuple[list[VmRequest], int | None]:
+def _limited(spec: Spec, limit: tuple[str, ...]) -> list[VmRequest]:
     """The VMs of ``spec`` selected by ``--limit`` (all of them when there is none)."""
     from orchestrator.spec import limit_vms
 
     try:
-        return limit_vms(spec.vms, limit), None
+        return limit_vms(spec.vms, limit)
     except LimitError as exc:
-        return [], _fail(f"{spec.path}: {exc}")
+        raise CliExit(f"{spec.path}: {exc}") from None
 
 
-def _unwritable(*outputs: tuple[str, Path | None]) -> int | None:
-    """Exit 2 naming the first output that cannot be written; None when all can.
+def _unwritable(*outputs: tuple[str, Path | None]) -> None:
+    """Exit 2 naming the first output that cannot be written.
 
     Found now, before anything is sent, not after every VM was built.
     """
@@ -91,8 +91,7 @@ def _unwritable(*outputs: tuple[str, Path | None]) -> int | None:
     for label, path in outputs:
         problem = None if path is None else check_writable(path)
         if problem is not None:
-            return _fail(f"cannot write the {label} {path}: {problem}")
-    return None
+            raise CliExit(f"cannot write the {label} {path}: {problem}")
 
 
 _NO_CREDENTIALS = (

@@ -66,6 +66,7 @@ class _Prune:
                 "junit": None,
                 "metrics": None,
                 "inventory": None,
+                "html": None,
             }
         )
         return settings.model_copy(update={"output": output})

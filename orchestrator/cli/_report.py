@@ -47,7 +47,7 @@ def report_diff(old: Path, new: Path, output: str) -> int:
     except ReportError as exc:
         return _fail(f"{old} and {new}: {exc}")
     if output == "json":
-        from orchestrator._json_output import diff_json
+        from orchestrator.cli._json_output import diff_json
 
         _print_json(diff_json(diff, old=(old, before), new=(new, after)))
     else:

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 import anyio
 
 from orchestrator.cli._console import _err, _fail, _out
-from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_FAILED, EXIT_OK
+from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK
 from orchestrator.errors import ReportError
+from orchestrator.report._text import for_terminal
 
 if TYPE_CHECKING:
+    from orchestrator.cli._verdict import Verdict
     from orchestrator.engine import Orchestrator
-    from orchestrator.report import Report
+    from orchestrator.engine._runner import Run
+    from orchestrator.report import ErrorInfo, Report
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
 
@@ -30,8 +33,14 @@ async def _finish_run(
     journal_path: Path | None,
     simulate: bool,
     spec: Spec,
+    verdict: Verdict | None = None,
+    *,
+    cancelled: bool = False,
 ) -> int:
-    """Write every result file, then print the summary; the exit code by the VMs' outcome."""
+    """Write every result file, then print the summary; the exit code by the VMs' outcome.
+
+    ``cancelled``: a signal stopped the run, which exits 130 (the metrics say so).
+    """
     from orchestrator.report import (
         render_summary,
         write_html,
@@ -44,7 +53,15 @@ async def _finish_run(
     output = settings.output
     code = EXIT_OK
     report_path: Path | None = output.report
-    metrics = functools.partial(write_metrics, mode=output.metrics_mode)
+    run_info = orch.current_run
+    outcome, problem = _outcome(run_info, result)
+    fleet = verdict.fleet if verdict is not None else None
+    metrics = functools.partial(
+        write_metrics,
+        mode=output.metrics_mode,
+        fleet=fleet,
+        exit_code=EXIT_CANCELLED if cancelled else outcome,
+    )
 
     def inventory(report: Report, path: Path) -> None:
         write_inventory(report, spec.vms, path)
@@ -55,14 +72,15 @@ async def _finish_run(
             report_path = await _write_fallback_report(result)
             code = EXIT_FAILED
         for write, path, label in (
-            (write_junit, output.junit, "JUnit file"),
+            (functools.partial(write_junit, fleet=fleet), output.junit, "JUnit file"),
             (metrics, output.metrics, "metrics file"),
             (inventory, output.inventory, "inventory"),
             (write_html, output.html, "HTML report"),
         ):
             if path is not None and await _write_result(write, result, path, label) is None:
                 code = EXIT_FAILED
-    run_info = orch.current_run
+    if verdict is not None:
+        verdict.written = True
     if run_info is not None and run_info.journal_error is not None:
         _fail(
             f"{run_info.journal_error}; the run stopped submitting and the report says "
@@ -82,14 +100,23 @@ async def _finish_run(
         out.print(hint, markup=False)
     if code != EXIT_OK:
         return code
+    if problem is not None:
+        return _fail(problem, outcome)
+    return outcome
+
+
+def _outcome(run_info: Run | None, result: Report) -> tuple[int, str | None]:
+    """The exit code by the VMs' outcome, and the one line a whole-run stop needs."""
     if run_info is not None and run_info.doomed_run is not None:
         category, cause = run_info.doomed_run
-        if category == "network":  # the API URL cannot work: say why, once
-            return _fail(cause.description or "the API cannot be reached", EXIT_FAILED)
-        return EXIT_AUTH
+        if category in ("auth", "permission"):
+            return EXIT_AUTH, _refusal(cause)
+        # the API URL cannot work, or the API did not answer before the first build
+        # (an outage, a rate limit that never lifted): say why, once
+        return EXIT_FAILED, for_terminal(cause.description or "the API cannot be reached")
     if result.summary.failed or result.summary.cancelled or result.interrupted:
-        return EXIT_FAILED
-    return EXIT_OK
+        return EXIT_FAILED, None
+    return EXIT_OK, None
 
 
 async def _write_result(
@@ -146,3 +173,27 @@ def _unfinished_hint(report: Report, journal_path: Path | None) -> str | None:
         "This run kept no journal: a rerun skips every VM that exists by then and builds "
         "the rest, but a VM whose build is still running may be reported as a conflict."
     )
+
+
+#: what to do about a refusal that stops the whole run, by the API's code
+_WHAT_TO_DO = {
+    "missing_api_token": "set KATAPULT_API_KEY (or katapult.api_token)",
+    "invalid_api_token": "check KATAPULT_API_KEY (or katapult.api_token): the API does "
+    "not know this token, or it has expired",
+    "unauthorized_network_for_api_token": "the token may not be used from this network: "
+    "allow this address for it in Katapult",
+    "scope_not_granted": "give the token the scopes it lacks in Katapult",
+}
+
+
+def _refusal(cause: ErrorInfo, *, sent: bool = True) -> str:
+    """One line: what the API refused, and what to do about it."""
+    code = for_terminal(cause.code or "refused", 80)
+    text = for_terminal(cause.description or "the API refused the token", 200)
+    what = _WHAT_TO_DO.get(code, "check the token's permissions in Katapult")
+    scopes = cause.detail.get("scopes") if isinstance(cause.detail, dict) else None
+    if scopes:
+        what += f" ({', '.join(map(str, scopes))})"
+    if not sent:
+        return f"{text} ({code}): {what}"
+    return f"{text} ({code}): {what}; nothing more was sent, every VM left is reported"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,7 @@ from typing import Any
 import anyio
 import click
 
-from orchestrator._simulator_options import reading_options, readings_given, simulator_config
-from orchestrator.cli._console import _err, _fail
+from orchestrator.cli._console import CliExit, _err
 from orchestrator.cli._exit_codes import (
     EXIT_AUTH,
     EXIT_CANCELLED,
@@ -32,6 +32,9 @@ from orchestrator.cli._group import (
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._prune import _Prune
 from orchestrator.cli._runner import _handle_sigterm, _run_async
+from orchestrator.cli._simulator_options import reading_options, readings_given, simulator_config
+from orchestrator.cli._verdict import Verdict
+from orchestrator.engine._ownership import default_fleet
 from orchestrator.errors import ReportError
 
 _RUN_EPILOG = (
@@ -54,15 +57,17 @@ _RUN_EPILOG = (
         (
             EXIT_FAILED,
             "some VMs failed or were not built (the report says which), the deadline "
-            "was reached, or the journal could not be written",
+            "was reached, the API could not be reached, or the journal could not be written",
         ),
         (
             EXIT_USAGE,
-            "bad usage, spec or config, an output path that cannot be written, or a journal "
-            "in use, of another API or organization, or that lost records: nothing was "
-            "submitted",
+            "bad usage, spec or config, a lookup the API does not know (organization, "
+            "package, template, location, network, SSH key, tag), a suspended "
+            "organization, a quota the builds would exceed, an output path that cannot "
+            "be written, or a journal in use, of another API or organization, or that "
+            "lost records: nothing was submitted",
         ),
-        (EXIT_AUTH, "the token or its permissions stopped the whole run"),
+        (EXIT_AUTH, "the token or its scopes were refused: one error line, every VM reported"),
         (EXIT_CANCELLED, "interrupted (Ctrl-C, SIGTERM): report and journal still written"),
     )
 )
@@ -100,8 +105,8 @@ _RUN_EPILOG = (
     "--max-in-flight",
     metavar="N",
     type=click.IntRange(min=1),
-    help="At most N builds submitted and not finished (default 200; the rate budget is "
-    "the real limit). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
+    help="At most N builds submitted and not finished (default: none; the run sizes it "
+    "from the rate budget and the build times it measures). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
 )
 @click.option(
     "--retry-failed",
@@ -208,20 +213,78 @@ def run(
     The summary goes to stdout, progress and log lines to stderr; report.json
     holds every VM's outcome, ids and, for a failure, the API's own error.
     """
+    params = dict(locals())
+    # from the flags, or the environment while the settings are not read (or cannot be)
+    verdict = Verdict(
+        fleet=default_fleet(spec),
+        junit=junit or _env_path("ORCHESTRATOR_JUNIT"),
+        metrics=metrics or _env_path("ORCHESTRATOR_METRICS"),
+    )
+    try:
+        code = _run(verdict, **params)
+    except CliExit as exc:
+        verdict.write_failure(exc.message or "the run failed", exc.code)
+        raise
+    except KeyboardInterrupt:
+        verdict.write_failure("interrupted before the run had a report", EXIT_CANCELLED)
+        raise
+    except Exception as exc:
+        verdict.write_failure(f"the run failed: {type(exc).__name__}: {exc}", EXIT_FAILED)
+        raise
+    if code != EXIT_OK and not verdict.written:
+        verdict.write_failure("interrupted before the run had a report", code)
+    return code
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "").strip()
+    return Path(value).expanduser() if value and value.isprintable() else None
+
+
+def _run(
+    verdict: Verdict,
+    *,
+    spec: str,
+    config_file: Path | None,
+    api_url: str | None,
+    organization: str | None,
+    simulate: bool,
+    log_format: str | None,
+    log_level: str | None,
+    report: Path | None,
+    journal: Path | None,
+    no_journal: bool,
+    journal_rebind: bool,
+    max_in_flight: int | None,
+    retry_failed: Path | None,
+    no_progress: bool,
+    deadline: float | None,
+    junit: Path | None,
+    metrics: Path | None,
+    metrics_mode: str | None,
+    inventory: Path | None,
+    html: Path | None,
+    wait_until_started: bool | None,
+    readings: dict[str, Any],
+    limit: tuple[str, ...],
+    fleet: str | None,
+    prune: bool,
+    yes: bool,
+) -> int:
     if journal is not None and no_journal:
-        return _fail("--journal and --no-journal contradict each other: choose one")
+        raise CliExit("--journal and --no-journal contradict each other: choose one")
     if prune and no_journal:
-        return _fail("--prune needs the fleet's journal (it says which VMs the fleet built)")
+        raise CliExit("--prune needs the fleet's journal (it says which VMs the fleet built)")
     if prune and not yes and not sys.stdin.isatty():
-        return _fail("run --prune asks before deleting: pass --yes when not at a terminal")
+        raise CliExit("run --prune asks before deleting: pass --yes when not at a terminal")
     if not simulate and readings_given(readings):
-        return _fail(f"{', '.join(readings_given(readings))}: only with --simulate")
+        raise CliExit(f"{', '.join(readings_given(readings))}: only with --simulate")
     if simulate:
         try:
             simulator_config(readings)
         except ValueError as exc:
-            return _fail(f"simulator options: {exc}")
-    settings, code = _load(
+            raise CliExit(f"simulator options: {exc}") from None
+    settings = _load(
         config_file,
         {
             "katapult.api_url": api_url,
@@ -241,11 +304,11 @@ def run(
             "engine.wait_until_started": wait_until_started,
         },
     )
-    if code is not None:
-        return code
-    loaded, code = _load_spec(spec, settings, fleet)
-    if code is not None:
-        return code
+    verdict.junit, verdict.metrics = settings.output.junit, settings.output.metrics
+    verdict.metrics_mode = settings.output.metrics_mode
+    loaded = _load_spec(spec, settings, fleet)
+    if loaded.fleet is not None:
+        verdict.fleet = loaded.fleet
     only_keys: set[str] | None = None
     if retry_failed is not None:
         from orchestrator.report import failed_keys, load_report
@@ -253,15 +316,13 @@ def run(
         try:
             retried = load_report(retry_failed)
         except ReportError as exc:
-            return _fail(str(exc))
+            raise CliExit(str(exc)) from None
         only_keys = failed_keys(retried)
         if loaded.fleet is None and retried.ownership is not None:
             # the same fleet as the run that failed them, whichever journal this run keeps
             loaded = dataclasses.replace(loaded, fleet=retried.ownership.fleet)
     if limit:
-        selected, code = _limited(loaded, limit)
-        if code is not None:
-            return code
+        selected = _limited(loaded, limit)
         # the others are reported skipped/not_selected (or as the journal has them)
         keys = {vm.key for vm in selected}
         only_keys = keys if only_keys is None else only_keys & keys
@@ -274,7 +335,7 @@ def run(
     else:
         journal_path = settings.journal_path()
     if not simulate and settings.katapult.api_token is None:
-        return _fail(_NO_CREDENTIALS)
+        raise CliExit(_NO_CREDENTIALS)
     if journal_path is None and loaded.fleet is None and not simulate:
         _err.print(
             "warning: this fleet has no name and no journal: a later run or destroy cannot "
@@ -282,7 +343,7 @@ def run(
             markup=False,
         )
     output = settings.output
-    code = _unwritable(
+    _unwritable(
         ("report", output.report),
         ("journal", journal_path),
         ("JUnit file", output.junit),
@@ -290,13 +351,12 @@ def run(
         ("metrics file", output.metrics),
         ("inventory", output.inventory),
     )
-    if code is not None:
-        return code
     try:
         return anyio.run(
             functools.partial(
                 _run_async,
                 journal_rebind=journal_rebind,
+                verdict=verdict,
                 pruning=_Prune(yes=yes) if prune else None,
             ),
             settings,

@@ -4,10 +4,6 @@ the errors that end a run as an exit code."""
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,24 +11,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from orchestrator._logging import get_logger
-from orchestrator._progress import log_progress, show_progress
 from orchestrator._simulated import SIMULATED_TIME_SCALE, simulated_settings
-from orchestrator._simulator_options import simulator_config
-from orchestrator.cli._console import _err, _expected_error, _fail
-from orchestrator.cli._exit_codes import EXIT_AUTH, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from orchestrator.cli._console import CliExit, _err, _expected_error, _fail
+from orchestrator.cli._exit_codes import EXIT_CANCELLED, EXIT_OK, exit_code_for
+from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
-from orchestrator.errors import (
-    AuthenticationError,
-    JournalError,
-    OrchestratorError,
-    PermissionDenied,
-    SpecError,
-)
+from orchestrator.cli._signals import Signals, handle_sigterm
+from orchestrator.cli._simulator_options import simulator_config
+from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
     from orchestrator.cli._prune import _Prune
-    from orchestrator.engine import Orchestrator
+    from orchestrator.cli._verdict import Verdict
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
 
@@ -67,113 +58,105 @@ async def _run_async(
     readings: dict[str, Any] | None = None,
     destroying: _Destroy | None = None,
     journal_rebind: bool = False,
+    verdict: Verdict | None = None,
     pruning: _Prune | None = None,
 ) -> int:
-    from orchestrator.engine import Orchestrator
-
-    interrupted = False
-    finishing = False  # the run is over: the results are being written
-    orch: Orchestrator | None = None
-
-    async def watch_signals() -> None:
-        nonlocal interrupted
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if finishing:
-                    # a report cut short helps nobody: it takes a moment
-                    interrupted = True
-                    _err.print(f"{name}: the results are being written", markup=False)
-                    continue
-                if interrupted:
-                    _err.print("second interrupt: exiting at once", markup=False)
-                    _err.show_cursor(True)  # a live progress line had hidden it
-                    os._exit(EXIT_CANCELLED)
-                interrupted = True
-                if settings.output.log_format == "json":
-                    get_logger("orchestrator.cli").warning("orchestrator.run.stopping", signal=name)
-                else:
-                    _err.print(
-                        f"{name}: stopping - no new builds; builds in flight are recorded "
-                        "and the report is written (Ctrl-C again exits at once)",
-                        markup=False,
-                    )
-                if orch is not None:
-                    orch.request_stop("interrupted")
-
-    def current_run_id() -> str | None:
-        run = orch.current_run if orch is not None else None
-        return run.run_id if run is not None else None
-
+    signals = Signals(settings)
     code = EXIT_OK
+    failure: CliExit | None = None
     # the signal watcher is on from the first moment until the results are out
     async with anyio.create_task_group() as watcher:
-        watcher.start_soon(watch_signals)
+        watcher.start_soon(signals.watch)
         try:
             async with AsyncExitStack() as stack:
-                if simulate:
-                    settings = await _simulated(stack, settings, readings)
-                orch = await stack.enter_async_context(Orchestrator(settings))
-                if interrupted:  # before anything was sent
-                    watcher.cancel_scope.cancel()
-                    return EXIT_CANCELLED
-                if destroying is not None and not await destroying.confirmed(orch, spec):
-                    watcher.cancel_scope.cancel()
-                    return EXIT_CANCELLED
-                async with anyio.create_task_group() as tg:
-                    if settings.output.progress and settings.output.log_format == "json":
-                        # the stream stays JSON: progress is a log event, not a text line
-                        statistics = orch.statistics
-                        tg.start_soon(lambda: log_progress(statistics, run_id=current_run_id))
-                    elif settings.output.progress:
-                        tg.start_soon(show_progress, orch.statistics, _err)
-                    if destroying is not None:
-                        result = await destroying.destroy(orch, spec, journal_path)
-                    else:
-                        result = await orch.run(
-                            spec,
-                            journal=journal_path,
-                            only_keys=only_keys,
-                            journal_rebind=journal_rebind,
-                        )
-                    tg.cancel_scope.cancel()
-                finishing = True
-                code = await _finish_run(settings, orch, result, journal_path, simulate, spec)
-                if pruning is not None and journal_path is not None and not interrupted:
-                    finishing = False
-                    pruned = await pruning.prune(orch, spec, journal_path, result)
-                    finishing = True
-                    if pruned is not None:
-                        prune_settings = pruning.settings_for(settings)
-                        pruned_code = await _finish_run(
-                            prune_settings, orch, pruned, journal_path, simulate, spec
-                        )
-                        code = code if code != EXIT_OK else pruned_code
+                code = await _run_in(
+                    stack,
+                    signals,
+                    settings,
+                    spec,
+                    journal_path,
+                    only_keys,
+                    simulate,
+                    readings,
+                    destroying,
+                    journal_rebind,
+                    verdict,
+                    pruning,
+                )
         except (OrchestratorError, BaseExceptionGroup) as raw:
             error = _expected_error(raw)
             if error is None:
                 raise
-            if isinstance(error, AuthenticationError | PermissionDenied):
-                code = _fail(str(error), EXIT_AUTH)
-            elif isinstance(error, JournalError):
-                hint = " (--journal PATH names another journal)"
-                code = _fail(f"{error}{'' if '--journal' in str(error) else hint}", EXIT_USAGE)
-            elif isinstance(error, SpecError):  # an SSH key or tag the organization lacks
-                code = _fail(str(error), EXIT_USAGE)
-            else:
-                code = _fail(str(error), EXIT_FAILED)
+            # raised once the watcher is gone: ``_main`` (and run's verdict) take it
+            failure = CliExit(_error_text(error), exit_code_for(error))
         finally:
             watcher.cancel_scope.cancel()
-    return EXIT_CANCELLED if interrupted else code
+    if failure is not None and signals.interrupted:
+        _fail(failure.message or "", failure.code)
+    elif failure is not None:
+        raise failure
+    return EXIT_CANCELLED if signals.interrupted else code
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+async def _run_in(
+    stack: AsyncExitStack,
+    signals: Signals,
+    settings: Settings,
+    spec: Spec,
+    journal_path: Path | None,
+    only_keys: set[str] | None,
+    simulate: bool,
+    readings: dict[str, Any] | None,
+    destroying: _Destroy | None,
+    journal_rebind: bool,
+    verdict: Verdict | None,
+    pruning: _Prune | None = None,
+) -> int:
+    """The run itself, from the simulator (if any) to the results written (and, with
+    ``--prune``, the deletes of what the spec no longer lists, and their results)."""
+    from orchestrator.engine import Orchestrator
+
+    if simulate:
+        settings = await _simulated(stack, settings, readings)
+    orch = signals.orch = await stack.enter_async_context(Orchestrator(settings))
+    if signals.interrupted:  # before anything was sent
+        return EXIT_CANCELLED
+    if destroying is not None and not await destroying.confirmed(orch, spec):
+        return EXIT_CANCELLED
+    async with anyio.create_task_group() as tg:
+        if settings.output.progress and settings.output.log_format == "json":
+            # the stream stays JSON: progress is a log event, not a text line
+            tg.start_soon(lambda: log_progress(orch.statistics, run_id=signals.current_run_id))
+        elif settings.output.progress:
+            tg.start_soon(show_progress, orch.statistics, _err)
+        if destroying is not None:
+            result = await destroying.destroy(orch, spec, journal_path)
+        else:
+            result = await orch.run(
+                spec, journal=journal_path, only_keys=only_keys, journal_rebind=journal_rebind
+            )
+        tg.cancel_scope.cancel()
+    signals.finishing = True
+    code = await _finish_run(
+        settings, orch, result, journal_path, simulate, spec, verdict, cancelled=signals.interrupted
+    )
+    if pruning is None or journal_path is None or signals.interrupted:
+        return code
+    signals.finishing = False
+    pruned = await pruning.prune(orch, spec, journal_path, result)
+    signals.finishing = True
+    if pruned is None:
+        return code
+    pruned_code = await _finish_run(
+        pruning.settings_for(settings), orch, pruned, journal_path, simulate, spec, None
+    )
+    return code if code != EXIT_OK else pruned_code
 
 
-def _handle_sigterm() -> signal.Handlers | Callable[..., Any] | int | None:
-    """Make SIGTERM raise KeyboardInterrupt like SIGINT (in the main thread only); return
-    the handler it had (None: not the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, _terminate)
+def _error_text(error: OrchestratorError) -> str:
+    if isinstance(error, JournalError) and "--journal" not in str(error):
+        return f"{error} (--journal PATH names another journal)"
+    return str(error)
+
+
+_handle_sigterm = handle_sigterm  # (what run and destroy call once anyio.run returns)

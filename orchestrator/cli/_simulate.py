@@ -9,15 +9,15 @@ from typing import Any
 import anyio
 import click
 
-from orchestrator._simulator_options import (
+from orchestrator.cli._console import _err, _fail, _leaves
+from orchestrator.cli._exit_codes import EXIT_OK, EXIT_USAGE, _exit_codes
+from orchestrator.cli._group import cli
+from orchestrator.cli._simulator_options import (
     FAULT_RATES,
     fault_rate_options,
     reading_options,
     simulator_config,
 )
-from orchestrator.cli._console import _err, _fail, _leaves
-from orchestrator.cli._exit_codes import EXIT_OK, EXIT_USAGE, _exit_codes
-from orchestrator.cli._group import cli
 
 _SIMULATE_EPILOG = (
     "\b\nExamples:\n"

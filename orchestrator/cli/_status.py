@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import click
@@ -48,12 +49,13 @@ def status(journal: Path, show_all: bool, output: str) -> int:
     except JournalError as exc:
         return _fail(str(exc))
     if output == "json":
-        from orchestrator._json_output import status_json
+        from orchestrator.cli._json_output import status_json
 
         _print_json(status_json(snapshot))
         return EXIT_OK
     out = _out()
     render_status(snapshot, out, limit=None if show_all else _STATUS_ROWS)
     if not show_all and len(snapshot.entries) > _STATUS_ROWS:
-        out.print(f"(orchestrator status --all {journal} shows every VM)", markup=False)
+        command = f"orchestrator status --all {shlex.quote(str(journal))}"
+        out.print(f"({command} shows every VM)", markup=False)
     return EXIT_OK

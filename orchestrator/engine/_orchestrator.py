@@ -12,17 +12,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 import anyio
-import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from orchestrator._logging import get_logger
 from orchestrator.engine._addresses import add_addresses
 from orchestrator.engine._delete import DeleteOperation
 from orchestrator.engine._gc import fewer_collections
 from orchestrator.engine._loop import loop_time
 from orchestrator.engine._ownership import default_fleet
-from orchestrator.engine._references import Checked, check_references
+from orchestrator.engine._preflight import RunStopped, preflight, settled_keys
+from orchestrator.engine._references import Checked
 from orchestrator.engine._report_facts import with_build_facts
-from orchestrator.engine._retry import retry_args
 from orchestrator.engine._runner import OperationFactory, Run
 from orchestrator.engine._spec_drift import (
     moved_organization,
@@ -30,7 +30,7 @@ from orchestrator.engine._spec_drift import (
     spec_of,
     with_spec_changes,
 )
-from orchestrator.engine._track import utcnow
+from orchestrator.engine._track import error_info, utcnow
 from orchestrator.engine._windows import WindowLog
 from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
@@ -39,7 +39,7 @@ from orchestrator.engine.state._meta import new_fleet_id
 from orchestrator.engine.state.fate import row_of
 from orchestrator.engine.state.fleet_lock import FleetLock
 from orchestrator.engine.state.journal import FleetClaim, Journal, read_journal
-from orchestrator.errors import Category, JournalError
+from orchestrator.errors import ApiError, Category, ConfigError, JournalError, TransportError
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
     ApiInfo,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Orchestrator"]
 
-_log = structlog.get_logger("orchestrator")
+_log = get_logger("orchestrator.engine")
 
 #: (API URL, organization) of every run in progress in this process
 _ORGANIZATIONS_IN_RUNS: set[tuple[str, str]] = set()
@@ -79,7 +79,8 @@ class Orchestrator:
 
     One instance holds one HTTP session and one rate budget; runs made with it
     share both. Progress can be followed with ``hooks`` (called for every
-    :class:`ProvisionEvent`) or by iterating :meth:`events`.
+    :class:`ProvisionEvent`) or by iterating :meth:`events`. Settings without an
+    API token raise :class:`ConfigError` (no request could succeed).
     """
 
     def __init__(
@@ -97,6 +98,12 @@ class Orchestrator:
         #: the budget per window, for the report (it passes every request on to the budget)
         self._windows = WindowLog(self._budget)
         token = settings.katapult.api_token
+        if token is None:
+            # every request would be refused (missing_api_token): say so now, as the CLI does
+            raise ConfigError(
+                "katapult.api_token is not set: set KATAPULT_API_KEY, or pass "
+                "Settings(katapult=KatapultSettings(api_token=...))"
+            )
         self._client = KatapultClient(
             api_url=settings.katapult.api_url,
             token=token,
@@ -303,11 +310,12 @@ class Orchestrator:
         _ORGANIZATIONS_IN_RUNS.update(organizations)
         try:
             checked = Checked(requests=requests)
+            doomed: tuple[Category, ErrorInfo] | None = None
             if operation is None:
-                # a build's SSH keys, tags and flexible resources, checked before anything
-                # is sent: an unknown key or tag raises SpecError; the rest fail unsent
-                checked = await check_references(self._client, requests, retry=retry_args(engine))
-                checked.raise_spec_problems(path)
+                # everything a build needs, checked before anything is sent, as plan does:
+                # a problem raises SpecError; a refused token or an API that cannot be
+                # reached stops the run (every VM reported not submitted)
+                checked, doomed = await self._preflight(requests, only_keys, path, journal)
             requests = checked.requests
             run, results, changes = await self._execute(
                 requests,
@@ -320,6 +328,7 @@ class Orchestrator:
                 fleet=FleetClaim(named=fleet, legacy=default_fleet(path)),
                 operation=operation,
                 refused=checked.refused(),
+                doomed=doomed,
             )
         finally:
             _ORGANIZATIONS_IN_RUNS.difference_update(organizations)
@@ -358,6 +367,46 @@ class Orchestrator:
             budget=self._windows.windows(started_clock=started_clock, started_wall=started),
         )
 
+    async def _preflight(
+        self,
+        requests: list[VmRequest],
+        only_keys: set[str] | None,
+        path: str,
+        journal: str | os.PathLike[str] | None,
+    ) -> tuple[Checked, tuple[Category, ErrorInfo] | None]:
+        """The requests as checked (SSH keys resolved), or what stops the whole run.
+
+        Only the VMs this run may send a build for are checked: selected
+        (``only_keys``), and not already built or building by the journal's
+        records; the others keep their requests as they are.
+        """
+        settled = await anyio.to_thread.run_sync(settled_keys, journal)
+        selected = [
+            r
+            for r in requests
+            if (only_keys is None or r.key in only_keys) and r.key not in settled
+        ]
+        if not selected:
+            return Checked(requests=requests), None
+        try:
+            found = await preflight(
+                self._client,
+                selected,
+                spec_path=path,
+                deadline_seconds=self._settings.engine.retry_deadline_seconds,
+            )
+        except (ApiError, TransportError) as exc:
+            return Checked(requests=requests), (exc.category, error_info(exc))
+        except RunStopped as stopped:
+            return Checked(requests=requests), (stopped.category, stopped.error)
+        resolved = {r.key: r for r in found.checked.requests}
+        checked = Checked(
+            requests=[resolved.get(r.key, r) for r in requests],
+            problems=found.checked.problems,
+            unreadable=found.checked.unreadable,
+        )
+        return checked, None
+
     async def _execute(
         self,
         requests: list[VmRequest],
@@ -371,6 +420,7 @@ class Orchestrator:
         fleet: FleetClaim,
         operation: OperationFactory | None,
         refused: Mapping[str, tuple[Category, ErrorInfo]],
+        doomed: tuple[Category, ErrorInfo] | None,
     ) -> tuple[Run, list[VmResult], dict[str, list[SpecChange]]]:
         """Open the journal (checked against the spec), run, close the journal."""
         started = anyio.current_time()
@@ -429,6 +479,7 @@ class Orchestrator:
                 fleet=fleet_id,
                 operation=operation,
                 refused=refused,
+                doomed=doomed,
             )
             deadline = self._settings.engine.deadline_seconds
             async with anyio.create_task_group() as tg:

@@ -12,7 +12,7 @@ import anyio
 
 from orchestrator.engine._concurrency import in_flight_for
 from orchestrator.engine._ownership import Ownership
-from orchestrator.engine._references import check_references
+from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._spec_drift import spec_changes
 from orchestrator.engine.state._model import JournalEntry
@@ -85,20 +85,25 @@ class Plan:
     requests_spent: int = 0
     #: the user's cap on builds in flight (None: sized by the run)
     max_in_flight: int | None = None
+    #: the requests with their SSH keys resolved (what ``run`` sends)
+    checked: Checked = field(default_factory=Checked)
 
     @property
     def estimated_requests(self) -> int:
         """At least a POST and a poll per VM to build (and a tag PATCH), plus organization requests.
 
         Per organization with VMs to build: its lookup and VM list at the start,
-        and its VM list again at the end for the addresses (100 VMs a page).
+        and its VM list again at the end for the addresses (100 VMs a page). And
+        before all that, ``run`` checks what this plan checked, with as many
+        requests as it spent (``requests_spent``).
         """
         in_place: Counter[str] = Counter(r.organization.value for r in self.to_build)
         in_place.update(r.organization.value for r, _ in self.existing)
         orgs = {r.organization.value for r in self.to_build}
         pages = sum(math.ceil(in_place[org] / _PER_PAGE) for org in orgs)
         tagged = sum(1 for r in self.to_build if r.tags)  # a tag PATCH once built
-        return 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages
+        checks = self.requests_spent if self.to_build else 0
+        return checks + 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages
 
     @property
     def estimated_seconds(self) -> float | None:
@@ -163,7 +168,9 @@ async def _check_references(
     client: KatapultClient, requests: Sequence[VmRequest], plan: Plan, deadline: float
 ) -> None:
     """SSH keys, tags and flexible resources: what ``run`` checks before its first POST."""
-    checked = await check_references(client, requests, retry={"deadline_seconds": deadline})
+    checked = plan.checked = await check_references(
+        client, requests, retry={"deadline_seconds": deadline}
+    )
     found: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for problem in checked.problems:
         found[(problem.field, problem.value, problem.message)].append(problem.request.hostname)
@@ -189,10 +196,12 @@ async def make_plan(
     max_in_flight: int | None = None,
     fleet: str | None = None,
     rows: Mapping[str, JournalEntry] | None = None,
+    decide: bool = True,
 ) -> Plan:
     """Resolve every lookup of ``requests``, find existing hostnames, check quota, and
     decide each VM's fate as ``run`` would (``fleet``: the fleet's identity; ``rows``:
-    its journal's build rows, read without its lock)."""
+    its journal's build rows, read without its lock; ``decide``: look at each VM a
+    hostname holds, as ``run`` will)."""
     plan = Plan(
         window_seconds=window_seconds,
         expected_build_seconds=expected_build_seconds,
@@ -292,7 +301,8 @@ async def make_plan(
     await _check_references(
         client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
     )
-    await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds)
+    if decide:  # (a run's own checks before building leave it to the run)
+        await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds)
     plan.permitted = permitted()
     plan.requests_spent = client.requests_total - start_requests
     return plan

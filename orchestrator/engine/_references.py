@@ -85,13 +85,17 @@ class Checked:
     unreadable: dict[str, tuple[Category, ErrorInfo]] = field(default_factory=dict)
 
     def raise_spec_problems(self, file: str) -> None:
-        """Raise :class:`SpecError` for every unknown SSH key or tag (nothing is sent).
+        """Raise :class:`SpecError` for every unknown SSH key or tag (nothing is sent)."""
+        issues = self.issues(file, flexible=False)
+        if issues:
+            raise SpecError(issues)
 
-        One issue per entry and name, however many VMs the entry expands to.
-        """
+    def issues(self, file: str, *, flexible: bool = True) -> list[SpecIssue]:
+        """Every problem as a spec issue: one per entry and name, however many VMs the
+        entry expands to (``flexible``: flexible resources an organization refuses too)."""
         grouped: dict[tuple[int, str, str], list[ReferenceProblem]] = {}
         for problem in self.problems:
-            if problem.is_spec_problem:
+            if flexible or problem.is_spec_problem:
                 key = (problem.request.entry_index, problem.field, problem.value)
                 grouped.setdefault(key, []).append(problem)
         issues = []
@@ -101,8 +105,7 @@ class Checked:
                 more = f" (and {len(same) - 1} more VMs of this entry)"
                 issue = dataclasses.replace(issue, message=issue.message + more)
             issues.append(issue)
-        if issues:
-            raise SpecError(issues)
+        return issues
 
     def refused(self) -> dict[str, tuple[Category, ErrorInfo]]:
         """Per request key, why it must fail unsent (flexible resources, unreadable facts)."""

@@ -60,6 +60,11 @@ __all__ = ["OperationFactory", "Run", "is_hostname_taken"]
 
 #: after this many attempts with an uncertain outcome, no more are sent for a VM
 MAX_SUBMIT_ATTEMPTS = 8
+#: a VM whose requests are refused without effect (429, connection refused) fails
+#: unsent only after this many refusals in a row, and as long as a build may take:
+#: time alone also counts the wait for the rate budget, which a long queue makes
+#: longer than a build (VMs gave up after 2 POSTs in a 30% 429 storm)
+MIN_REFUSALS = 20
 #: consecutive "not found" answers while polling before the VM is declared lost
 MAX_POLL_NOT_FOUND = 5
 #: tasks that poll, each one VM at a time (the most polls waiting at once)
@@ -97,6 +102,7 @@ class Run:
         fleet: str = "default",
         operation: OperationFactory | None = None,
         refused: Mapping[str, tuple[Category, ErrorInfo]] | None = None,
+        doomed: tuple[Category, ErrorInfo] | None = None,
         clock: Callable[[], float] = loop_time,
     ) -> None:
         self.client = client
@@ -135,8 +141,13 @@ class Run:
                 self._dc_limiters.setdefault(req.location, anyio.CapacityLimiter(per_dc))
         # GET retries back off on the same scale as polls (short under --simulate)
         self.retry: dict[str, Any] = {**retry_args(settings), "log": self.log}
-        self._doom_all: tuple[Category, ErrorInfo] | None = None
+        #: set when a failure (bad token, missing scope, no API) stops the whole run;
+        #: ``doomed``: found before the run began, so nothing is sent at all
+        self._doom_all: tuple[Category, ErrorInfo] | None = doomed
+        self._doomed_before = doomed is not None
         self._stop_reason: str | None = None
+        #: refusals without effect in a row, per VM still submitting
+        self._refusals: Counter[str] = Counter()
         self._failures = 0
         self._phases: Counter[str] = Counter(queued=len(self._tracks))
         self._total = len(self._tracks)
@@ -273,9 +284,13 @@ class Run:
 
     async def _prepare(self) -> None:
         """Learn each organization (domain, existing hostnames), then resume the journal."""
+        if self._doom_all is not None:
+            # found before the run began: the caller says it once (the CLI, an error: line)
+            self.log.debug("orchestrator.run.doomed", error=self._doom_all[1].description)
         async with anyio.create_task_group() as tg:
             for org in self._orgs.values():
-                tg.start_soon(self._prepare_org, org)
+                if self._doom_all is None:
+                    tg.start_soon(self._prepare_org, org)
         builds: dict[str, JournalEntry] = {}
         if self.journal is not None:
             own = await self.journal.entries()
@@ -331,6 +346,9 @@ class Run:
         then being polled costs no task, and gives its places back when it
         settles (:meth:`settle`).
         """
+        if self._doomed_before and track.result is None:
+            await self._finish_blocked(track)  # nothing at all is sent
+            return
         dc = self._dc_limiters.get(track.request.location)
         if dc is not None:
             await dc.acquire_on_behalf_of(track)
@@ -366,6 +384,7 @@ class Run:
                 reason="not_submitted",
                 stopped_because=f"{category}: {error.code} stops every request",
                 journal=False,
+                quiet=True,  # said once for the run, not once per VM
             )
             return
         if self._stop_reason is None and self.clock() >= self._deadline_at:
@@ -404,13 +423,15 @@ class Run:
             )
             # an API that refuses without acting (429, connection refused) is
             # waited out as long as a build may take, then the VM fails unsent
-            if refused_for > self.settings.build_timeout_seconds:
+            refusals = self._refusals[track.key]
+            if refused_for > self.settings.build_timeout_seconds and refusals >= MIN_REFUSALS:
                 await self.finish(
                     track,
                     "failed",
                     category=track.last_category or "network",
                     error=track.last_error,
-                    stopped_because=f"the API refused every request for {refused_for:.0f} s",
+                    stopped_because=f"the API refused all {refusals} requests "
+                    f"in {refused_for:.0f} s",
                 )
                 return
             track.attempts += 1
@@ -427,7 +448,7 @@ class Run:
                 self._refused_without_effect(track)
                 self.emit("retrying", track, message=str(exc))
             except ApiError as exc:
-                track.sends.refused_since = None
+                self._accepted(track)
                 self.note_error(track, exc)
                 if await self._op.refused(track, exc):
                     return
@@ -440,18 +461,25 @@ class Run:
             except TransportError as exc:
                 self.note_error(track, exc)
                 if exc.maybe_sent:
-                    track.sends.refused_since = None
+                    self._accepted(track)
                     await self._mark_uncertain(track, exc)
                 else:
                     self._refused_without_effect(track)
                     self.emit("retrying", track, message=str(exc))
                     await self._backoff(track)
             else:
+                self._accepted(track)
                 return
 
     def _refused_without_effect(self, track: Track) -> None:
         if track.sends.refused_since is None:
             track.sends.refused_since = self.clock()
+        self._refusals[track.key] += 1
+
+    def _accepted(self, track: Track) -> None:
+        """The API acted on (or answered) a request of ``track``: no refusal streak."""
+        track.sends.refused_since = None
+        self._refusals.pop(track.key, None)
 
     async def _mark_uncertain(self, track: Track, exc: Exception) -> None:
         track.sends.uncertain = True
@@ -846,6 +874,7 @@ class Run:
         reason: str | None = None,
         stopped_because: str | None = None,
         journal: bool = True,
+        quiet: bool = False,
     ) -> None:
         if track.result is not None:
             return
@@ -864,7 +893,8 @@ class Run:
         if outcome == "succeeded" and self._op.kind == "delete":
             # a deletion is never a "succeeded" event: a log alert on vm.succeeded counts builds
             kind = "purged" if reason == "purged" else "deleted"
-        self.emit(kind, track, category=category, message=error.description if error else reason)
+        message = error.description if error else reason
+        self.emit(kind, track, category=category, message=message, quiet=quiet)
         if outcome == "failed" and journal:
             self._failures += 1
             limit = self.settings.max_failures
@@ -888,6 +918,7 @@ class Run:
         *,
         category: str | None = None,
         message: str | None = None,
+        quiet: bool = False,
     ) -> None:
         event = ProvisionEvent(
             kind=kind,
@@ -901,7 +932,7 @@ class Run:
             message=message,
             attempt=track.attempts,
         )
-        if kind in ("building", "submitting", "queued"):
+        if kind in ("building", "submitting", "queued") or quiet:
             level, log = logging.DEBUG, self.log.debug
         elif kind == "failed":
             level, log = logging.WARNING, self.log.warning

@@ -9,14 +9,12 @@ is safe to repeat.
 
 from __future__ import annotations
 
-import ipaddress
 import json as jsonlib
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -51,6 +49,7 @@ from orchestrator.katapult._transport import (
     Timeouts,
     Transport,
 )
+from orchestrator.katapult._url import api_url_problem, normalize_api_url
 from orchestrator.vm_request import Lookup
 
 __all__ = ["DEFAULT_API_URL", "KatapultClient"]
@@ -67,42 +66,17 @@ _MAX_ERROR_FIELDS = 3
 _DEFAULT_USER_AGENT: Final = f"orchestrator/{distribution_version()} (+aiohttp)"
 
 
-def _is_loopback(host: str) -> bool:
-    host = host.rstrip(".").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_api_url(url: str) -> str:
     """Validate the API base URL and return it with a trailing slash.
 
     Raises :class:`~orchestrator.errors.ConfigError` for anything but
     ``https://`` (or ``http://`` to a loopback host), or a URL carrying
-    credentials, a query or a fragment.
+    credentials, a query or a fragment: the same check as the settings'.
     """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises for a port out of range
-    except ValueError as exc:
-        raise ConfigError("katapult.api_url is not a valid URL") from exc
-    if parts.username is not None or parts.password is not None:
-        raise ConfigError("katapult.api_url must not contain credentials; set the API token")
-    if parts.query or parts.fragment:  # not echoed: a query might carry a secret
-        raise ConfigError("katapult.api_url must not have a query or fragment")
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigError(f"katapult.api_url must be an https:// URL, got {url!r}")
-    if parts.scheme == "http" and not _is_loopback(host):
-        raise ConfigError(
-            f"katapult.api_url {url!r} uses plain http:// to a non-loopback host; "
-            "the token would travel in clear text (use https://, or http:// only to "
-            "127.0.0.1, ::1 or localhost)"
-        )
-    return url if url.endswith("/") else url + "/"
+    problem = api_url_problem(url)
+    if problem is not None:
+        raise ConfigError(f"katapult.api_url {problem}")
+    return normalize_api_url(url)
 
 
 class KatapultClient:

@@ -24,6 +24,7 @@ valid Ansible names (letters, digits, ``_``; never starting with a digit).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -134,9 +135,11 @@ def inventory_of(report: Report, requests: Sequence[VmRequest]) -> dict[str, Any
 
 def inventory_to_yaml(report: Report, requests: Sequence[VmRequest]) -> str:
     """The text of the inventory file, with a comment saying where it comes from."""
+    # the spec's path and the run id are the user's: quoted as JSON (ASCII), no line
+    # break of any kind (YAML's own among them) can end the comment and start hosts
+    run_id, spec_path = json.dumps(report.run_id), json.dumps(report.spec.path)
     header = (
-        f"# Ansible inventory written by orchestrator run {report.run_id} "
-        f"from {report.spec.path}\n"
+        f"# Ansible inventory written by orchestrator run {run_id} from {spec_path}\n"
         "# (VMs that succeeded or already existed; rewritten by every run)\n"
     )
     body = yaml.safe_dump(inventory_of(report, requests), sort_keys=False, default_flow_style=False)

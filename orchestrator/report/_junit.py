@@ -6,14 +6,14 @@ import io
 import json
 import os
 import xml.etree.ElementTree as ET
-from datetime import UTC
+from datetime import UTC, datetime
 from pathlib import PurePath
 
 from orchestrator.report._atomic import atomic_write
 from orchestrator.report._model import Report, VmResult
 from orchestrator.report._text import for_xml
 
-__all__ = ["headline", "junit_xml", "write_junit"]
+__all__ = ["failure_junit_xml", "headline", "junit_xml", "write_failure_junit", "write_junit"]
 
 
 def headline(vm: VmResult) -> str:
@@ -59,13 +59,15 @@ def _seconds(value: float | None) -> str:
     return f"{value or 0.0:.3f}"
 
 
-def junit_xml(report: Report) -> bytes:
+def junit_xml(report: Report, *, fleet: str | None = None) -> bytes:
     """``report`` as a JUnit XML document (UTF-8, with declaration).
 
     ``failed`` -> ``<failure>``, ``cancelled`` -> ``<error type="cancelled">``,
     ``skipped`` -> ``<skipped message="<reason>">``. All text is escaped, and
-    characters XML cannot carry are replaced by visible escapes.
+    characters XML cannot carry are replaced by visible escapes. The suite is
+    named after ``fleet`` (default: the report's fleet).
     """
+    fleet = fleet or (report.ownership.fleet if report.ownership else None) or "orchestrator"
     summary = report.summary
     counts = {
         "tests": str(summary.total),
@@ -79,7 +81,7 @@ def junit_xml(report: Report) -> bytes:
         root,
         "testsuite",
         {
-            "name": "orchestrator",
+            "name": for_xml(fleet),
             **counts,
             # the JUnit XSD's timestamp carries no zone: it is UTC here
             "timestamp": report.started_at.astimezone(UTC)
@@ -135,11 +137,41 @@ def junit_xml(report: Report) -> bytes:
     return buffer.getvalue() + b"\n"
 
 
-def write_junit(report: Report, path: str | os.PathLike[str]) -> None:
+def failure_junit_xml(fleet: str, problem: str, *, at: datetime | None = None) -> bytes:
+    """JUnit XML of a run that stopped before it had a report (bad input, a refused
+    token...): one failing test case, ``run``, whose message names the problem."""
+    counts = {"tests": "1", "failures": "1", "errors": "0", "skipped": "0", "time": "0.000"}
+    root = ET.Element("testsuites", {"name": "orchestrator", **counts})
+    stamp = (at or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        {"name": for_xml(fleet), **counts, "timestamp": stamp.isoformat(timespec="seconds")},
+    )
+    case = ET.SubElement(
+        suite, "testcase", {"classname": for_xml(f"orchestrator.{fleet}"), "name": "run"}
+    )
+    headline_text = problem.splitlines()[0] if problem else "the run failed"
+    failure = ET.SubElement(
+        case, "failure", {"message": for_xml(headline_text), "type": "run_failed"}
+    )
+    failure.text = for_xml(problem + "\n")
+    ET.indent(root)
+    buffer = io.BytesIO()
+    ET.ElementTree(root).write(buffer, encoding="utf-8", xml_declaration=True)
+    return buffer.getvalue() + b"\n"
+
+
+def write_failure_junit(path: str | os.PathLike[str], fleet: str, problem: str) -> None:
+    """Write :func:`failure_junit_xml` to ``path``: atomically, mode 0o600."""
+    atomic_write(path, failure_junit_xml(fleet, problem))
+
+
+def write_junit(report: Report, path: str | os.PathLike[str], *, fleet: str | None = None) -> None:
     """Write ``report`` as JUnit XML to ``path``: atomically, mode 0o600.
 
-    One ``<testsuite name="orchestrator">`` holding one ``<testcase
+    One ``<testsuite name="<fleet>">`` holding one ``<testcase
     classname="orchestrator.<organization or spec stem>" name="<hostname>">``
     per VM; see :func:`junit_xml` for how outcomes map to elements.
     """
-    atomic_write(path, junit_xml(report))
+    atomic_write(path, junit_xml(report, fleet=fleet))

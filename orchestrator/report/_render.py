@@ -54,6 +54,14 @@ def _failure(vm: VmResult) -> str:
     return f"{label} ({for_terminal(code)})" if code and code != label else label
 
 
+def _unsent(vm: VmResult) -> tuple[str, str, str]:
+    """(category, code, reason) of a VM that failed unsent; empty for any other VM."""
+    if vm.outcome != "failed" or vm.reason != "not_submitted":
+        return ("", "", "")
+    code = vm.error.code if vm.error and vm.error.code else ""
+    return (vm.category or "failed", for_terminal(code), for_terminal(_reason(vm), _REASON_WIDTH))
+
+
 def _vm_table(title: str, vms: Sequence[VmResult], *, attempts: bool = True) -> Table:
     # four columns so that 80 terminal columns keep an id on one line of the reason
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, expand=False)
@@ -159,6 +167,12 @@ def render_summary(
             )
         )
     failing = [vm for vm in report.vms if vm.is_failure]
+    unsent = Counter(_unsent(vm) for vm in failing)
+    for (category, code, text), count in sorted(unsent.items(), key=lambda item: -item[1]):
+        if category and count > 1:  # the same refusal for many VMs: said once
+            label = f"{category} ({code})" if code and code != category else category
+            console.print(Text(f"Not submitted ({count}): {label} - {text}"))
+    failing = [vm for vm in failing if unsent[_unsent(vm)] <= 1 or not _unsent(vm)[0]]
     _print_vms(
         console,
         f"Failed or cancelled VMs ({len(failing)})",

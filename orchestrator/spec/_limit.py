@@ -39,6 +39,13 @@ def limit_vms(vms: Sequence[VmRequest], patterns: Iterable[str]) -> list[VmReque
     wanted = limit_patterns(patterns)
     if not wanted:
         return list(vms)
+    excluding = [p for p in wanted if p.startswith("!")]
+    if excluding:
+        names = ", ".join(repr(p) for p in excluding)
+        raise LimitError(
+            f"--limit {names}: excluding VMs is not supported; name the VMs to act on "
+            "(a leading '!' is no negation: [!...] inside brackets is)"
+        )
     unmatched = [p for p in wanted if not any(fnmatchcase(vm.key, p) for vm in vms)]
     if unmatched:
         names = ", ".join(repr(p) for p in unmatched)

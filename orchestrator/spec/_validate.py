@@ -106,6 +106,8 @@ class _Entry:
     values: dict[str, Any]
     #: False when something required is missing: check it, but build nothing
     complete: bool = True
+    #: keys left out because they had a problem (already reported): not "missing"
+    dropped: frozenset[str] = frozenset()
 
 
 def build_spec(
@@ -268,20 +270,38 @@ def _entry(index: int, raw: Any, issues: _Collector, fmt: SpecFormat) -> _Entry 
         issues.add(f"each VM must be a table, not {type_noun(raw)}", path=path, entry=index)
         return None
     model = _validate_model(EntryModel, raw, issues, fmt, path=path, entry=index)
+    dropped: frozenset[str] = frozenset()
     if model is None:
-        # Unknown keys must not hide the entry's other problems (a bad hostname,
-        # a missing package): check the rest as if they were absent. The issues
-        # of the first pass already refuse the spec; this pass only adds more.
-        known = {k: v for k, v in raw.items() if k in EntryModel.model_fields}
-        if len(known) < len(raw):
-            quiet = _Collector(issues.source, issues.parsed)
-            model = _validate_model(EntryModel, known, quiet, fmt, path=path, entry=index)
+        model, dropped = _without_bad_fields(raw)
     if not isinstance(model, EntryModel):
         return None
     values = _set_values(model)
     for name in ENTRY_ONLY_FIELDS:
         values.pop(name, None)
-    return _Entry(index, model.hostname, model.count, model.start, values)
+    return _Entry(index, model.hostname, model.count, model.start, values, dropped=dropped)
+
+
+def _without_bad_fields(raw: Mapping[Any, Any]) -> tuple[EntryModel | None, frozenset[str]]:
+    """The entry checked again without every key that had a problem (or None), and
+    those keys.
+
+    A problem in one field (an unknown key, ``count = 0``, a lookup of the wrong
+    type) must not hide the entry's others (a bad hostname, a missing package):
+    the issues of the first pass already refuse the spec; this pass only lets
+    the checks that follow (hostnames, required fields) add theirs. A bad
+    ``count`` or ``start`` counts as 1.
+    """
+    candidate = {k: v for k, v in raw.items() if k in EntryModel.model_fields}
+    for _ in range(len(candidate) + 1):
+        dropped = frozenset(str(k) for k in raw.keys() - candidate.keys())
+        try:
+            return EntryModel.model_validate(candidate), dropped
+        except ValidationError as exc:
+            bad = {e["loc"][0] for e in exc.errors(include_url=False) if e["loc"]}
+            if not bad & candidate.keys() or "hostname" in bad:
+                return None, dropped
+            candidate = {k: v for k, v in candidate.items() if k not in bad}
+    return None, frozenset()
 
 
 def _set_values(model: BaseModel) -> dict[str, Any]:
@@ -388,6 +408,7 @@ def _require(
 ) -> bool:
     """Report what is missing; True when the entry has everything a VmRequest needs."""
     missing: list[tuple[str, str]] = []
+    fallback_bad = fallback_bad | entry.dropped  # said already: not "missing" too
     if "organization" not in values and "organization" not in fallback_bad:
         missing.append(
             (
@@ -396,9 +417,9 @@ def _require(
                 "or with KATAPULT_ORGANIZATION",
             )
         )
-    if "package" not in values:
+    if "package" not in values and "package" not in fallback_bad:
         missing.append(("package", "package is required: set it on the VM or in defaults"))
-    if not any(name in values for name in _LOCATION) and "data_center" not in fallback_bad:
+    if not any(name in values for name in _LOCATION) and not fallback_bad & {*_LOCATION}:
         missing.append(
             (
                 "data_center",

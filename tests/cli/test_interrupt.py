@@ -28,7 +28,7 @@ def test_a_signal_stops_the_run_and_a_rerun_finishes_it(cwd: Path, signum: signa
     locked meanwhile); a rerun on it follows the same builds, and every VM exists once."""
     hostnames = write_spec(cwd / "fleet.toml", "ctl", count=4)
     with thread_simulator(build_seconds=LONG_BUILD) as sim:
-        args = ("run", "fleet.toml", "--log-format", "json")
+        args = ("run", "fleet.toml", "--log-format", "json", "--metrics", "fleet.prom")
         with orchestrator_process(*args, cwd=cwd, env=sim.env()) as process:
             submitted: set[str] = set()
             while len(submitted) < len(hostnames):
@@ -56,6 +56,10 @@ def test_a_signal_stops_the_run_and_a_rerun_finishes_it(cwd: Path, signum: signa
         assert "run the same command again" in out
         assert (cwd / "report.json.journal").exists()
         assert not (cwd / "second.json").exists()
+        # the metrics' verdict is the exit code the process had
+        metrics = (cwd / "fleet.prom").read_text()
+        assert 'orchestrator_last_run_exit_code{fleet="fleet"} 130.0' in metrics
+        assert 'orchestrator_last_run_success{fleet="fleet"} 0.0' in metrics
 
         sim.jump(2 * LONG_BUILD)  # every build completes
         rerun = run_orchestrator("run", "fleet.toml", "--no-progress", cwd=cwd, env=sim.env())

@@ -107,3 +107,26 @@ def test_plan_with_limit_plans_only_the_matching_vms(
     assert "Plan: 1 to build, 1 already exist" in capsys.readouterr().out
     assert main(["plan", str(EXAMPLE_SPEC), "--limit", "db-01"]) == 0
     assert "Plan: 0 to build, 1 already exist" in capsys.readouterr().out
+
+
+def test_a_limit_rerun_reports_every_vm_by_what_the_api_holds(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rerun with --limit on the journal of a finished run: the selected VMs, looked at and
+    found there, are skipped/already_exists with their ids; the others not_selected. No VM
+    is reported built again, and none is built."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress"]) == 0
+    first = {vm.key: vm for vm in validate_report_file(cwd / "report.json").vms}
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--limit", "web-0[12]"]) == 0
+    second = {vm.key: vm for vm in validate_report_file(cwd / "report.json").vms}
+    selected = {"web-01", "web-02"}
+    for key, vm in second.items():
+        expected = ("skipped", "already_exists" if key in selected else "not_selected")
+        assert (vm.outcome, vm.reason) == expected
+    for key in selected:
+        found, built = second[key].virtual_machine, first[key].virtual_machine
+        assert found is not None
+        assert built is not None
+        assert found.id == built.id
+    assert sorted(sim.hostnames()) == sorted(EXAMPLE_HOSTNAMES)

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from orchestrator._logging import REDACTED, Redactor, configure_logging, get_logger
-from orchestrator._render import render_plan
+from orchestrator.cli._render import render_plan
 from orchestrator.engine import LookupProblem, Plan
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -152,8 +152,9 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
     assert "old-09 … (+1)" in text
     assert "To build (12): new-00" in text
     assert "new-09 … (+2)" in text
-    # 2 per VM to build, 2 for the organization, 1 page of its VM list for the addresses
-    assert "Estimate: about 27 requests, at least 27h00m" in text
+    # the checks this plan made (8) again before the first build, 2 per VM to build,
+    # 2 for the organization, 1 page of its VM list for the addresses
+    assert "Estimate: about 35 requests, at least 35h00m" in text
     assert "In flight: up to 4 builds at once (sized from the rate budget" in text
     assert "Requests spent by this plan: 8" in text
 
@@ -168,11 +169,58 @@ def test_plan_rendering_shortens_long_lists_and_says_how_long() -> None:
 )
 def test_plan_rendering_shows_the_in_flight_limit(max_in_flight: int | None, shown: str) -> None:
     """1000 requests a minute and 45 s builds: 563 in flight (Little's law), unless capped lower."""
-    plan = Plan(to_build=[_request("a-1")], permitted=1000, max_in_flight=max_in_flight)
+    to_build = [_request(f"a-{i}") for i in range(1, 1001)]
+    plan = Plan(to_build=to_build, permitted=1000, max_in_flight=max_in_flight)
     assert shown in _render(plan)
+
+
+def test_plan_never_shows_more_in_flight_than_vms_to_build() -> None:
+    """5 VMs to build: all 5 at once, not "up to 563 builds at once"."""
+    plan = Plan(to_build=[_request(f"a-{i}") for i in range(1, 6)], permitted=1000)
+    text = _render(plan)
+    assert "In flight: all 5 at once (the limit is 563)" in text
+    assert "up to 563" not in text
 
 
 def test_plan_rendering_with_an_unknown_budget() -> None:
     """Without a known rate budget the estimate counts requests only."""
     text = _render(Plan(to_build=[_request("a-1")], permitted=None))
     assert "rate budget unknown" in text
+
+
+@pytest.mark.parametrize("secret", ["succeeded", "production", "web-servers"])
+def test_a_token_that_is_a_word_is_starred_only_where_it_stands_alone(secret: str) -> None:
+    """A token that equals a word leaves event names, hostnames and longer words intact
+    (it starred them: orchestrator.vm.***); where it stands alone it is still starred."""
+    stream = io.StringIO()
+    configure_logging(fmt="console", level="info", secrets=[secret], stream=stream)
+    get_logger().info(
+        "orchestrator.vm.succeeded", hostname=f"{secret}-01", message=f"token {secret} refused"
+    )
+    text = stream.getvalue()
+    assert "orchestrator.vm.succeeded" in text
+    assert f"{secret}-01" in text
+    assert f"token {REDACTED} refused" in text
+
+
+def test_console_log_lines_show_control_characters_as_escapes() -> None:
+    """An API's error text with a line break and a terminal escape stays on its line, shown:
+    it can neither forge a log line nor drive the terminal."""
+    stream = io.StringIO()
+    configure_logging(fmt="console", level="info", stream=stream)
+    get_logger().warning(
+        "orchestrator.vm.failed", hostname="web-01", message="gone\n2026 [error] forged\x1b[2J"
+    )
+    text = stream.getvalue()
+    assert "\x1b[2J" not in text
+    assert "\\x1b[2J" in text
+    assert len(text.splitlines()) == 1
+
+
+def test_plan_problems_are_shown_as_text_not_markup() -> None:
+    """An API's description with rich markup or a terminal escape is shown as it is, made
+    printable: no style applied, no markup error, no escape reaching the terminal."""
+    problem = LookupProblem("organization", "acme", "suspended [/] [bold]now\x1b[2J", ("web-01",))
+    text = _render(Plan(to_build=[_request("a-1")], problems=[problem], permitted=1000))
+    assert "suspended [/] [bold]now\\x1b[2J" in text
+    assert "\x1b" not in text

@@ -33,7 +33,7 @@ def test_plan_simulate_with_vms_to_build_exits_0_or_2_with_detailed_exitcode(
     assert "Plan: 5 to build, 0 already exist, 0 problem(s)." in out
     assert "To build (5): web-01, web-02, web-03, db-01, db-02" in out
     assert "Estimate:" in out
-    assert "In flight: up to " in out
+    assert "In flight: all 5 at once" in out
     assert list(cwd.iterdir()) == []
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from orchestrator._logging import configure_logging
-from orchestrator._progress import format_progress, log_progress, show_progress
+from orchestrator.cli._progress import format_progress, log_progress, show_progress
 from orchestrator.engine import EngineStatistics
 from tests.cli._helpers import (
     WAIT,

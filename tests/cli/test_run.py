@@ -49,7 +49,7 @@ def test_run_builds_the_example_and_writes_every_file(
     cases = junit.getroot().iter("testcase")
     assert sorted(case.get("name") or "" for case in cases) == sorted(EXAMPLE_HOSTNAMES)
     metrics = (cwd / "m.prom").read_text()
-    assert 'orchestrator_last_run_vms{outcome="succeeded"} 5.0' in metrics
+    assert 'orchestrator_last_run_vms{fleet="example",outcome="succeeded"} 5.0' in metrics
     for name in ("junit.xml", "report.json.journal"):
         assert _mode(cwd / name) == 0o600, name
     assert _mode(cwd / "m.prom") == 0o644

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import orchestrator.simulator as simulator
-from orchestrator._simulator_options import simulator_config
 from orchestrator.cli import main
+from orchestrator.cli._simulator_options import simulator_config
 from orchestrator.simulator import RunningSimulator, SimulatorConfig
 from tests.cli._helpers import EXAMPLE_SPEC, standalone_simulator
 

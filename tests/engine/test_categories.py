@@ -8,8 +8,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from orchestrator.engine import Orchestrator
+from orchestrator.engine import Orchestrator, ProvisionEvent
 from orchestrator.engine.state.journal import read_journal
+from orchestrator.errors import SpecError
 from orchestrator.report import Report, write_report
 from orchestrator.report._validate import validate_report_file
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
@@ -30,32 +31,52 @@ async def _valid(report: Report, tmp_path: Path) -> None:
     await anyio.to_thread.run_sync(validate_report_file, path)
 
 
-async def test_quota_refusal_stops_the_organization(tmp_path: Path) -> None:
-    """Past the organization's VM limit, builds end failed/quota with the API's error."""
-    requests = vms(6)
+async def test_a_quota_known_before_the_run_is_refused_before_anything_is_built() -> None:
+    """Past the organization's VM limit at the start: SpecError (quota), nothing built."""
     async with run_simulator(sim_config(vm_limit=3)) as sim:
         async with Orchestrator(settings_for(sim, max_in_flight=1)) as orch:
-            report = await orch.run(requests)
+            with pytest.raises(SpecError) as caught:
+                await orch.run(vms(6))
+    [issue] = caught.value.issues
+    assert issue.field == "quota"
+    assert "has 0 of 3 VMs; building 6 more would exceed the limit by 3" in issue.message
+    assert created_hostnames(sim) == []
+
+
+async def test_a_quota_reached_mid_run_stops_the_organization(tmp_path: Path) -> None:
+    """VMs created by someone else during the run use up the quota: the builds refused
+    end failed/quota with the API's error."""
+    async with run_simulator(sim_config(vm_limit=4)) as sim:
+
+        def hook(event: ProvisionEvent) -> None:
+            if event.kind == "submitted" and event.key == "vm-001":
+                sim.state.add_existing_vm("acme", "other-01")
+                sim.state.add_existing_vm("acme", "other-02")
+
+        async with Orchestrator(settings_for(sim, max_in_flight=1), hooks=[hook]) as orch:
+            report = await orch.run(vms(4))
     outcomes = [(vm.outcome, vm.category) for vm in report.vms]
-    assert outcomes.count(("succeeded", None)) == 3
-    assert outcomes.count(("failed", "quota")) == 3
+    assert outcomes.count(("succeeded", None)) == 2
+    assert outcomes.count(("failed", "quota")) == 2
     refused = [vm for vm in report.vms if vm.category == "quota"]
     assert any(vm.error and vm.error.code == "resource_creation_restricted" for vm in refused)
-    assert len(created_hostnames(sim)) == 3
+    assert len(created_hostnames(sim)) == 4  # two of ours, two of someone else's
     await _valid(report, tmp_path)
 
 
-async def test_unknown_package_is_not_found(tmp_path: Path) -> None:
-    """A lookup naming nothing ends failed/not_found with the API's code, once per VM."""
+async def test_unknown_package_is_refused_before_anything_is_sent() -> None:
+    """A lookup naming nothing is found before the first build: SpecError naming the
+    package and its VMs, no POST (it was a row failing not_found per VM)."""
     requests = [dataclasses.replace(r, package=Lookup("permalink", "rock-999")) for r in vms(2)]
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            report = await orch.run(requests)
-    assert {(vm.outcome, vm.category) for vm in report.vms} == {("failed", "not_found")}
-    assert all(vm.error and vm.error.code == "package_not_found" for vm in report.vms)
-    assert all(vm.attempts == 1 for vm in report.vms)
+            with pytest.raises(SpecError) as caught:
+                await orch.run(requests)
+    [issue] = caught.value.issues
+    assert (issue.field, issue.hostname) == ("package", "vm-001, vm-002")
+    assert issue.message == "no package 'rock-999'"
     assert created_hostnames(sim) == []
-    await _valid(report, tmp_path)
+    assert sim.state.snapshot()["requests"]["by_status"].get("404") is None
 
 
 async def test_api_validation_error_is_validation(tmp_path: Path) -> None:
@@ -178,6 +199,21 @@ async def test_a_budget_that_never_recovers_is_rate_limited(tmp_path: Path) -> N
     assert all(vm.error and vm.error.code == "rate_limit_reached" for vm in report.vms)
     assert created_hostnames(sim) == []
     await _valid(report, tmp_path)
+
+
+async def test_a_429_storm_that_lets_requests_through_builds_every_vm() -> None:
+    """Every other request refused with 429 and a queue for the budget longer than a
+    build: every VM is built, none gives up after 2 or 3 POSTs ("the API refused every
+    request"), and none twice."""
+    faults = FaultConfig(burst_429_every=2, burst_429_length=1)
+    requests = vms(30)
+    async with run_simulator(sim_config(faults=faults, rate_limit=10)) as sim:
+        settings = settings_for(sim, build_timeout_seconds=400.0)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(requests)
+    assert {(vm.outcome, vm.category) for vm in report.vms} == {("succeeded", None)}
+    assert report.summary.requests.rate_limited > 0
+    assert_exactly_once(report, requests, sim)
 
 
 async def test_a_request_the_spec_xml_cannot_carry_is_invalid_spec(tmp_path: Path) -> None:

@@ -5,11 +5,11 @@ what they say, a journal of another organization refused, a changed spec reporte
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import anyio
 import pytest
-from structlog.testing import capture_logs
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
 from orchestrator.errors import JournalError
@@ -113,7 +113,9 @@ async def test_a_journal_of_another_organization_is_refused_unless_rebound(
     assert len(report.vms) == 3
 
 
-async def test_a_changed_spec_is_reported_and_logged_not_rebuilt(tmp_path: Path) -> None:
+async def test_a_changed_spec_is_reported_and_logged_not_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Built with rock-1 in uk-lon-01; the spec now says rock-3 in nl-ams-01: the report's
     rows say so (spec_changed), a warning is logged, nothing is rebuilt."""
     journal = tmp_path / "fleet.journal"
@@ -127,9 +129,9 @@ async def test_a_changed_spec_is_reported_and_logged_not_rebuilt(tmp_path: Path)
             else r
             for r in vms(3, data_center="nl-ams-01")
         ]
-        with capture_logs() as logs:
-            async with Orchestrator(settings_for(sim)) as orch:
-                second = await orch.run(changed, journal=journal)
+        caplog.set_level(logging.WARNING, logger="orchestrator")
+        async with Orchestrator(settings_for(sim)) as orch:
+            second = await orch.run(changed, journal=journal)
     assert sorted(created_hostnames(sim)) == ["vm-001", "vm-002", "vm-003"]
     assert [vm.outcome for vm in second.vms] == ["skipped"] * 3
     by_key = {vm.key: vm for vm in second.vms}
@@ -142,9 +144,15 @@ async def test_a_changed_spec_is_reported_and_logged_not_rebuilt(tmp_path: Path)
     vm1 = by_key["vm-001"].spec_changed
     assert vm1 is not None
     assert [(c.field, c.built, c.spec) for c in vm1] == [("location", "uk-lon-01", "nl-ams-01")]
-    warned = [line for line in logs if line["event"] == "orchestrator.vm.spec_changed"]
-    assert sorted(line["key"] for line in warned) == ["vm-001", "vm-002", "vm-003"]
-    assert all(line["log_level"] == "warning" for line in warned)
+    # through the package's own logging (the standard logger), never structlog's defaults
+    warned = [
+        (r, r.msg)
+        for r in caplog.records
+        if isinstance(r.msg, dict) and r.msg.get("event") == "orchestrator.vm.spec_changed"
+    ]
+    assert sorted(event["key"] for _, event in warned) == ["vm-001", "vm-002", "vm-003"]
+    assert {r.levelno for r, _ in warned} == {logging.WARNING}
+    assert {r.name for r, _ in warned} == {"orchestrator.engine"}
     path = tmp_path / "report.json"
     await anyio.to_thread.run_sync(write_report, second, path)
     await anyio.to_thread.run_sync(validate_report_file, path)

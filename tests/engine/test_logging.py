@@ -119,3 +119,20 @@ async def test_the_cli_set_up_leaves_only_our_retry_records(
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert [(e["event"], e["run_id"]) for e in events] == [("orchestrator.request.retrying", "r2")]
     assert "stamina" not in "".join(capfd.readouterr())
+
+
+async def test_a_deadline_is_logged_through_the_package_logging_only(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deadline's warning goes to the ``orchestrator`` logger, never around it: with
+    structlog left at its defaults nothing is printed (it printed to stdout)."""
+    structlog.reset_defaults()
+    caplog.set_level(logging.WARNING, logger="orchestrator")
+    async with run_simulator(_sim(build_seconds=100_000.0)) as sim:
+        settings = settings_for(sim, deadline_seconds=0.2, build_timeout_seconds=10_000_000.0)
+        async with Orchestrator(settings) as orch:
+            report = await orch.run(vms(3))
+    assert report.stopped_because == "deadline"
+    assert capfd.readouterr() == ("", "")
+    deadline = [r for r in caplog.records if "orchestrator.run.deadline" in r.getMessage()]
+    assert [r.name for r in deadline] == ["orchestrator.engine"]

@@ -162,8 +162,9 @@ async def test_one_issue_per_entry_however_many_vms_it_expands_to() -> None:
     assert issue.message.endswith("(and 4 more VMs of this entry)")
 
 
-async def test_flexible_resources_fail_unsent_where_the_policy_forbids_them() -> None:
-    """In ``basic`` (no flexible resources) CPU/memory VMs fail unsent; the others build."""
+async def test_flexible_resources_an_organization_forbids_are_refused_before_sending() -> None:
+    """In ``basic`` (no flexible resources) CPU/memory VMs are a problem plan and run both
+    find: the run raises SpecError naming entry and field, and nothing is built."""
     requests = [
         *_flexible(2, organization="basic", cpu_cores=2, memory_gb=4),
         *vms(1, prefix="plain", organization="basic"),
@@ -172,27 +173,17 @@ async def test_flexible_resources_fail_unsent_where_the_policy_forbids_them() ->
     async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             plan = await make_plan(orch.client, requests)
-            report = await orch.run(requests)
+            with pytest.raises(SpecError) as caught:
+                await orch.run(requests)
         created = created_hostnames(sim)
     (problem,) = plan.problems
     assert problem.field == "cpu_cores"
     assert problem.hostnames == ("app-001", "app-002")
     assert "flexible resources" in problem.message
-    outcome = {vm.key: (vm.outcome, vm.category) for vm in report.vms}
-    assert outcome == {
-        "app-001": ("failed", "permission"),
-        "app-002": ("failed", "permission"),
-        "plain-001": ("succeeded", None),
-        "flex-001": ("succeeded", None),
-    }
-    refused = [vm for vm in report.vms if vm.outcome == "failed"]
-    assert [vm.key for vm in refused] == ["app-001", "app-002"]
-    for vm in refused:
-        assert vm.error is not None
-        assert vm.error.code == "flexible_resources_unavailable_to_organization"
-        assert vm.attempts == 0
-        assert vm.task_id is None
-    assert sorted(created) == ["flex-001", "plain-001"]
+    issues = caught.value.issues
+    assert {issue.field for issue in issues} == {"cpu_cores"}
+    assert all("flexible resources" in issue.message for issue in issues)
+    assert created == []
 
 
 async def test_a_rerun_sets_the_tags_a_first_run_could_not(tmp_path: Path) -> None:
@@ -252,3 +243,40 @@ async def test_tags_are_added_as_a_union_keeping_those_set_by_hand(tmp_path: Pat
     assert again.vms[0].tags is not None
     assert set(again.vms[0].tags) == {"web", "ci", "public"}
     assert set(tagged["vm-001"]) == {"web", "ci", "public"}
+
+
+class _KeysRefused(RecordingTransport):
+    """Answers the SSH key listing 403 ``scope_not_granted``, the rest as the simulator does."""
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        if request.method == "GET" and request.path.endswith("/ssh_keys"):
+            self.requests.append(request)
+            body = {
+                "error": {
+                    "code": "scope_not_granted",
+                    "description": "The API token does not have the scopes required",
+                    "detail": {"scopes": ["ssh_keys"]},
+                }
+            }
+            headers = {"content-type": "application/json"}
+            return ApiResponse(status=403, headers=headers, body=json.dumps(body).encode())
+        return await super().send(request)
+
+
+async def test_keys_the_token_may_not_read_stop_the_whole_run_before_a_build() -> None:
+    """The token lacks the scope to list SSH keys: found before the first build, the run
+    stops whole (every VM not submitted, permission), and no VM is built, not even one
+    that names no key (it was built, and the others failed one by one)."""
+    requests = [*vms(1, prefix="plain"), *vms(2, ssh_keys=("deploy",))]
+    async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+        transport = _KeysRefused(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            report = await orch.run(requests)
+            doomed = orch.current_run.doomed_run if orch.current_run else None
+        assert created_hostnames(sim) == []
+    assert not transport.posts()
+    assert {(vm.outcome, vm.category, vm.reason) for vm in report.vms} == {
+        ("failed", "permission", "not_submitted")
+    }
+    assert doomed is not None
+    assert doomed[1].code == "scope_not_granted"

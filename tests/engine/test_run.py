@@ -11,8 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
+from orchestrator.errors import ConfigError, SpecError
 from orchestrator.report import write_report
 from orchestrator.report._validate import validate_report_file
+from orchestrator.settings import load_settings
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
@@ -169,17 +171,18 @@ async def test_a_token_refused_for_its_network_stops_the_whole_run(with_referenc
     assert created_hostnames(sim) == []
 
 
-async def test_suspended_organization_stops_only_its_vms() -> None:
-    """VMs of a suspended organization fail (permission); the others go on."""
+async def test_a_suspended_organization_is_refused_before_anything_is_built() -> None:
+    """A suspended organization is known before the first build: the run raises SpecError
+    naming it and its VMs (as plan does), and builds nothing, not even elsewhere."""
     requests = vms(3) + vms(3, prefix="frz", organization="frozen")
     async with run_simulator(sim_config()) as sim, Orchestrator(settings_for(sim)) as orch:
-        report = await orch.run(requests)
-    by_key = {vm.key: vm for vm in report.vms}
-    assert all(by_key[f"vm-00{i}"].outcome == "succeeded" for i in (1, 2, 3))
-    frozen = [by_key[f"frz-00{i}"] for i in (1, 2, 3)]
-    assert all(vm.outcome == "failed" and vm.category == "permission" for vm in frozen)
-    assert frozen[0].error is not None
-    assert frozen[0].error.code == "organization_suspended"
+        with pytest.raises(SpecError) as caught:
+            await orch.run(requests)
+    [issue] = caught.value.issues
+    assert issue.field == "organization"
+    assert issue.hostname == "frz-001, frz-002, frz-003"
+    assert "suspended" in issue.message
+    assert created_hostnames(sim) == []
 
 
 async def test_hostname_taken_by_someone_else_is_a_conflict() -> None:
@@ -269,3 +272,10 @@ async def test_max_in_flight_holds_and_each_vm_gives_its_place_back_when_it_ends
     assert stats is not None
     assert stats.total == 12
     assert stats.succeeded == 12
+
+
+def test_an_orchestrator_without_a_token_is_a_config_error() -> None:
+    """No token: ConfigError at once, as the CLI refuses, instead of unauthenticated requests."""
+    settings = load_settings(environ={})
+    with pytest.raises(ConfigError, match="KATAPULT_API_KEY"):
+        Orchestrator(settings)

@@ -142,3 +142,32 @@ async def test_a_killed_journal_with_its_wal_resumes(journal_path: Path) -> None
     async with await Journal.open(journal_path, spec_sha256="s", run_id="rerun") as journal:
         entries = await journal.entries()
     assert [entry.state for entry in entries.values()] == ["intent"] * 10
+
+
+@pytest.mark.parametrize("note", [b"not a note", b"\x00\x00\x00", b'["records", 9]'])
+async def test_a_lock_note_that_cannot_be_read_is_refused_not_ignored(
+    journal_path: Path, note: bytes
+) -> None:
+    """A .lock that holds no readable note cannot say the journal lost nothing: the
+    journal is refused (it was taken as a note of nothing, which turned the lost-records
+    check off), and --journal-rebind takes it as it is."""
+    async with await Journal.open(journal_path, spec_sha256="s", run_id="first") as journal:
+        await journal.add_pending([("web-01", "web-01")])
+    journal_path.with_name(journal_path.name + ".lock").write_bytes(note)
+    with pytest.raises(JournalError, match=r"\.lock does not hold the note"):
+        await Journal.open(journal_path, spec_sha256="s", run_id="second")
+    async with await Journal.open(journal_path, spec_sha256="s", run_id="r", rebind=True):
+        pass
+    async with await Journal.open(journal_path, spec_sha256="s", run_id="after"):
+        pass
+
+
+async def test_a_lock_note_with_the_tail_of_a_longer_one_is_still_read(journal_path: Path) -> None:
+    """A kill between rewriting the note and truncating it leaves a note and a tail: the
+    note is read as it is, and an intact journal opens."""
+    async with await Journal.open(journal_path, spec_sha256="s", run_id="first") as journal:
+        await journal.add_pending([("web-01", "web-01")])
+    lock = journal_path.with_name(journal_path.name + ".lock")
+    lock.write_bytes(lock.read_bytes() + b'0, "pid": 12345}\n')
+    async with await Journal.open(journal_path, spec_sha256="s", run_id="second"):
+        pass

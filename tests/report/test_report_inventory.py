@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -117,4 +118,26 @@ def test_an_empty_fleet_is_a_valid_empty_inventory() -> None:
     report = report_of([vm("bad", "failed")])
     text = inventory_to_yaml(report, [_request("bad")])
     assert yaml.safe_load(text) == {"all": {"hosts": {}}}
-    assert text.startswith("# Ansible inventory written by orchestrator run run-0001")
+    assert text.startswith('# Ansible inventory written by orchestrator run "run-0001"')
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "web\nall:\n  hosts:\n    evil-01: {}\n.toml",
+        "web\r\nall: {hosts: {evil-01: {}}}\n.toml",
+        "web\u2028all: {hosts: {evil-01: {}}}.toml",
+        "web\x85all: {hosts: {evil-01: {}}}.toml",
+    ],
+    ids=["LF", "CRLF", "LINE SEPARATOR", "NEL"],
+)
+def test_a_spec_path_with_line_breaks_adds_no_host(path: str) -> None:
+    """The spec's path is quoted in the header comment: a line break in it (of any kind
+    YAML knows) cannot end the comment and add hosts (it added evil-01)."""
+    report = report_of([vm("a", virtual_machine=_ref("vm_1"))])
+    report = report.model_copy(update={"spec": report.spec.model_copy(update={"path": path})})
+    text = inventory_to_yaml(report, [_request("a")])
+    assert list(yaml.safe_load(text)["all"]["hosts"]) == ["a"]
+    header = text.split("\n", 2)[:2]
+    assert all(line.startswith("# ") for line in header)
+    assert json.loads(header[0].split(" from ", 1)[1]) == path

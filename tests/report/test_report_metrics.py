@@ -19,8 +19,9 @@ from ._helpers import report_of, vm
 Families = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 
-def parse(text: str) -> tuple[Families, dict[str, str]]:
-    """(samples by family and labels, type by family), parsed by prometheus_client."""
+def parse(text: str, fleet: str = "default") -> tuple[Families, dict[str, str]]:
+    """(samples by family and labels, type by family), parsed by prometheus_client; every
+    sample's ``fleet`` label is checked to be ``fleet``, and left out of the labels."""
     families: Families = {}
     types: dict[str, str] = {}
     for family in text_string_to_metric_families(text):
@@ -28,6 +29,7 @@ def parse(text: str) -> tuple[Families, dict[str, str]]:
         series = families.setdefault(family.name, {})
         for sample in family.samples:
             assert sample.name == family.name, f"unexpected sample {sample.name}"
+            assert sample.labels.pop("fleet") == fleet
             labels = tuple(sorted(sample.labels.items()))
             assert labels not in series, f"duplicate series {family.name}{labels}"
             series[labels] = sample.value
@@ -79,9 +81,13 @@ def test_every_category_has_a_sample_zeros_included(report: Report) -> None:
 def test_per_run_figures_are_gauges_named_for_the_last_run(report: Report) -> None:
     """Nothing restarts from zero under a counter's name: every family is a gauge of the
     last run, none ends in _total."""
-    families, types = parse(metrics_text(report))
+    families, types = parse(metrics_text(report, exit_code=0))
     assert set(types.values()) == {"gauge"}
-    assert all(name.startswith("orchestrator_last_run_") for name in families)
+    assert all(
+        name.startswith("orchestrator_last_run_")
+        or name == "orchestrator_last_success_timestamp_seconds"
+        for name in families
+    )
     assert not [name for name in families if name.endswith("_total")]
 
 
@@ -101,3 +107,32 @@ def test_fractional_values_parse(duration: float) -> None:
     report = report_of([vm("a", duration_seconds=duration)])
     families, _ = parse(metrics_text(report))
     assert families["orchestrator_last_run_duration_seconds"][()] == report.duration_seconds
+
+
+def test_every_sample_names_its_fleet_and_the_verdict(report: Report) -> None:
+    """The fleet labels every sample (two fleets can share a textfile directory); the
+    verdict says whether the run succeeded, its exit code, and when it last succeeded."""
+    families, _ = parse(metrics_text(report, fleet='we"b', exit_code=1), fleet='we"b')
+    assert families["orchestrator_last_run_success"] == {(): 0}
+    assert families["orchestrator_last_run_exit_code"] == {(): 1}
+    assert "orchestrator_last_success_timestamp_seconds" not in families
+    families, _ = parse(metrics_text(report, exit_code=0))
+    assert families["orchestrator_last_run_success"] == {(): 1}
+    assert families["orchestrator_last_success_timestamp_seconds"] == {
+        (): report.finished_at.timestamp()
+    }
+
+
+def test_a_failed_run_carries_the_last_success_over(tmp_path: Path, report: Report) -> None:
+    """The file of a run that failed still says when the fleet last succeeded."""
+    from orchestrator.report._metrics import write_failure_metrics
+
+    path = tmp_path / "fleet.prom"
+    write_metrics(report, path, fleet="fleet", exit_code=0)
+    write_failure_metrics(path, "fleet", exit_code=2)
+    families, _ = parse(path.read_text("utf-8"), fleet="fleet")
+    assert families["orchestrator_last_run_success"] == {(): 0}
+    assert families["orchestrator_last_run_exit_code"] == {(): 2}
+    assert families["orchestrator_last_success_timestamp_seconds"] == {
+        (): report.finished_at.timestamp()
+    }

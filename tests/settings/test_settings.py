@@ -667,3 +667,31 @@ def test_token_override_may_be_a_secret() -> None:
     settings = load_settings(environ={}, overrides={"katapult.api_token": SecretStr(CANARY)})
     assert settings.katapult.api_token is not None
     assert settings.katapult.api_token.get_secret_value() == CANARY
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://localhost.:8080/core/v1/", True),
+        ("http://LOCALHOST/core/v1/", True),
+        ("http://127.0.0.2/core/v1/", True),
+        ("https://api.example.com/core\x7f/v1/", False),
+        ("https://api.example.com/core/v1/\x1b[2J", False),
+        ("http://example.com/core/v1/", False),
+    ],
+)
+def test_the_settings_and_the_client_judge_an_api_url_alike(url: str, accepted: bool) -> None:
+    """One check of the API URL: the settings accept exactly what the client accepts."""
+    from orchestrator.katapult import check_api_url
+
+    try:
+        check_api_url(url)
+        client_accepts = True
+    except ConfigError:
+        client_accepts = False
+    try:
+        load_settings(environ={"KATAPULT_API_URL": url})
+        settings_accept = True
+    except ConfigError:
+        settings_accept = False
+    assert (client_accepts, settings_accept) == (accepted, accepted)

@@ -714,6 +714,7 @@ count = 2
     assert found == [
         (None, "version", 1),
         (None, "defaults.pakage", 4),
+        (0, "hostname", 7),  # a bad cpu_cores hides the hostname's problem no more
         (0, "cpu_cores", 8),
         (1, "hostname", 10),
     ]

@@ -53,6 +53,8 @@ class LockNote:
 
     journal_id: str | None
     records: int
+    #: the file holds something that is no note: what it remembered is unknown
+    unreadable: bool = False
 
 
 @dataclass(slots=True)
@@ -81,13 +83,21 @@ class FleetClaim:
 
 
 def read_lock_note(raw: bytes) -> LockNote:
-    """The note in a lock file's content (empty or unreadable: nothing remembered)."""
+    """The note in a lock file's content (empty: nothing remembered; not a note:
+    ``unreadable``, which must not pass for "nothing remembered").
+
+    A note followed by the tail of a longer one (a kill between rewriting and
+    truncating it) is read as the note it starts with.
+    """
+    if not raw.strip():
+        return LockNote(journal_id=None, records=0)
+    info: Any
     try:
-        info: Any = json.loads(raw or b"{}")
+        info, _ = json.JSONDecoder().raw_decode(raw.decode("utf-8").lstrip())
         journal_id = info.get("journal_id")
         records = int(info.get("records", 0))
     except (ValueError, TypeError, AttributeError):
-        return LockNote(journal_id=None, records=0)
+        return LockNote(journal_id=None, records=0, unreadable=True)
     return LockNote(journal_id=str(journal_id) if journal_id else None, records=max(0, records))
 
 
@@ -141,6 +151,12 @@ def bind_meta(
         _set(conn, "journal_id", journal_id)
     else:
         records = int(_value(conn, "records") or 0)
+    if note.unreadable and not rebind:
+        raise JournalError(
+            f"journal {path}: {path.name}.lock does not hold the note of how many records "
+            "the journal once held, so records it lost could not be told. Restore the "
+            "journal and its .lock file, or pass --journal-rebind to use it as it is"
+        )
     lost = note.records > 0 and (note.journal_id != journal_id or records < note.records)
     if lost and not rebind:
         raise JournalError(
