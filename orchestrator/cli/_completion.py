@@ -27,5 +27,5 @@ def completion(shell: str) -> int:
     cls = get_completion_class(shell)
     assert cls is not None  # every choice is one of click's shells
     script = cls(cli, {}, "orchestrator", _COMPLETE_VAR).source()
-    click.echo(script, nl=not script.endswith("\n"))
+    click.echo(script)  # exactly as click prints it for _ORCHESTRATOR_COMPLETE=bash_source
     return EXIT_OK

@@ -17,10 +17,15 @@ reading of the API listed as unconfirmed in ``docs/guarantees.md``):
 * a taken hostname (refusal or lookup) is adopted when the VM is ours, or when
   ownership cannot be told and an earlier POST of this VM was uncertain; it is
   a ``conflict`` when the VM is someone else's;
-* a VM whose hostname existed before the run is looked at once: in state
-  ``failed`` (or when the journal recorded its build as failed) it ends
-  ``failed``/``build_failed`` and is never rebuilt over; someone else's is a
-  ``conflict``; otherwise it is ``skipped`` (``already_exists``).
+* every VM the API holds for a hostname of the spec (or that this fleet's build
+  created) is looked at once, every run, and
+  :func:`~orchestrator.engine.state.fate.build_fate` decides from what it shows
+  and what the journal remembers (a hint, never a fact): this fleet's and
+  healthy is ``skipped`` (``already_exists``, missing tags added as a union);
+  this fleet's and ``failed`` ends ``failed``/``build_failed`` and is never
+  rebuilt over; another fleet's is a ``conflict`` naming both identities; one
+  no build of this fleet created is ``skipped`` (``not_ours``); a VM of the
+  fleet that is gone is built again; one in the trash is ``held_by_trash``.
 """
 
 from __future__ import annotations

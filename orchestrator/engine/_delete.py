@@ -1,28 +1,35 @@
 """Deleting a fleet's VMs exactly once: every decision the delete operation makes, in one place.
 
 The conductor (:class:`~orchestrator.engine._runner.Run`) paces, journals and
-polls; this module decides, for each VM of the spec:
+polls; this module carries out, for each VM of the spec, what
+:func:`~orchestrator.engine.state.fate.delete_fate` decides from what the API
+holds now and what the fleet's *build* rows remember (a delete's own rows are
+never evidence of anything):
 
-* **Is there one?** The hostname in the organization's VM list, or the VM id
-  this fleet's build journal recorded (a VM in the trash is not listed). None:
-  ``skipped``/``absent``.
-* **Is it ours?** One GET: its annotations decide (``orchestrator.vm`` and
-  ``orchestrator.spec``, see :mod:`~orchestrator.engine._ownership`). Where the
-  API keeps no annotations, the VM is ours only if the build journal recorded
-  this very VM id for this key. Another fleet's VM, or one whose owner cannot
-  be told, is never touched: ``failed``/``conflict`` (``not_ours``).
-* **Delete.** ``DELETE virtual_machines/_`` by id moves it to the trash. By id
-  it cannot touch another VM, so an uncertain DELETE is settled by looking the
-  VM up (there: send again; in the trash or gone: done), never by guessing. The
-  schema documents no refusal for a running VM; an answer that says it must be
-  stopped first is followed by a stop and a second DELETE.
+* **Is there one?** The hostname in the organization's VM list, or the VM this
+  fleet's own build created (a VM in the trash is not listed): one GET. None,
+  and no build of the fleet in flight: ``skipped``/``absent``. A build in
+  flight is followed until it shows its VM (or ends without one); a POST whose
+  outcome was unknown is looked for again past the time a VM takes to appear.
+* **Is it ours?** Its annotations carry this fleet's identity, or (where the
+  API keeps none) this fleet's accepted build created this very VM. Anything
+  else is never touched: ``failed``/``conflict`` (``not_ours``).
+* **Stop, then delete.** As the official clients do, a started VM gets one stop
+  (an uncertain one is settled by looking at the VM) and is waited for until
+  it is stopped; one still building, starting or stopping is waited for.
+  ``DELETE virtual_machines/_`` by id moves it to the trash. By id it cannot
+  touch another VM, so an uncertain DELETE is settled by looking the VM up
+  (there: send again; in the trash or gone: done). A refusal that says the VM
+  runs (read in its code, description and ``detail.errors``) is followed by a
+  stop and a second DELETE.
 * **Purge** (``--purge``): the trash keeps the hostname taken for days;
   ``DELETE trash_objects/_`` purges it for good and frees the name. A purge
   that finds nothing to purge means it is already gone.
 
-Outcomes: ``succeeded`` (``deleted``: in the trash; ``purged``: gone),
-``skipped`` (``absent``, ``not_selected``, ``already_deleted``), ``failed``
-(``conflict``/``not_ours``, or the API's error).
+Outcomes: ``succeeded`` (``deleted``: in the trash; ``purged``: gone; their
+events are ``deleted``/``purged``, never ``succeeded``), ``skipped``
+(``absent``, ``not_selected``, ``in_trash``), ``failed`` (``conflict``/
+``not_ours``, or the API's error).
 """
 
 from __future__ import annotations
@@ -43,8 +50,6 @@ if TYPE_CHECKING:
 
 __all__ = ["DeleteOperation"]
 
-#: reasons of a finished delete that leave nothing to purge
-_GONE = ("purged", "absent")
 
 
 #: VM states a DELETE is sent in at once
