@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli._helpers import clean_environ
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
+from tests.cli._helpers import clean_environ, thread_simulator
 
 from ._chromium import Browser, Page, chromium
 
@@ -31,24 +32,31 @@ data_center = "uk-lon-01"
 [[vms]]
 hostname = "flex-{index:02d}"
 count = 3
-organization = "basic"      # its policy allows no flexible resources: these fail, unsent
 data_center = "nl-ams-01"
-cpu_cores = 2
-memory_gb = 4
 """
 
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``orchestrator run --simulate fleet.toml --html run.html`` (4 built, 3 failed: exit 1)."""
+    """``orchestrator run fleet.toml --html run.html`` against a simulator where another
+    fleet's VMs hold flex-01..03: 4 built, 3 failed (conflict) at run time: exit 1."""
     workdir = tmp_path_factory.mktemp("run")
     (workdir / "fleet.toml").write_text(SPEC, encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "run", "--simulate", "fleet.toml",
-         "--html", "run.html", "--no-progress"],
-        cwd=workdir, env=clean_environ(), capture_output=True, text=True, timeout=120,
-        check=False,
-    )  # fmt: skip
+    with thread_simulator() as sim:
+        for hostname in ("flex-01", "flex-02", "flex-03"):
+            vm_id = sim.portal.call(sim.running.state.add_existing_vm, "acme", hostname)
+            record = sim.running.state.vm_by_id(vm_id)
+            assert record is not None
+            record.annotations = [
+                {"key": VM_KEY, "value": hostname},
+                {"key": FLEET_KEY, "value": "another-team"},
+            ]
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "run", "fleet.toml",
+             "--html", "run.html", "--no-progress"],
+            cwd=workdir, env=clean_environ(sim.env()), capture_output=True, text=True,
+            timeout=120, check=False,
+        )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "HTML report written to run.html" in result.stdout
     return workdir / "run.html"
@@ -123,11 +131,12 @@ def test_the_dom_shows_the_counts_and_each_failed_vm(page: Path, browser: Browse
     assert counts == {"total": "7", "succeeded": "4", "failed": "3", "cancelled": "0"}
     cells = dom.text["flex-02"].split("\t")[1:]
     assert cells[0] == "flex-02"
-    assert cells[1].startswith("organization 'basic''s policy does not allow flexible resources")
-    assert cells[-1] == "0"  # attempts: refused before anything was sent
+    assert cells[1].startswith("the hostname flex-02 is taken by a VM this fleet did not build")
+    assert "another-team" in cells[1]
+    assert cells[-1] == "0"  # attempts: nothing was sent for it
     rows = [attrs.get("data-vm") for tag, attrs in dom.elements if tag == "tr"]
     assert [row for row in rows if row] == ["flex-01", "flex-02", "flex-03"]
-    assert "permission" in dom.text["failures"]
+    assert "conflict" in dom.text["failures"]
     assert dom.attrs_of("id", "filter").get("hidden") is None  # the script ran: filter shown
     assert tab.evaluate("document.querySelectorAll('#timeline svg rect').length") > 4
     assert _fetched(tab, page.as_uri()) == []
