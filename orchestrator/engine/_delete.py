@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["DeleteOperation"]
 
 
-
 #: VM states a DELETE is sent in at once
 _DELETABLE = frozenset({"stopped", "failed", "orphaned"})
 #: VM states a stop is sent in first (the Terraform provider stops a started VM)
