@@ -446,12 +446,22 @@ class KatapultClient:
         return await self._get_one("tasks/_", "task", Task, {"task": {"id": task_id}})
 
     async def get_build(self, build_id: str) -> VirtualMachineBuild:
-        """``GET virtual_machines/builds/_``: a build's state and, once it exists, its VM."""
-        return await self._get_one(
+        """``GET virtual_machines/builds/_``: a build's state and, once it exists, its VM.
+
+        The build is read from ``virtual_machine_build`` or, from an older server
+        that answers only the deprecated ``build`` key, from that (as go-katapult does).
+        """
+        answer = await self._call(
+            "GET",
             "virtual_machines/builds/_",
-            "virtual_machine_build",
+            params={"virtual_machine_build": {"id": build_id}},
+        )
+        key = "virtual_machine_build" if "virtual_machine_build" in answer.data else "build"
+        return self._parse(
             VirtualMachineBuild,
-            {"virtual_machine_build": {"id": build_id}},
+            answer.data.get(key),
+            answer,
+            "the response's 'virtual_machine_build'",
         )
 
     # ------------------------------------------------------------ VMs
