@@ -633,10 +633,22 @@ class Run:
         )
 
     def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
-        """Remember what a look at the VM told (id, fqdn, state)."""
+        """Remember what a look at the VM told (id, fqdn, state, addresses, data center).
+
+        A build's own view of its VM carries no addresses: what an earlier look
+        showed is kept then.
+        """
+        if track.vm_id != vm.id:
+            track.ip_addresses, track.data_center = (), None
         track.vm_id = vm.id
         track.fqdn = vm.fqdn or track.org.fqdn(track.key)
         track.vm_state = vm.state or track.vm_state
+        addresses = tuple(ip.address for ip in vm.ip_addresses if ip.address)
+        if addresses:
+            track.ip_addresses = addresses
+        data_center = vm.zone.data_center if vm.zone is not None else None
+        if data_center is not None and data_center.permalink:
+            track.data_center = data_center.permalink
 
     def adopt(self, track: Track, vm_id: str) -> None:
         """Take ``vm_id`` as this VM's; it is followed by polling the VM."""

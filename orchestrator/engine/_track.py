@@ -107,6 +107,9 @@ class Track:
     vm_seen: bool = False
     #: the VM's state when it was last looked at
     vm_state: str | None = None
+    #: the VM's addresses and data center, as a look at it (or a listing) showed them
+    ip_addresses: tuple[str, ...] = ()
+    data_center: str | None = None
     last_error: ErrorInfo | None = None
     last_category: Category | None = None
     #: the tags the VM has after they were set (None: none asked for, or not yet set)
@@ -146,7 +149,17 @@ class Track:
         duration = None
         if self.submitted_at is not None:
             duration = round((finished - self.submitted_at).total_seconds(), 3)
-        vm = VmRef(id=self.vm_id, fqdn=self.fqdn, state=self.vm_state) if self.vm_id else None
+        vm = (
+            VmRef(
+                id=self.vm_id,
+                fqdn=self.fqdn,
+                state=self.vm_state,
+                ip_addresses=list(self.ip_addresses),
+                data_center=self.data_center,
+            )
+            if self.vm_id
+            else None
+        )
         return VmResult(
             key=self.key,
             hostname=self.hostname,

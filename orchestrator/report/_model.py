@@ -80,9 +80,11 @@ class ErrorInfo(_Model):
 class VmRef(_Model):
     """The VM that was built (or found).
 
-    ``ip_addresses`` and ``data_center`` (its permalink) are read from the
-    organization's VM list once the run is over; they are empty / None when
-    that list could not be read or the run was interrupted.
+    ``ip_addresses`` and ``data_center`` (its permalink) are what the run saw
+    of it: a look at the VM (every VM found for a hostname is looked at once;
+    a destroy's rows show the VM as it was before it was deleted), or the
+    fleet's VM list read once the builds are over; they are empty / None when
+    neither could be read or the run was interrupted.
     """
 
     id: str
