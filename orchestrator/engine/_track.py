@@ -12,6 +12,7 @@ import anyio
 
 from orchestrator.engine.state.fate import Row
 from orchestrator.errors import ApiError, Category
+from orchestrator.katapult import VirtualMachine
 from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
@@ -45,8 +46,15 @@ class OrgContext:
 
     lookup: Lookup
     infrastructure_domain: str | None = None
-    #: hostname (lower-cased) -> VM id, of VMs that existed when the run began
+    #: hostname (lower-cased) -> VM id, of VMs that existed when the run began (those
+    #: the fleet's listing, or the fallback, found: ``orchestrator.engine._fleet_listing``)
     existing: dict[str, str] = field(default_factory=dict)
+    #: VM id -> the VM as an fqdn lookup of the listing showed it (its one look)
+    looked: dict[str, VirtualMachine] = field(default_factory=dict)
+    #: the organization's whole VM list was read (never again this run)
+    whole_read: bool = False
+    #: pages of the organization's whole VM list, when known
+    pages: int | None = None
     #: set when a failure dooms every further build in this organization
     doom: tuple[Category, ErrorInfo] | None = None
 

@@ -204,6 +204,16 @@ class OwnershipInfo(_Model):
     #: None: the run never looked at a VM that could tell
     verifiable: bool | None = None
     evidence: str | None = None
+    #: whether the VM list honoured its ``annotations[][key]``/``[value]`` filter
+    #: (found out once per run; None: never asked)
+    annotation_filter: Literal["honoured", "ignored"] | None = None
+    filter_evidence: str | None = None
+    #: organization -> how its VMs of the spec were found: ``fleet`` (the list filtered
+    #: by the fleet's identity), ``organization`` (its whole list), ``fqdn`` (one lookup
+    #: per hostname) or ``fleet+fqdn`` (the fleet's list, and lookups of the rest)
+    listed_by: dict[str, Literal["fleet", "organization", "fqdn", "fleet+fqdn"]] = Field(
+        default_factory=dict
+    )
 
 
 class Report(_Model):

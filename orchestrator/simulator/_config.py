@@ -178,6 +178,12 @@ class SimulatorConfig:
         purge_seconds: simulated seconds a purge task takes; the trash object,
             the VM and its hold on the hostname go when it ends. Recorded:
             gone within 6 s.
+        existing_vms: VMs organization ``acme`` holds from the start
+            (``existing-00001`` ...; ``started``), as a shared organization
+            would: what makes reading its whole VM list costly.
+        existing_vms_fleet: the fleet those VMs carry in their
+            ``orchestrator.spec`` annotation (another orchestrator fleet's);
+            ``None`` (default): they carry no annotations.
         refused_tokens: tokens the authenticator knows but refuses, each with
             the code it answers: ``unauthorized_network_for_api_token`` (403,
             ``detail.ip_address``: the token may not be used from this
@@ -275,6 +281,8 @@ class SimulatorConfig:
     stop_seconds: float = 20.0
     purge_seconds: float = 4.0
     refused_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    existing_vms: int = 0
+    existing_vms_fleet: str | None = None
     hostname_taken_at: HostnameTakenAt = "post"
     vm_record_at: tuple[float, float] = (VM_AT, VM_AT)
     duplicate_hostnames: DuplicateHostnames = "refuse"
@@ -310,6 +318,8 @@ class SimulatorConfig:
             raise ValueError("build_seconds must be positive")
         if not 0.0 <= self.build_spread < 1.0:
             raise ValueError("build_spread must be within [0, 1)")
+        if self.existing_vms < 0:
+            raise ValueError("existing_vms must not be negative")
         if self.vm_limit is not None and self.vm_limit < 0:
             raise ValueError("vm_limit must not be negative")
         if self.per_page_default < 1:

@@ -292,6 +292,14 @@ class SimulatorState:
         self.faults: Counter[str] = Counter()
         self.taken_refusals: Counter[str] = Counter()
         self.taken_build_failures: Counter[str] = Counter()
+        fleet = self.config.existing_vms_fleet
+        for i in range(1, self.config.existing_vms + 1):
+            vm_id = self.add_existing_vm("acme", f"existing-{i:05d}")
+            if fleet is not None:
+                self._vms[vm_id].annotations = [
+                    {"key": "orchestrator.vm", "value": f"existing-{i:05d}"},
+                    {"key": "orchestrator.spec", "value": fleet},
+                ]
 
     # ------------------------------------------------------------------ time
 
