@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -134,26 +134,34 @@ class FleetFinder:
         *,
         domain: str | None,
         complete: bool,
+        likely: Set[str] = frozenset(),
     ) -> OrgListing:
         """What ``org`` holds for ``hostnames`` (lower-cased keys of the spec).
 
         ``complete``: every VM holding one of them must be found (a delete), not
-        only the fleet's. Errors of the API propagate (the caller dooms the
-        organization).
+        only the fleet's. ``likely``: hostnames the fleet's journal says it built
+        (each found by a listing costs one more GET, its look; an fqdn lookup is
+        the look). Errors of the API propagate (the caller dooms the organization).
         """
         probe: VmPage | None = None
         async with self._lock:
             if self.filter is None:
                 probe = await self._find_out_filter(org)
         if self.filter == "ignored":
-            listing = await self._fallback(org, hostnames, domain, probe=probe)
+            listing = await self._fallback(org, hostnames, domain, likely, probe=probe)
         else:
-            listing = await self._by_fleet(org, hostnames, domain, complete=complete)
+            listing = await self._by_fleet(org, hostnames, domain, likely, complete=complete)
         self.listed_by[org.value] = listing.listed_by
         return listing
 
     async def _by_fleet(
-        self, org: Lookup, hostnames: Sequence[str], domain: str | None, *, complete: bool
+        self,
+        org: Lookup,
+        hostnames: Sequence[str],
+        domain: str | None,
+        likely: Set[str],
+        *,
+        complete: bool,
     ) -> OrgListing:
         fleet = self._fleet
         existing: dict[str, str] = {}
@@ -188,8 +196,8 @@ class FleetFinder:
             return OrgListing("fleet", existing=existing)
         if not self.copies:
             # the filter cannot be trusted to find the fleet: as if there were none
-            return await self._fallback(org, hostnames, domain)
-        found = await self._fallback(org, missing, domain)
+            return await self._fallback(org, hostnames, domain, likely)
+        found = await self._fallback(org, missing, domain, likely)
         if found.listed_by == "organization":
             return found  # (the whole list holds the fleet's VMs too)
         found.existing.update(existing)
@@ -201,6 +209,7 @@ class FleetFinder:
         org: Lookup,
         hostnames: Sequence[str],
         domain: str | None,
+        likely: Set[str],
         *,
         probe: VmPage | None = None,
     ) -> OrgListing:
@@ -213,7 +222,10 @@ class FleetFinder:
         if pages is None:
             first = await self._get(lambda: self._client.vm_list_page(org, per_page=_PER_PAGE))
             pages = _pages(first)
-        if domain is not None and (pages is None or len(hostnames) < pages):
+        # fqdn lookups cost one request per hostname, looks included; the whole list
+        # its pages plus one look at each VM it finds (those the journal built, likely)
+        found = sum(1 for h in hostnames if h in likely)
+        if domain is not None and (pages is None or len(hostnames) <= pages + found):
             return await self._by_fqdn(hostnames, domain, pages)
         return await self._whole(org, pages, first)
 

@@ -296,15 +296,19 @@ class Run:
 
     async def _prepare(self) -> None:
         """Learn each organization (domain, existing hostnames), then resume the journal."""
-        async with anyio.create_task_group() as tg:
-            for org in self._orgs.values():
-                tg.start_soon(self._prepare_org, org)
         builds: dict[str, JournalEntry] = {}
+        own: dict[str, JournalEntry] = {}
         if self.journal is not None:
             own = await self.journal.entries()
             # every operation decides from the fleet's *build* rows (what its builds sent
             # and created); a delete's own rows are only its write-ahead log
             builds = own if self.journal.table == "vms" else await self.journal.entries("vms")
+        # VMs the journal says this fleet built: likely there (what a listing costs more for)
+        likely = {k for k, e in builds.items() if row_of(e).created or row_of(e).fact == "accepted"}
+        async with anyio.create_task_group() as tg:
+            for org in self._orgs.values():
+                tg.start_soon(self._prepare_org, org, likely)
+        if self.journal is not None:
             self._removed = sorted(
                 e.hostname
                 for k, e in builds.items()
@@ -319,7 +323,7 @@ class Run:
         for track in self._tracks.values():
             self._op.classify(track, builds.get(track.key))
 
-    async def _prepare_org(self, org: OrgContext) -> None:
+    async def _prepare_org(self, org: OrgContext, likely: set[str]) -> None:
         try:
             info = await retry_get(lambda: self.client.get_organization(org.lookup), **self.retry)
             org.infrastructure_domain = info.infrastructure_domain
@@ -328,6 +332,7 @@ class Run:
                 [t.key for t in self._tracks.values() if t.org is org],
                 domain=org.infrastructure_domain,
                 complete=self._op.kind == "delete",
+                likely=likely,
             )
             org.existing, org.looked = listing.existing, listing.looked
             org.whole_read, org.pages = listing.whole, listing.pages
