@@ -28,9 +28,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.engine._appearance import AppearanceModel
+from orchestrator.engine._default_network import DefaultNetworks
 from orchestrator.engine._ownership import FLEET_KEY, Ownership, Verdict, ownership_annotations
 from orchestrator.engine._tagging import apply_tags
-from orchestrator.engine._track import Track, utcnow
+from orchestrator.engine._track import Track, error_info, utcnow
 from orchestrator.engine.state.fate import BuildFate, Seen, build_fate, row_of, seen_of
 from orchestrator.errors import ApiError, TransportError, detail_messages
 from orchestrator.katapult import build_spec_xml
@@ -89,6 +90,7 @@ class BuildOperation:
         )
         self._probing_ownership = False
         self._xml: dict[str, str] = {}
+        self._networks = DefaultNetworks(run)
         #: how long uncertain POSTs waited for their hostname to stay free (simulated s)
         self.waited_seconds = 0.0
 
@@ -219,8 +221,19 @@ class BuildOperation:
             await run.finish(track, "failed", category=refusal[0], error=refusal[1])
             return
         if track.request.uses_spec_xml:
+            default_network: str | None = None
+            if track.request.network is None:
+                try:
+                    default_network = await self._networks.default_for(track.request)
+                except (ApiError, TransportError) as exc:
+                    run.note_error(track, exc)
+                    if isinstance(exc, ApiError):
+                        run.doom_for(track.org, exc)
+                    await run.finish(track, "failed", category=exc.category, error=error_info(exc))
+                    return
             try:
-                self._xml[track.key] = self._spec_xml(track.request)  # once, for every attempt
+                # once, for every attempt
+                self._xml[track.key] = self._spec_xml(track.request, default_network)
             except ValueError as exc:
                 # a library caller's request the API could not read: fail it unsent
                 error = ErrorInfo(code="invalid_spec", description=str(exc))
@@ -236,8 +249,10 @@ class BuildOperation:
         await self._submitted(track, created)
 
     @staticmethod
-    def _spec_xml(req: VmRequest) -> str:
-        """The build_from_spec XML of ``req``; ``ValueError`` for values it cannot carry."""
+    def _spec_xml(req: VmRequest, default_network: str | None = None) -> str:
+        """The build_from_spec XML of ``req`` (``default_network``: the id of its data
+        center's default network, for a spec that names none); ``ValueError`` for values
+        it cannot carry."""
         return build_spec_xml(
             hostname=req.hostname,
             package=req.package,
@@ -246,6 +261,7 @@ class BuildOperation:
             disk_template=req.disk_template,
             disk_template_options=req.disk_template_options,
             network=req.network,
+            default_network=default_network,
             cpu_cores=req.cpu_cores,
             memory_gb=req.memory_gb,
             system_disk_gb=req.system_disk_gb,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from orchestrator.engine import Orchestrator
+from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse
 from orchestrator.simulator import SimulatorConfig, run_simulator
 
 from .conftest import SCALE, settings_for, vms
@@ -62,3 +63,46 @@ async def test_destroy_reports_the_addresses_each_vm_had(reading: str, tmp_path:
         assert row.virtual_machine is not None
         assert row.virtual_machine.ip_addresses == addresses[row.key]
         assert row.virtual_machine.data_center == "uk-lon-01"
+
+
+class _Sent(AiohttpTransport):
+    """The real transport, remembering every request it sent."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.sent: list[ApiRequest] = []
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        self.sent.append(request)
+        return await super().send(request)
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_an_xml_build_naming_no_network_gets_the_default_network(reading: str) -> None:
+    """A VM sent through build_from_spec without a network gets one interface on its data
+    center's default network (read once per data center) and comes up with an address,
+    even where an XML build without an interface would get none."""
+    requests = [
+        *vms(3, prefix="lon", name="web"),
+        *vms(2, prefix="ams", data_center="nl-ams-01", name="web"),
+    ]
+    async with run_simulator(config_for(reading)) as sim:
+        transport = _Sent(sim.url)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            report = await orch.run(requests)
+        networks = {n.data_center.permalink: n.id for n in sim.state.catalogue.networks}
+    assert {vm.outcome for vm in report.vms} == {"succeeded"}
+    assert all(vm.virtual_machine and vm.virtual_machine.ip_addresses for vm in report.vms)
+    reads = [r for r in transport.sent if r.path == "data_centers/_/default_network"]
+    assert sorted(dict(r.params)["data_center[permalink]"] for r in reads) == [
+        "nl-ams-01",
+        "uk-lon-01",
+    ]
+    posts = [r for r in transport.sent if r.path.endswith("/build_from_spec")]
+    assert len(posts) == 5
+    for post in posts:
+        xml = post.json["xml"]
+        dc = "nl-ams-01" if "<Hostname>ams" in xml else "uk-lon-01"
+        assert xml.count("<NetworkInterface>") == 1
+        assert f"<Network>{networks[dc]}</Network>" in xml
+        assert "IPAddressAllocation" not in xml  # type="new" only where a network is named
