@@ -430,6 +430,7 @@ class BuildOperation:
                 run.seen_vm(track, vm)
                 await self._vm_appeared(track)
             if build.state == "complete" and vm is not None:
+                await self._learn_copying(track)
                 await self._built(track, vm.state)
             elif build.state == "failed":
                 left = (
@@ -484,13 +485,22 @@ class BuildOperation:
             raise AssertionError("unreachable")
 
     async def _vm_appeared(self, track: Track) -> None:
-        """A build of this run showed its VM: learn when, and (once) whether annotations stick."""
+        """A build of this run showed its VM: learn when."""
         if track.vm_seen:
             return
         track.vm_seen = True
         run = self._run
         if track.submitted_clock is not None and not track.adopted:
             self._appearance.observe(run.clock() - track.submitted_clock)
+
+    async def _learn_copying(self, track: Track) -> None:
+        """A build of this run is complete: (once) whether its annotations are on its VM.
+
+        Judged at the build's end, never at the VM's first sighting: an API may
+        copy them only once the build has finished (a VM record shows early,
+        7-17 s into a 40 s build, in the recordings).
+        """
+        run = self._run
         if self.ownership.copied is not None or self._probing_ownership or track.vm_id is None:
             return
         self._probing_ownership = True
@@ -501,6 +511,7 @@ class BuildOperation:
             run.log.info("orchestrator.ownership.unknown", error=str(exc))
             self._probing_ownership = False  # another VM will tell
             return
+        run.seen_vm(track, vm)
         self.ownership.learn_from_own_build(track.key, vm.annotations)
         run.log.info(
             "orchestrator.ownership.learned",

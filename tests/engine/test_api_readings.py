@@ -106,3 +106,20 @@ async def test_an_xml_build_naming_no_network_gets_the_default_network(reading: 
         assert xml.count("<NetworkInterface>") == 1
         assert f"<Network>{networks[dc]}</Network>" in xml
         assert "IPAddressAllocation" not in xml  # type="new" only where a network is named
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_whether_annotations_are_copied_is_judged_once_the_build_is_complete(
+    reading: str,
+) -> None:
+    """On an API that copies a build's annotations only at its end, the run still finds
+    that they are copied (its VMs are verifiable by them), never "not copied" from a look
+    at a VM still being built."""
+    config = config_for(reading, copy_annotations=True, annotations_copied_at="complete")
+    async with run_simulator(config) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(vms(4))
+    assert {vm.outcome for vm in report.vms} == {"succeeded"}
+    assert report.ownership is not None
+    assert report.ownership.verifiable is True
+    assert "once the build is complete" in (report.ownership.evidence or "")
