@@ -511,7 +511,6 @@ class BuildOperation:
             run.log.info("orchestrator.ownership.unknown", error=str(exc))
             self._probing_ownership = False  # another VM will tell
             return
-        run.seen_vm(track, vm)
         self.ownership.learn_from_own_build(track.key, vm.annotations)
         run.log.info(
             "orchestrator.ownership.learned",

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.engine import Orchestrator
-from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse
+from orchestrator.engine import Orchestrator, make_plan
+from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse, KatapultClient
 from orchestrator.simulator import RunningSimulator, SimulatorConfig, run_simulator
 
 from .conftest import SCALE, assert_exactly_once, settings_for, vms
@@ -112,3 +112,24 @@ async def test_a_run_never_reads_the_organization_whole_twice(reading: str, tmp_
     assert transport.whole_reads() <= 1
     assert {vm.outcome for vm in report.vms} == {"succeeded"}
     assert all(vm.virtual_machine and vm.virtual_machine.ip_addresses for vm in report.vms)
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_plan_says_which_readings_it_found(reading: str, tmp_path: Path) -> None:
+    """plan finds the fleet as run does and names the filter's reading and the listing."""
+    requests = vms(3, prefix="web")
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=tmp_path / "web.journal", fleet="web")
+            transport = Counting(sim)
+            async with KatapultClient(
+                api_url=sim.url, token=sim.config.token, transport=transport
+            ) as client:
+                plan = await make_plan(client, requests, fleet="web", deadline_seconds=5)
+    assert transport.whole_reads() == 0
+    if reading == "default":
+        assert (plan.annotation_filter, plan.listed_by) == ("honoured", {"acme": "fleet"})
+        assert plan.fates == dict.fromkeys(("web-001", "web-002", "web-003"), "ours")
+    else:
+        assert (plan.annotation_filter, plan.listed_by) == ("ignored", {"acme": "fqdn"})
+    assert plan.filter_evidence
