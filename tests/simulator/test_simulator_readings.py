@@ -421,3 +421,20 @@ async def test_an_older_server_names_the_build_build(sim: Any, api: Api, legacy:
     key = "build" if legacy else "virtual_machine_build"
     assert set(info.json) == {key, "annotations"}
     assert info.json[key]["id"] == build_id
+
+
+# --------------------------------------------------------------------- existing_vms
+
+
+@pytest.mark.parametrize("fleet", [None, "other-team"])
+def test_an_organization_can_start_with_vms_of_its_own(fleet: str | None) -> None:
+    """existing_vms gives acme that many started VMs, annotated as existing_vms_fleet's."""
+    state = SimulatorState(SimulatorConfig(existing_vms=3, existing_vms_fleet=fleet))
+    vms = state.snapshot()["virtual_machines"]
+    assert [vm["hostname"] for vm in vms] == ["existing-00001", "existing-00002", "existing-00003"]
+    record = state.vm_by_id(vms[0]["id"])
+    assert record is not None
+    expected = [] if fleet is None else [{"key": "orchestrator.spec", "value": fleet}]
+    assert [kv for kv in record.annotations if kv["key"] == "orchestrator.spec"] == expected
+    with pytest.raises(ValueError, match="existing_vms"):
+        SimulatorConfig(existing_vms=-1)
