@@ -61,6 +61,10 @@ _PER_PAGE = 100
 _LARGE_SET_PAGES = 10
 #: fqdn lookups sent at once
 _LOOKS_AT_ONCE = 16
+#: answers of an API that refuses the filter's arguments (not an organization's fault)
+_REFUSED_ARGUMENTS = frozenset(
+    {"invalid_argument", "missing_required_argument", "validation_error"}
+)
 
 T = TypeVar("T")
 
@@ -106,12 +110,20 @@ class FleetFinder:
     async def _get(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retry_get(call, **self._retry)
 
-    async def _find_out_filter(self, org: Lookup) -> VmPage:
-        """One request: the list filtered by a value no VM can carry."""
+    async def _find_out_filter(self, org: Lookup) -> VmPage | None:
+        """One request: the list filtered by a value no VM can carry. An API that refuses
+        the filter's arguments (400/422) does not honour it: said so, None returned."""
         nonce = f"probe-{secrets.token_hex(8)}"
-        page = await self._get(
-            lambda: self._client.vm_list_page(org, per_page=1, annotations={FLEET_KEY: nonce})
-        )
+        try:
+            page = await self._get(
+                lambda: self._client.vm_list_page(org, per_page=1, annotations={FLEET_KEY: nonce})
+            )
+        except ApiError as exc:
+            if exc.code not in _REFUSED_ARGUMENTS:
+                raise
+            self.filter = "ignored"
+            self.filter_evidence = f"the VM list of {org.value} refused the filter ({exc.code})"
+            return None
         if self.filter is None:
             if page.items:
                 self.filter = "ignored"
@@ -182,10 +194,17 @@ class FleetFinder:
                     "this fleet's VMs"
                 )
         if self.copies is None:
-            page = await self._get(
-                lambda: self._client.vm_list_page(org, per_page=1, annotations={FLEET_KEY: None})
-            )
-            if page.items:
+            try:
+                page: VmPage | None = await self._get(
+                    lambda: self._client.vm_list_page(
+                        org, per_page=1, annotations={FLEET_KEY: None}
+                    )
+                )
+            except ApiError as exc:
+                if exc.code not in _REFUSED_ARGUMENTS:
+                    raise
+                page = None  # a filter by the key alone refused: nothing proven
+            if page is not None and page.items:
                 self.copies = True
                 self.copies_evidence = (
                     f"the VM list of {org.value} filtered by the key {FLEET_KEY} listed VMs "
