@@ -29,6 +29,7 @@ from benchmarks._real_budget import rate_bound_real
 from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
 from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context, ScenarioFn
+from benchmarks._shared_org import shared_org
 
 __all__ = ["main"]
 
@@ -37,6 +38,7 @@ ALL: dict[str, ScenarioFn] = {
     "rate-bound": SCENARIOS["rate-bound"],
     "rate-bound-real": rate_bound_real,
     **SCENARIOS,
+    "shared-org": shared_org,
 }
 
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"

@@ -75,6 +75,9 @@ class Sizes:
     real_ns: tuple[int, ...]
     real_scale: float
     real_repeats: int
+    #: shared-org: new VMs, and the other VMs the organization holds
+    shared_n: int = 1000
+    shared_others: int = 10_000
 
 
 #: the real benchmark: 60 s windows last 1 s, so the rate-bound lower bound is ~21 s
@@ -114,6 +117,8 @@ QUICK = Sizes(
     real_ns=(60,),
     real_scale=60.0,
     real_repeats=1,
+    shared_n=30,
+    shared_others=500,
 )
 
 

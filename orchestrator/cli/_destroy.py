@@ -96,12 +96,30 @@ class _Destroy:
         decision (delete, follow then delete, in the trash, not this fleet's);
         with ``--yes`` only the organization's listing is read (no VM twice).
         """
+        from orchestrator.cli._plan import _fleet_state
+        from orchestrator.engine._fleet_listing import FleetFinder
+        from orchestrator.engine._retry import retry_get
+        from orchestrator.engine.state.fate import row_of
+
         wanted = [vm for vm in spec.vms if self.only_keys is None or vm.key in self.only_keys]
+        fleet, rows = await anyio.to_thread.run_sync(_fleet_state, spec, self.journal)
+        deadline = {"deadline_seconds": orch.settings.engine.retry_deadline_seconds}
+        # as destroy's run finds them: the fleet's list, and lookups of the hostnames it lacks
+        finder = FleetFinder(orch.client, fleet=fleet, retry=deadline)
+        likely = {k for k, e in rows.items() if row_of(e).created or row_of(e).fact == "accepted"}
         existing: dict[Any, dict[str, str]] = {}
+        looked: dict[str, Any] = {}
         for org in {vm.organization for vm in wanted}:
-            existing[org] = {
-                vm.hostname.lower(): vm.id async for vm in orch.client.list_vms(org) if vm.hostname
-            }
+            info = await retry_get(functools.partial(orch.client.get_organization, org), **deadline)
+            listing = await finder.list_org(
+                org,
+                [vm.key for vm in wanted if vm.organization == org],
+                domain=info.infrastructure_domain,
+                complete=True,
+                likely=likely,
+            )
+            existing[org] = listing.existing
+            looked.update(listing.looked)
         found = [vm.hostname for vm in wanted if vm.key in existing[vm.organization]]
         verb = "delete and purge" if self.purge else "delete (to the trash)"
         if self.yes:
@@ -111,7 +129,7 @@ class _Destroy:
                 markup=False,
             )
             return True
-        fates = await self._preview(orch, spec, wanted, existing)
+        fates = await self._preview(orch, wanted, existing, fleet, rows, looked)
         doing = [key for key, fate in fates.items() if fate in _DELETING]
         for label, keys in _groups(fates, purge=self.purge):
             _err.print(f"{label} ({len(keys)}): {', '.join(keys)}", markup=False)
@@ -128,12 +146,16 @@ class _Destroy:
         return answer
 
     async def _preview(
-        self, orch: Any, spec: Spec, wanted: list[Any], existing: dict[Any, dict[str, str]]
+        self,
+        orch: Any,
+        wanted: list[Any],
+        existing: dict[Any, dict[str, str]],
+        fleet: str | None,
+        rows: dict[str, Any],
+        looked: dict[str, Any],
     ) -> dict[str, str]:
-        from orchestrator.cli._plan import _fleet_state
         from orchestrator.engine._plan import preview_fates
 
-        fleet, rows = await anyio.to_thread.run_sync(_fleet_state, spec, self.journal)
         settings = orch.settings
         return await preview_fates(
             orch.client,
@@ -143,6 +165,7 @@ class _Destroy:
             fleet=fleet,
             deadline=settings.engine.retry_deadline_seconds,
             delete=True,
+            looked=looked,
         )
 
     async def destroy(self, orch: Any, spec: Spec, journal: Path | None) -> Report:

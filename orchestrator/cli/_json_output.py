@@ -91,6 +91,11 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             for key, found in plan.drift.items()
         },
         "removed_from_spec": plan.removed,
+        "readings": {
+            "annotation_filter": plan.annotation_filter,
+            "filter_evidence": plan.filter_evidence,
+            "listed_by": dict(plan.listed_by),
+        },
     }
 
 

@@ -12,6 +12,14 @@ from orchestrator.report._text import for_terminal
 
 __all__ = ["render_plan"]
 
+#: how ``listed_by`` reads in a plan
+_LISTED_BY = {
+    "fleet": "the fleet's filtered list",
+    "organization": "the organization's whole list",
+    "fqdn": "one fqdn lookup per hostname",
+    "fleet+fqdn": "the fleet's filtered list and fqdn lookups",
+}
+
 
 def _seconds(value: float) -> str:
     minutes, seconds = divmod(round(value), 60)
@@ -46,6 +54,14 @@ def render_plan(plan: Plan, console: Console) -> None:
         console.print(table)
     if plan.fleet is not None:
         console.print(f"Fleet: {for_terminal(plan.fleet)}", highlight=False, markup=False)
+    if plan.annotation_filter is not None:
+        how = ", ".join(f"{org}: {_LISTED_BY[by]}" for org, by in sorted(plan.listed_by.items()))
+        console.print(
+            f"Readings: the VM list {plan.annotation_filter} its annotation filter; "
+            f"VMs found by {how}",
+            highlight=False,
+            markup=False,
+        )
     for fate, keys in plan.by_fate().items():
         label = FATE_LABELS[fate]
         shown = ", ".join(keys[:10]) + (f" … (+{len(keys) - 10})" if len(keys) > 10 else "")

@@ -136,6 +136,19 @@ _SIMULATE_EPILOG = (
     show_default=True,
     help="Requests refused by each 429 burst.",
 )
+@click.option(
+    "--existing-vms",
+    metavar="N",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="VMs organization acme holds from the start (existing-00001 ...): a shared organization.",
+)
+@click.option(
+    "--existing-vms-fleet",
+    metavar="FLEET",
+    help="Annotate those VMs as another orchestrator fleet's (orchestrator.spec=FLEET).",
+)
 @fault_rate_options
 @reading_options
 def simulate(readings: dict[str, Any], **options: Any) -> int:
@@ -173,6 +186,8 @@ def simulate(readings: dict[str, Any], **options: Any) -> int:
             vm_limit=options["vm_limit"],
             stop_seconds=options["stop_seconds"],
             purge_seconds=options["purge_seconds"],
+            existing_vms=options["existing_vms"],
+            existing_vms_fleet=options["existing_vms_fleet"],
         )
     except ValueError as exc:
         return _fail(f"simulator options: {exc}")

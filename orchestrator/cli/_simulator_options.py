@@ -146,6 +146,42 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--annotations-copied-at",),
+        "annotations_copied_at",
+        {
+            "type": click.Choice(["vm-record", "complete"]),
+            "help": "When copied annotations show on a VM: with its VM record (default) or only "
+            "once its build is complete.",
+        },
+    ),
+    (
+        ("--annotation-filter",),
+        "annotation_filter",
+        {
+            "type": click.Choice(["honoured", "ignored"]),
+            "help": "Whether the VM list honours its annotations[][key]/[value] filter "
+            "(default: honoured).",
+        },
+    ),
+    (
+        ("--xml-without-interface",),
+        "xml_without_interface",
+        {
+            "type": click.Choice(["default-network", "no-address"]),
+            "help": "What an XML build without a NetworkInterface gets: an address on the "
+            "default network (default) or none.",
+        },
+    ),
+    (
+        ("--legacy-build-key/--no-legacy-build-key",),
+        "legacy_build_key",
+        {
+            "default": None,
+            "help": "Answer builds as an older server: under the deprecated 'build' key only "
+            "(default: both keys in a POST's answer, virtual_machine_build in a GET).",
+        },
+    ),
+    (
         ("--pessimistic",),
         "pessimistic",
         {
@@ -153,7 +189,9 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
             "default": False,
             "help": "Every reading at its hardest: hostname taken at the VM record, which appears "
             "at 0.30-0.95 of the build, duplicates accepted, failed builds leave their VM, "
-            "annotations not copied. The options above override it.",
+            "annotations not copied (and only at the build's end), the list's annotation filter "
+            "ignored, an XML build without an interface left without an address, an older "
+            "server's build key. The options above override it.",
         },
     ),
 )
@@ -193,7 +231,7 @@ def simulator_config(readings: dict[str, Any] | None, **fields: Any) -> Simulato
     for field, value in chosen.items():
         if value is None:
             continue
-        fields[field] = value.replace("-", "_") if field == "hostname_taken_at" else value
+        fields[field] = value.replace("-", "_") if isinstance(value, str) else value
     if pessimistic:
         return SimulatorConfig.pessimistic(**fields)
     return SimulatorConfig(**fields)

@@ -497,7 +497,7 @@ class Orchestrator:
     async def _with_addresses(
         self, requests: Sequence[VmRequest], results: list[VmResult]
     ) -> list[VmResult]:
-        """``results`` with the built VMs' addresses (one VM list per organization).
+        """``results`` with the built VMs' addresses (the fleet's VM list, or what is cheaper).
 
         Only after builds (not a destroy); skipped when the run was stopped by
         the user or by a refused token; a stop requested meanwhile cancels it,
@@ -520,6 +520,7 @@ class Orchestrator:
                     deadline_seconds=engine.retry_deadline_seconds,
                     wait_initial=min(0.2, engine.poll_min_seconds),
                     wait_max=min(10.0, engine.poll_max_seconds),
+                    sources=run.address_sources(),
                 )
             finally:
                 self._addresses_scope = None

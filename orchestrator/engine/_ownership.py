@@ -7,8 +7,10 @@ Every build this engine sends carries two annotations beside the user's own:
   name without its suffix; ``--fleet`` / ``run(fleet=...)`` sets it).
 
 Whether the API copies a build's annotations onto the VM it creates is
-unconfirmed. :class:`Ownership` finds out during a run (the first VM that this
-run built and that it looks at tells) and until then, or when the API does not
+unconfirmed, and so is when (with the VM record, or only once the build is
+complete). :class:`Ownership` finds out during a run (the first VM that this
+run built, looked at once its build is complete, tells; or a VM the fleet's
+filtered listing found) and until then, or when the API does not
 copy them, answers ``unknown`` so that the engine falls back to the rules that
 need no annotations (see ``docs/guarantees.md``).
 """
@@ -66,9 +68,10 @@ class Ownership:
         ours = annotations is not None and annotations.get(VM_KEY) == key
         self.copied = ours
         self.evidence = (
-            f"the VM built for {key} carries its build's annotations"
+            f"the VM built for {key} carries its build's annotations once the build is complete"
             if ours
-            else f"the VM built for {key} does not carry its build's annotations"
+            else f"the VM built for {key} does not carry its build's annotations once the "
+            "build is complete"
         )
 
     def judge(self, key: str, annotations: Mapping[str, str] | None) -> Verdict:

@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from orchestrator.engine._concurrency import in_flight_for
+from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._ownership import Ownership
 from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_get
@@ -18,7 +19,7 @@ from orchestrator.engine._spec_drift import spec_changes
 from orchestrator.engine.state._model import JournalEntry
 from orchestrator.engine.state.fate import Seen, build_fate, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
-from orchestrator.katapult import KatapultClient
+from orchestrator.katapult import KatapultClient, VirtualMachine
 from orchestrator.vm_request import Lookup, VmRequest
 
 __all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan", "preview_fates"]
@@ -87,15 +88,22 @@ class Plan:
     max_in_flight: int | None = None
     #: the requests with their SSH keys resolved (what ``run`` sends)
     checked: Checked = field(default_factory=Checked)
+    #: whether the VM list honoured its annotation filter (None: never asked), and how
+    #: each organization's VMs of the spec were found (as ``run`` finds them)
+    annotation_filter: str | None = None
+    filter_evidence: str | None = None
+    listed_by: dict[str, str] = field(default_factory=dict)
 
     @property
     def estimated_requests(self) -> int:
         """At least a POST and a poll per VM to build (and a tag PATCH), plus organization requests.
 
-        Per organization with VMs to build: its lookup and VM list at the start,
-        and its VM list again at the end for the addresses (100 VMs a page). And
-        before all that, ``run`` checks what this plan checked, with as many
-        requests as it spent (``requests_spent``).
+        Per organization with VMs to build: its lookup and the fleet's VM list
+        at the start, and the fleet's VM list again at the end for the
+        addresses (100 VMs a page; more where the API ignores the list's
+        annotation filter: see ``listed_by``). And before all that, ``run``
+        checks what this plan checked, with as many requests as it spent
+        (``requests_spent``).
         """
         in_place: Counter[str] = Counter(r.organization.value for r in self.to_build)
         in_place.update(r.organization.value for r, _ in self.existing)
@@ -185,6 +193,19 @@ async def _check_references(
         plan.problems.append(LookupProblem(name, value, message, tuple(hostnames)))
 
 
+async def _vm_count(client: KatapultClient, org: Lookup, deadline: float) -> int:
+    """How many VMs the organization holds (for its quota): the list's total, or its pages
+    counted where the API gives no total (a large set)."""
+    first = await retry_get(lambda: client.vm_list_page(org, per_page=1), deadline_seconds=deadline)
+    if first.pagination is not None and first.pagination.total is not None:
+        return first.pagination.total
+
+    async def count() -> int:
+        return sum([1 async for _ in client.list_vms(org)])
+
+    return await retry_get(count, deadline_seconds=deadline)
+
+
 async def make_plan(
     client: KatapultClient,
     requests: Sequence[VmRequest],
@@ -200,8 +221,9 @@ async def make_plan(
 ) -> Plan:
     """Resolve every lookup of ``requests``, find existing hostnames, check quota, and
     decide each VM's fate as ``run`` would (``fleet``: the fleet's identity; ``rows``:
-    its journal's build rows, read without its lock; ``decide``: look at each VM a
-    hostname holds, as ``run`` will)."""
+    its journal's build rows, read without its lock; ``decide``: find the fleet and
+    look at each VM a hostname holds, as ``run`` will; without it, as ``run``'s own
+    checks before its first build, nothing is listed)."""
     plan = Plan(
         window_seconds=window_seconds,
         expected_build_seconds=expected_build_seconds,
@@ -209,12 +231,24 @@ async def make_plan(
         fleet=fleet,
     )
     start_requests = client.requests_total
+    finder = FleetFinder(client, fleet=fleet, retry={"deadline_seconds": deadline_seconds})
+    likely = {
+        k for k, e in (rows or {}).items() if row_of(e).created or row_of(e).fact == "accepted"
+    }
     orgs: dict[Lookup, list[VmRequest]] = defaultdict(list)
     for req in requests:
         orgs[req.organization].append(req)
+    # the fleet's VMs the spec no longer lists, by the organization they were built in:
+    # looked for too (plan names those still there)
+    spec_keys = {req.key for req in requests}
+    gone_from_spec: dict[str, list[str]] = defaultdict(list)
+    for key, entry in (rows or {}).items():
+        if key not in spec_keys and row_of(entry).created and entry.built_with:
+            gone_from_spec[entry.built_with.get("organization", "")].append(key)
     known: dict[str, set[tuple[str, str]]] = {}
     per_org: dict[Lookup, dict[str, set[tuple[str, str]]]] = {}
     existing: dict[Lookup, dict[str, str]] = {}
+    looked: dict[str, VirtualMachine] = {}
     limits: dict[Lookup, tuple[int | None, int | None]] = {}
     bad_orgs: set[Lookup] = set()
 
@@ -223,7 +257,9 @@ async def make_plan(
 
     async def org_facts(org: Lookup) -> None:
         try:
-            await retry_get(lambda: client.get_organization(org), deadline_seconds=deadline_seconds)
+            info = await retry_get(
+                lambda: client.get_organization(org), deadline_seconds=deadline_seconds
+            )
         except (NotFound, PermissionDenied) as exc:
             if isinstance(exc, PermissionDenied) and exc.code not in _ORG_STATES:
                 raise
@@ -244,14 +280,30 @@ async def make_plan(
             "network": await _names(lambda: client.list_networks(org), deadline_seconds),
         }
 
-        async def listing() -> dict[str, str]:
-            return {vm.hostname.lower(): vm.id async for vm in client.list_vms(org) if vm.hostname}
-
-        existing[org] = await retry_get(listing, deadline_seconds=deadline_seconds)
         policy = await retry_get(
             lambda: client.get_policy_limits(org), deadline_seconds=deadline_seconds
         )
-        limits[org] = (policy.max_virtual_machines, len(existing[org]))
+        limit = policy.max_virtual_machines
+        current: int | None = None
+        existing[org] = {}
+        if decide:
+            listing = await finder.list_org(
+                org,
+                [r.key for r in orgs[org]] + gone_from_spec.get(org.value, []),
+                domain=info.infrastructure_domain,
+                # every holder of a hostname of the spec: plan names another fleet's VM now,
+                # where a run would meet it as the API's refusal of a taken hostname
+                complete=True,
+                likely=likely,
+            )
+            existing[org] = listing.existing
+            looked.update(listing.looked)
+            current = len(listing.existing) if listing.whole else None
+        # (a run's checks before building list nothing: the run finds its fleet itself;
+        # the VMs they are given are those it may build)
+        if limit is not None and current is None:
+            current = await _vm_count(client, org, deadline_seconds)
+        limits[org] = (limit, current)
 
     try:
         async with anyio.create_task_group() as tg:
@@ -301,8 +353,13 @@ async def make_plan(
     await _check_references(
         client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
     )
-    if decide:  # (a run's own checks before building leave it to the run)
-        await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds)
+    if decide:  # (a run's own checks before building leave the looks to the run)
+        await _decide(
+            client, requests, plan, existing, dict(rows or {}), deadline_seconds, looked
+        )
+    plan.annotation_filter = finder.filter
+    plan.filter_evidence = finder.filter_evidence
+    plan.listed_by = dict(finder.listed_by)
     plan.permitted = permitted()
     plan.requests_spent = client.requests_total - start_requests
     return plan
@@ -315,13 +372,20 @@ async def _decide(
     existing: Mapping[Lookup, Mapping[str, str]],
     rows: dict[str, JournalEntry],
     deadline: float,
+    looked: Mapping[str, VirtualMachine],
 ) -> None:
     """Each VM's fate as ``run`` decides it (:func:`preview_fates`), its drift, and the
     fleet's VMs the spec no longer lists."""
     drift = spec_changes(requests, rows)
     known = [r for r in requests if r.organization in existing]
     fates = await preview_fates(
-        client, known, existing=existing, rows=rows, fleet=plan.fleet, deadline=deadline
+        client,
+        known,
+        existing=existing,
+        rows=rows,
+        fleet=plan.fleet,
+        deadline=deadline,
+        looked=looked,
     )
     for key, fate in fates.items():
         if fate == "ours" and key in drift:
@@ -347,11 +411,13 @@ async def preview_fates(
     fleet: str | None,
     deadline: float,
     delete: bool = False,
+    looked: Mapping[str, VirtualMachine] | None = None,
 ) -> dict[str, str]:
     """What ``run`` (or, with ``delete``, ``destroy``) would decide for each VM, by the
     same functions (:func:`build_fate`, :func:`delete_fate`), without sending anything:
     one look at every VM a hostname of the spec holds in ``existing`` (each
-    organization's listing) or that the fleet's journal says its build created."""
+    organization's listing) or that the fleet's journal says its build created
+    (``looked``: VMs already looked at, by id, which are not looked at again)."""
     ownership = Ownership(fleet=fleet or "")
     limiter = anyio.CapacityLimiter(_LOOKS_AT_ONCE)
     fates: dict[str, str] = {}
@@ -361,7 +427,11 @@ async def preview_fates(
         vm_id = existing.get(req.organization, {}).get(req.key) or row.created
         seen: Seen = "none"
         state: str | None = None
-        if vm_id is not None:
+        if vm_id is not None and looked is not None and vm_id in looked:
+            vm = looked[vm_id]
+            state = vm.state
+            seen = seen_of(ownership.judge(req.key, vm.annotations), vm.state)
+        elif vm_id is not None:
             async with limiter:
                 try:
                     vm = await retry_get(

@@ -24,8 +24,10 @@ import anyio
 import anyio.abc
 
 from orchestrator._logging import get_logger
+from orchestrator.engine._addresses import AddressSource
 from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
+from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._loop import loop_time
 from orchestrator.engine._report_facts import FirstSeen, with_build_facts_of
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
@@ -170,6 +172,8 @@ class Run:
             if operation is not None
             else BuildOperation(self, fleet=fleet, only_keys=only_keys)
         )
+        #: finds each organization's VMs of the spec (the fleet's listing, or a fallback)
+        self.finder = FleetFinder(client, fleet=fleet, retry=self.retry)
 
     # ------------------------------------------------------------------ public
 
@@ -215,9 +219,31 @@ class Run:
 
     @property
     def ownership(self) -> OwnershipInfo:
-        """Whether this run could verify ownership by annotations, and how it found out."""
+        """Whether this run could verify ownership by annotations, and how it found out;
+        whether the VM list honoured its annotation filter, and how each organization's
+        VMs were found."""
         own = self._op.ownership
-        return OwnershipInfo(fleet=own.fleet, verifiable=own.verifiable, evidence=own.evidence)
+        return OwnershipInfo(
+            fleet=own.fleet,
+            verifiable=own.verifiable,
+            evidence=own.evidence,
+            annotation_filter=self.finder.filter,
+            filter_evidence=self.finder.filter_evidence,
+            listed_by=dict(self.finder.listed_by),
+        )
+
+    def address_sources(self) -> dict[Lookup, AddressSource]:
+        """How each organization's missing addresses may be read once the run is over."""
+        own = self._op.ownership
+        trusted = self.finder.filter == "honoured" and (self.finder.copies or own.copied)
+        return {
+            org.lookup: AddressSource(
+                fleet=self.fleet if trusted else None,
+                whole_read=org.whole_read,
+                pages=org.pages,
+            )
+            for org in self._orgs.values()
+        }
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """Stop now: no new submissions, no more polls; in-flight VMs end ``cancelled``."""
@@ -287,16 +313,20 @@ class Run:
         if self._doom_all is not None:
             # found before the run began: the caller says it once (the CLI, an error: line)
             self.log.debug("orchestrator.run.doomed", error=self._doom_all[1].description)
-        async with anyio.create_task_group() as tg:
-            for org in self._orgs.values():
-                if self._doom_all is None:
-                    tg.start_soon(self._prepare_org, org)
         builds: dict[str, JournalEntry] = {}
+        own: dict[str, JournalEntry] = {}
         if self.journal is not None:
             own = await self.journal.entries()
             # every operation decides from the fleet's *build* rows (what its builds sent
             # and created); a delete's own rows are only its write-ahead log
             builds = own if self.journal.table == "vms" else await self.journal.entries("vms")
+        # VMs the journal says this fleet built: likely there (what a listing costs more for)
+        likely = {k for k, e in builds.items() if row_of(e).created or row_of(e).fact == "accepted"}
+        async with anyio.create_task_group() as tg:
+            for org in self._orgs.values():
+                if self._doom_all is None:
+                    tg.start_soon(self._prepare_org, org, likely)
+        if self.journal is not None:
             self._removed = sorted(
                 e.hostname
                 for k, e in builds.items()
@@ -305,22 +335,25 @@ class Run:
             await self.journal.add_pending(
                 [(t.key, t.hostname) for t in self._tracks.values() if t.key not in own]
             )
+        ownership = self._op.ownership
+        if self.finder.copies and ownership.copied is None:
+            ownership.copied, ownership.evidence = True, self.finder.copies_evidence
         for track in self._tracks.values():
             self._op.classify(track, builds.get(track.key))
 
-    async def _prepare_org(self, org: OrgContext) -> None:
+    async def _prepare_org(self, org: OrgContext, likely: set[str]) -> None:
         try:
             info = await retry_get(lambda: self.client.get_organization(org.lookup), **self.retry)
             org.infrastructure_domain = info.infrastructure_domain
-
-            async def listing() -> dict[str, str]:
-                return {
-                    vm.hostname.lower(): vm.id
-                    async for vm in self.client.list_vms(org.lookup)
-                    if vm.hostname
-                }
-
-            org.existing = await retry_get(listing, **self.retry)
+            listing = await self.finder.list_org(
+                org.lookup,
+                [t.key for t in self._tracks.values() if t.org is org],
+                domain=org.infrastructure_domain,
+                complete=self._op.kind == "delete",
+                likely=likely,
+            )
+            org.existing, org.looked = listing.existing, listing.looked
+            org.whole_read, org.pages = listing.whole, listing.pages
         except ApiError as exc:
             self.doom_for(org, exc, force_org=True)
         except ApiUnreachable as exc:
@@ -617,6 +650,9 @@ class Run:
         None when the API gave no usable answer (after retries): the VM is then
         finished ``failed`` with that error, since nothing can be decided unseen.
         """
+        looked = track.org.looked.pop(vm_id, None)
+        if looked is not None:
+            return "present", looked  # the listing's fqdn lookup was its look
         try:
             return await self.where_or_raise(vm_id, retried=True)
         except (ApiError, TransportError) as exc:
@@ -664,12 +700,24 @@ class Run:
         )
 
     def seen_vm(self, track: Track, vm: VirtualMachine) -> None:
-        """Remember what a look at the VM told (id, fqdn, state)."""
+        """Remember what a look at the VM told (id, fqdn, state, addresses, data center).
+
+        A build's own view of its VM carries no addresses: what an earlier look
+        showed is kept then.
+        """
         if track.key not in self.first_seen:
             self.first_seen[track.key] = utcnow()
+        if track.vm_id != vm.id:
+            track.ip_addresses, track.data_center = (), None
         track.vm_id = vm.id
         track.fqdn = vm.fqdn or track.org.fqdn(track.key)
         track.vm_state = vm.state or track.vm_state
+        addresses = tuple(ip.address for ip in vm.ip_addresses if ip.address)
+        if addresses:
+            track.ip_addresses = addresses
+        data_center = vm.zone.data_center if vm.zone is not None else None
+        if data_center is not None and data_center.permalink:
+            track.data_center = data_center.permalink
 
     def adopt(self, track: Track, vm_id: str) -> None:
         """Take ``vm_id`` as this VM's; it is followed by polling the VM."""

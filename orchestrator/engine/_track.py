@@ -12,6 +12,7 @@ import anyio
 
 from orchestrator.engine.state.fate import Row
 from orchestrator.errors import ApiError, Category
+from orchestrator.katapult import VirtualMachine
 from orchestrator.katapult._gate import ON_SENT
 from orchestrator.report import ErrorInfo, Outcome, VmRef, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
@@ -45,8 +46,15 @@ class OrgContext:
 
     lookup: Lookup
     infrastructure_domain: str | None = None
-    #: hostname (lower-cased) -> VM id, of VMs that existed when the run began
+    #: hostname (lower-cased) -> VM id, of VMs that existed when the run began (those
+    #: the fleet's listing, or the fallback, found: ``orchestrator.engine._fleet_listing``)
     existing: dict[str, str] = field(default_factory=dict)
+    #: VM id -> the VM as an fqdn lookup of the listing showed it (its one look)
+    looked: dict[str, VirtualMachine] = field(default_factory=dict)
+    #: the organization's whole VM list was read (never again this run)
+    whole_read: bool = False
+    #: pages of the organization's whole VM list, when known
+    pages: int | None = None
     #: set when a failure dooms every further build in this organization
     doom: tuple[Category, ErrorInfo] | None = None
 
@@ -107,6 +115,9 @@ class Track:
     vm_seen: bool = False
     #: the VM's state when it was last looked at
     vm_state: str | None = None
+    #: the VM's addresses and data center, as a look at it (or a listing) showed them
+    ip_addresses: tuple[str, ...] = ()
+    data_center: str | None = None
     last_error: ErrorInfo | None = None
     last_category: Category | None = None
     #: the tags the VM has after they were set (None: none asked for, or not yet set)
@@ -146,7 +157,17 @@ class Track:
         duration = None
         if self.submitted_at is not None:
             duration = round((finished - self.submitted_at).total_seconds(), 3)
-        vm = VmRef(id=self.vm_id, fqdn=self.fqdn, state=self.vm_state) if self.vm_id else None
+        vm = (
+            VmRef(
+                id=self.vm_id,
+                fqdn=self.fqdn,
+                state=self.vm_state,
+                ip_addresses=list(self.ip_addresses),
+                data_center=self.data_center,
+            )
+            if self.vm_id
+            else None
+        )
         return VmResult(
             key=self.key,
             hostname=self.hostname,

@@ -8,7 +8,7 @@ each one through an optional :class:`RequestGate`, and returns pydantic models.
 
 from __future__ import annotations
 
-from orchestrator.katapult._client import DEFAULT_API_URL, KatapultClient, check_api_url
+from orchestrator.katapult._client import DEFAULT_API_URL, KatapultClient, VmPage, check_api_url
 from orchestrator.katapult._encoding import flatten_params
 from orchestrator.katapult._gate import RateLimitInfo, RequestGate, parse_retry_after
 from orchestrator.katapult._lookups import LOOKUP_KEYS, LookupKind, lookup_arg
@@ -89,6 +89,7 @@ __all__ = [
     "VirtualMachine",
     "VirtualMachineBuild",
     "VirtualMachineSummary",
+    "VmPage",
     "VmState",
     "Zone",
     "build_spec_xml",

@@ -52,7 +52,7 @@ from orchestrator.katapult._transport import (
 from orchestrator.katapult._url import api_url_problem, normalize_api_url
 from orchestrator.vm_request import Lookup
 
-__all__ = ["DEFAULT_API_URL", "KatapultClient"]
+__all__ = ["DEFAULT_API_URL", "KatapultClient", "VmPage"]
 
 #: The real API's base URL.
 DEFAULT_API_URL: Final = "https://api.katapult.io/core/v1/"
@@ -413,12 +413,22 @@ class KatapultClient:
         return await self._get_one("tasks/_", "task", Task, {"task": {"id": task_id}})
 
     async def get_build(self, build_id: str) -> VirtualMachineBuild:
-        """``GET virtual_machines/builds/_``: a build's state and, once it exists, its VM."""
-        return await self._get_one(
+        """``GET virtual_machines/builds/_``: a build's state and, once it exists, its VM.
+
+        The build is read from ``virtual_machine_build`` or, from an older server
+        that answers only the deprecated ``build`` key, from that (as go-katapult does).
+        """
+        answer = await self._call(
+            "GET",
             "virtual_machines/builds/_",
-            "virtual_machine_build",
+            params={"virtual_machine_build": {"id": build_id}},
+        )
+        key = "virtual_machine_build" if "virtual_machine_build" in answer.data else "build"
+        return self._parse(
             VirtualMachineBuild,
-            {"virtual_machine_build": {"id": build_id}},
+            answer.data.get(key),
+            answer,
+            "the response's 'virtual_machine_build'",
         )
 
     # ------------------------------------------------------------ VMs
@@ -494,10 +504,20 @@ class KatapultClient:
         return self._parse(Task, answer.data.get("task"), answer, "the response's 'task'")
 
     async def list_vms(
-        self, organization: Lookup, *, per_page: int = 100
+        self,
+        organization: Lookup,
+        *,
+        per_page: int = 100,
+        annotations: Mapping[str, str | None] | None = None,
     ) -> AsyncIterator[VirtualMachineSummary]:
-        """Every VM of the organization, fetching page after page as iterated."""
-        params = {"organization": lookup_arg("organization", organization)}
+        """Every VM of the organization, fetching page after page as iterated.
+
+        ``annotations`` filters the list (``annotations[][key]``/``[value]``):
+        only VMs carrying every pair (a ``None`` value: the key alone). Whether
+        the API honours the filter is unconfirmed: a caller must not take the
+        answer for filtered without having found out.
+        """
+        params = _vm_list_params(organization, annotations)
         async for vm in self._pages(
             "organizations/_/virtual_machines",
             "virtual_machines",
@@ -506,6 +526,44 @@ class KatapultClient:
             per_page,
         ):
             yield vm
+
+    async def vm_list_page(
+        self,
+        organization: Lookup,
+        *,
+        page: int = 1,
+        per_page: int = 100,
+        annotations: Mapping[str, str | None] | None = None,
+    ) -> VmPage:
+        """One page of the organization's VM list (as :meth:`list_vms` filters it)."""
+        params = {
+            **_vm_list_params(organization, annotations),
+            "page": page,
+            "per_page": per_page,
+        }
+        answer = await self._call("GET", "organizations/_/virtual_machines", params=params)
+        items = [
+            self._parse(VirtualMachineSummary, raw, answer, "an item of 'virtual_machines'")
+            for raw in self._items(answer, "virtual_machines")
+        ]
+        raw_pagination = answer.data.get("pagination")
+        pagination = (
+            self._parse(Pagination, raw_pagination, answer, "the response's 'pagination'")
+            if raw_pagination is not None
+            else None
+        )
+        last = _is_last_page(pagination, page, len(items), per_page)
+        return VmPage(items=items, pagination=pagination, last=last)
+
+    async def get_default_network(self, data_center: Lookup) -> Network:
+        """``GET data_centers/_/default_network``: the data center's default network
+        (what the Terraform provider reads before every XML build)."""
+        return await self._get_one(
+            "data_centers/_/default_network",
+            "network",
+            Network,
+            {"data_center": lookup_arg("data_center", data_center)},
+        )
 
     async def set_vm_tags(self, vm: Lookup, tag_names: Sequence[str]) -> VirtualMachine:
         """``PATCH virtual_machines/_``: set the VM's tags to exactly ``tag_names``.
@@ -621,6 +679,24 @@ class KatapultClient:
 # ---------------------------------------------------------------- helpers
 
 _NOT_JSON: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class VmPage:
+    """One page of a VM list: its VMs, its pagination, and whether it is the last."""
+
+    items: list[VirtualMachineSummary]
+    pagination: Pagination | None
+    last: bool
+
+
+def _vm_list_params(
+    organization: Lookup, annotations: Mapping[str, str | None] | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {"organization": lookup_arg("organization", organization)}
+    if annotations:
+        params["annotations"] = [{"key": k, "value": v} for k, v in annotations.items()]
+    return params
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,9 +84,11 @@ class ErrorInfo(_Model):
 class VmRef(_Model):
     """The VM that was built (or found).
 
-    ``ip_addresses`` and ``data_center`` (its permalink) are read from the
-    organization's VM list once the run is over; they are empty / None when
-    that list could not be read or the run was interrupted.
+    ``ip_addresses`` and ``data_center`` (its permalink) are what the run saw
+    of it: a look at the VM (every VM found for a hostname is looked at once;
+    a destroy's rows show the VM as it was before it was deleted), or the
+    fleet's VM list read once the builds are over; they are empty / None when
+    neither could be read or the run was interrupted.
     """
 
     id: str
@@ -212,6 +214,16 @@ class OwnershipInfo(_Model):
     #: None: the run never looked at a VM that could tell
     verifiable: bool | None = None
     evidence: str | None = None
+    #: whether the VM list honoured its ``annotations[][key]``/``[value]`` filter
+    #: (found out once per run; None: never asked)
+    annotation_filter: Literal["honoured", "ignored"] | None = None
+    filter_evidence: str | None = None
+    #: organization -> how its VMs of the spec were found: ``fleet`` (the list filtered
+    #: by the fleet's identity), ``organization`` (its whole list), ``fqdn`` (one lookup
+    #: per hostname) or ``fleet+fqdn`` (the fleet's list, and lookups of the rest)
+    listed_by: dict[str, Literal["fleet", "organization", "fqdn", "fleet+fqdn"]] = Field(
+        default_factory=dict
+    )
 
 
 class BudgetWindow(_Model):

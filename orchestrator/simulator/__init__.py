@@ -23,7 +23,9 @@ task; then the VM is gone and its hostname free).
 Where the real API is unconfirmed and it matters to an exactly-once client,
 it plays either reading, chosen by a field of :class:`SimulatorConfig`
 (``hostname_taken_at``, ``vm_record_at``, ``duplicate_hostnames``,
-``failed_build_leaves_vm``, ``copy_annotations``, ``trash_holds_hostname``;
+``failed_build_leaves_vm``, ``copy_annotations``, ``trash_holds_hostname``,
+``annotations_copied_at``, ``annotation_filter``, ``xml_without_interface``,
+``legacy_build_key``;
 each documented there with what is known and what is guessed;
 ``SimulatorConfig.pessimistic()`` sets the hardest combination). By default:
 
@@ -32,7 +34,10 @@ each documented there with what is known and what is guessed;
   ``["Hostname has already been taken"]``;
 - a build's VM record appears at 45% of its duration;
 - a failed build never gets a VM and frees its hostname when it fails;
-- annotations given to a build stick to its VM;
+- annotations given to a build stick to its VM, with its VM record;
+- the VM list honours its annotation filter;
+- an XML build without a network interface gets one on the default network;
+- builds are answered under both build keys;
 - a VM in the trash keeps its hostname taken.
 
 Elsewhere it picks one reading (marked *inferred*):

@@ -14,10 +14,13 @@ __all__ = [
     "PENDING_END",
     "PESSIMISTIC_READINGS",
     "VM_AT",
+    "AnnotationFilter",
+    "AnnotationsCopiedAt",
     "DuplicateHostnames",
     "FaultConfig",
     "HostnameTakenAt",
     "SimulatorConfig",
+    "XmlWithoutInterface",
 ]
 
 _DEFAULT_FAULT_METHODS: frozenset[str] = frozenset({"GET", "POST", "DELETE"})
@@ -30,6 +33,9 @@ VM_AT = 0.45
 
 HostnameTakenAt = Literal["post", "vm_record"]
 DuplicateHostnames = Literal["refuse", "accept"]
+AnnotationFilter = Literal["honoured", "ignored"]
+AnnotationsCopiedAt = Literal["vm_record", "complete"]
+XmlWithoutInterface = Literal["default_network", "no_address"]
 
 
 @dataclass
@@ -172,6 +178,12 @@ class SimulatorConfig:
         purge_seconds: simulated seconds a purge task takes; the trash object,
             the VM and its hold on the hostname go when it ends. Recorded:
             gone within 6 s.
+        existing_vms: VMs organization ``acme`` holds from the start
+            (``existing-00001`` ...; ``started``), as a shared organization
+            would: what makes reading its whole VM list costly.
+        existing_vms_fleet: the fleet those VMs carry in their
+            ``orchestrator.spec`` annotation (another orchestrator fleet's);
+            ``None`` (default): they carry no annotations.
         refused_tokens: tokens the authenticator knows but refuses, each with
             the code it answers: ``unauthorized_network_for_api_token`` (403,
             ``detail.ip_address``: the token may not be used from this
@@ -237,6 +249,26 @@ class SimulatorConfig:
             ``"refuse"`` (:meth:`pessimistic`): ``409 deletion_restricted``
             with ``detail.errors: ["Virtual machine must be stopped before it
             can be deleted"]``.
+        annotations_copied_at: when copied annotations show on the VM.
+            Guessed either way. ``"vm_record"`` (default): with its VM record;
+            ``"complete"``: only once its build is complete (until then the
+            VM shows ``[]`` and the list filter does not find it).
+        annotation_filter: whether the VM list honours its
+            ``annotations[][key]``/``annotations[][value]`` filter. Known: the
+            OpenAPI file documents it. Guessed: that it works. ``"honoured"``
+            (default): only the VMs carrying every pair are listed;
+            ``"ignored"``: the filter is read and ignored, every VM is listed.
+        xml_without_interface: what a ``build_from_spec`` whose XML has no
+            ``<NetworkInterface>`` gets. Known: every recorded and official XML
+            build sends one. Guessed: the rest. ``"default_network"``
+            (default, what the simulator always did): one interface on the
+            data center's default network, with an address; ``"no_address"``:
+            the VM comes up without any IP address. An interface that names a
+            network gets an address whatever its ``IPAddressAllocation``.
+        legacy_build_key: answer as an older server: the build POST and
+            ``GET virtual_machines/builds/_`` carry the build only under the
+            deprecated ``build`` key (no ``virtual_machine_build``). Known:
+            go-katapult accepts either. ``False`` (default).
     """
 
     token: str = field(default="sim-token", repr=False)
@@ -256,6 +288,8 @@ class SimulatorConfig:
     stop_seconds: float = 20.0
     purge_seconds: float = 4.0
     refused_tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
+    existing_vms: int = 0
+    existing_vms_fleet: str | None = None
     hostname_taken_at: HostnameTakenAt = "post"
     vm_record_at: tuple[float, float] = (VM_AT, VM_AT)
     duplicate_hostnames: DuplicateHostnames = "refuse"
@@ -263,6 +297,10 @@ class SimulatorConfig:
     copy_annotations: bool = True
     trash_holds_hostname: bool = True
     delete_running: Literal["accept", "refuse"] = "accept"
+    annotations_copied_at: AnnotationsCopiedAt = "vm_record"
+    annotation_filter: AnnotationFilter = "honoured"
+    xml_without_interface: XmlWithoutInterface = "default_network"
+    legacy_build_key: bool = False
 
     @classmethod
     def pessimistic(cls, **overrides: Any) -> SimulatorConfig:
@@ -270,7 +308,10 @@ class SimulatorConfig:
 
         Hostnames taken only once the VM record exists, that record appearing
         anywhere between 30% and 95% of the build, duplicates accepted, failed
-        builds leaving their VM, annotations not copied.
+        builds leaving their VM, annotations not copied (and, were they, only
+        at the build's end), the list's annotation filter ignored, an XML build
+        without an interface left without an address, answers of an older
+        server (the build under ``build`` only).
         """
         return cls(**{**PESSIMISTIC_READINGS, **overrides})
 
@@ -285,6 +326,8 @@ class SimulatorConfig:
             raise ValueError("build_seconds must be positive")
         if not 0.0 <= self.build_spread < 1.0:
             raise ValueError("build_spread must be within [0, 1)")
+        if self.existing_vms < 0:
+            raise ValueError("existing_vms must not be negative")
         if self.vm_limit is not None and self.vm_limit < 0:
             raise ValueError("vm_limit must not be negative")
         if self.per_page_default < 1:
@@ -299,6 +342,12 @@ class SimulatorConfig:
             raise ValueError("hostname_taken_at must be 'post' or 'vm_record'")
         if self.duplicate_hostnames not in ("refuse", "accept"):
             raise ValueError("duplicate_hostnames must be 'refuse' or 'accept'")
+        if self.annotations_copied_at not in ("vm_record", "complete"):
+            raise ValueError("annotations_copied_at must be 'vm_record' or 'complete'")
+        if self.annotation_filter not in ("honoured", "ignored"):
+            raise ValueError("annotation_filter must be 'honoured' or 'ignored'")
+        if self.xml_without_interface not in ("default_network", "no_address"):
+            raise ValueError("xml_without_interface must be 'default_network' or 'no_address'")
         lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))
         if not PENDING_END <= lo <= hi <= 1.0:
             raise ValueError(
@@ -318,6 +367,10 @@ class SimulatorConfig:
             "copy_annotations": self.copy_annotations,
             "trash_holds_hostname": self.trash_holds_hostname,
             "delete_running": self.delete_running,
+            "annotations_copied_at": self.annotations_copied_at,
+            "annotation_filter": self.annotation_filter,
+            "xml_without_interface": self.xml_without_interface,
+            "legacy_build_key": self.legacy_build_key,
         }
 
     @property
@@ -334,4 +387,8 @@ PESSIMISTIC_READINGS: dict[str, Any] = {
     "failed_build_leaves_vm": True,
     "copy_annotations": False,
     "delete_running": "refuse",
+    "annotations_copied_at": "complete",
+    "annotation_filter": "ignored",
+    "xml_without_interface": "no_address",
+    "legacy_build_key": True,
 }

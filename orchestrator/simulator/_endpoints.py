@@ -122,6 +122,14 @@ def list_data_centers(ctx: Ctx) -> Answer:
     }
 
 
+def get_default_network(ctx: Ctx) -> Answer:
+    """``GET data_centers/:data_center/default_network`` (as recorded: with ``default``)."""
+    lookup = ctx.args.lookup("data_center", ID_OR_PERMALINK, required=True)
+    catalogue = ctx.state.catalogue
+    data_center: DataCenter = resolve("data_center", lookup, catalogue.data_center_by)
+    return 200, {"network": render.network_short(catalogue.default_network(data_center))}
+
+
 def list_zones(ctx: Ctx) -> Answer:
     """``GET zones``."""
     return 200, {"zones": [render.zone_short(z) for z in ctx.state.catalogue.zones]}
@@ -219,7 +227,8 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
     """``GET organizations/:organization/virtual_machines`` (no trash, creation order).
 
     ``annotations[][key]``/``annotations[][value]`` keep only the VMs carrying
-    every pair given (a pair without a value matches the key alone).
+    every pair given (a pair without a value matches the key alone), unless the
+    reading ``annotation_filter="ignored"`` is played.
     """
     a = ctx.args
     lookup = a.lookup("organization", ORG_KEYS, required=True)
@@ -227,8 +236,8 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
     org = find_org(ctx, lookup)
     vms = ctx.state.vms_of(org)
-    if wanted:
-        vms = [vm for vm in vms if _has_annotations(vm.annotations, wanted)]
+    if wanted and ctx.config.annotation_filter == "honoured":
+        vms = [vm for vm in vms if _has_annotations(vm.annotations_at(ctx.now), wanted)]
     items, pagination = paginate(vms, page, per_page, ctx.config.large_set_threshold)
     return 200, {
         "pagination": pagination,
@@ -264,7 +273,7 @@ def get_virtual_machine(ctx: Ctx) -> Answer:
     """``GET virtual_machines/:virtual_machine`` by ``id`` or ``fqdn``."""
     vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=True))
     return 200, {
-        "annotations": _key_values(vm.annotations),
+        "annotations": _key_values(vm.annotations_at(ctx.now)),
         "virtual_machine": render.virtual_machine(vm, ctx.now, ctx.config.vm_start_seconds),
     }
 
@@ -273,8 +282,9 @@ def get_build(ctx: Ctx) -> Answer:
     """``GET virtual_machines/builds/:virtual_machine_build``."""
     lookup = ctx.args.lookup("virtual_machine_build", ("id",), required=False)
     build = resolve("virtual_machine_build", lookup, lambda _k, v: ctx.state.build_by_id(v))
+    key = "build" if ctx.config.legacy_build_key else "virtual_machine_build"
     return 200, {
-        "virtual_machine_build": render.build_info(build, ctx.now, ctx.config.vm_start_seconds),
+        key: render.build_info(build, ctx.now, ctx.config.vm_start_seconds),
         "annotations": _key_values(build.annotations),
     }
 
@@ -290,15 +300,18 @@ def get_task(ctx: Ctx) -> Answer:
 # ------------------------------------------------------------------- builds
 
 
-def _accepted(build: Build) -> Answer:
+def _accepted(ctx: Ctx, build: Build) -> Answer:
     short = {"id": build.id, "state": "pending"}
-    return 201, {
+    answer: dict[str, Any] = {
         "task": {"id": build.task_id, "name": "Build virtual machine", "status": "pending"},
         "build": dict(short),
         "virtual_machine_build": dict(short),
         "hostname": build.hostname,
         "annotations": _key_values(build.annotations),
     }
+    if ctx.config.legacy_build_key:
+        del answer["virtual_machine_build"]  # an older server: the deprecated key alone
+    return 201, answer
 
 
 def _place(
@@ -375,7 +388,7 @@ def build_virtual_machine(ctx: Ctx) -> Answer:
         spec_xml=spec_xml,
         now=ctx.now,
     )
-    return _accepted(build)
+    return _accepted(ctx, build)
 
 
 def detail_messages_of(error: SimApiError) -> list[str]:
@@ -480,6 +493,8 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
             annotations=annotations,
             spec_xml=spec_xml,
             now=ctx.now,
+            # [inferred either way] a spec without an interface: see xml_without_interface
+            addressed=bool(spec.networks) or ctx.config.xml_without_interface != "no_address",
         )
     except SimApiError as error:
         # this endpoint lists no resource_creation_restricted: the organization's
@@ -487,4 +502,4 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
         if error.code != "resource_creation_restricted":
             raise
         raise validation_error(*detail_messages_of(error)) from None
-    return _accepted(build)
+    return _accepted(ctx, build)

@@ -332,7 +332,7 @@ def virtual_machine(vm: VirtualMachine, now: float, start_seconds: float) -> dic
         "hostname": vm.hostname,
         "id": vm.id,
         "initial_root_password": make_id(0, "pw", vm.id)[3:],
-        "ip_addresses": [ip_address(vm)],
+        "ip_addresses": [ip_address(vm)] if vm.addressed else [],
         "memory_in_gb": vm.memory_in_gb,
         "name": vm.name,
         "organization": organization(vm.org),
@@ -371,5 +371,5 @@ def vm_list_item(vm: VirtualMachine) -> dict[str, Any]:
         "zone": zone_short(vm.zone),
         "package": None if vm.package is None else {"name": vm.package.name},
         "gpu_type": None,
-        "ip_addresses": [{"address": _address(vm)[0]}],
+        "ip_addresses": [{"address": _address(vm)[0]}] if vm.addressed else [],
     }

@@ -99,6 +99,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", "data_centers", f"{_E}/DataCenters/ListEndpoint", ep.list_data_centers, frozenset()
     ),
+    Route(
+        "GET",
+        "data_centers/:data_center/default_network",
+        f"{_E}/DataCenters/DefaultNetworkEndpoint",
+        ep.get_default_network,
+        frozenset({"data_center_not_found"}),
+    ),
     Route("GET", "zones", f"{_E}/Zones/ListEndpoint", ep.list_zones, frozenset()),
     Route(
         "GET",

@@ -133,6 +133,13 @@ class VirtualMachine:
     power: PowerAction | None = None  # the last stop or shutdown asked for
     purge_at: float | None = None  # when a purge asked for takes effect
     purged: bool = False  # gone for good: no lookup finds it, its hostname is free
+    addressed: bool = True  # False: it came up without an IP address
+    #: when its annotations show (``annotations_copied_at="complete"``: its build's end)
+    annotations_from: float = float("-inf")
+
+    def annotations_at(self, now: float) -> list[dict[str, str | None]]:
+        """The annotations the VM shows at ``now``."""
+        return self.annotations if now >= self.annotations_from else []
 
     @property
     def fqdn(self) -> str:
@@ -182,6 +189,7 @@ class Build:
     annotations: list[dict[str, str | None]]
     spec_xml: str = ""
     vm: VirtualMachine | None = None
+    addressed: bool = True  # False: its VM comes up without an IP address
     released: bool = False  # failed, and no longer counted against the VM limit
 
     @property
@@ -284,6 +292,14 @@ class SimulatorState:
         self.faults: Counter[str] = Counter()
         self.taken_refusals: Counter[str] = Counter()
         self.taken_build_failures: Counter[str] = Counter()
+        fleet = self.config.existing_vms_fleet
+        for i in range(1, self.config.existing_vms + 1):
+            vm_id = self.add_existing_vm("acme", f"existing-{i:05d}")
+            if fleet is not None:
+                self._vms[vm_id].annotations = [
+                    {"key": "orchestrator.vm", "value": f"existing-{i:05d}"},
+                    {"key": "orchestrator.spec", "value": fleet},
+                ]
 
     # ------------------------------------------------------------------ time
 
@@ -336,6 +352,10 @@ class SimulatorState:
             annotations=list(build.annotations) if self.config.copy_annotations else [],
             build=build,
             serial=self._serial,
+            addressed=build.addressed,
+            annotations_from=(
+                build.finished_at if config.annotations_copied_at == "complete" else float("-inf")
+            ),
         )
         build.vm = vm
         self._vms[vm.id] = vm
@@ -453,6 +473,7 @@ class SimulatorState:
         annotations: list[dict[str, str | None]],
         spec_xml: Callable[[str], str],
         now: float,
+        addressed: bool = True,
     ) -> Build:
         """Accept a build, or raise the API's refusal (limit, bad or taken hostname)."""
         config = self.config
@@ -502,6 +523,7 @@ class SimulatorState:
             description=description,
             tags=tags,
             annotations=annotations,
+            addressed=addressed,
         )
         build.spec_xml = spec_xml(hostname)
         self._builds[build.id] = build
@@ -569,6 +591,7 @@ class SimulatorState:
             self.ensure_tags(vm.org, vm.tags)
         if annotations is not None:
             vm.annotations = list(annotations)
+            vm.annotations_from = float("-inf")
 
     def _random_hostname(self, org_state: _OrgState) -> str:
         while True:

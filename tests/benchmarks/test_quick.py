@@ -21,6 +21,7 @@ SCENARIOS = {
     "overhead",
     "faults",
     "faults-pessimistic",
+    "shared-org",
 }
 
 

@@ -36,6 +36,7 @@ PLAN_KEYS = [
     "fates",
     "drift",
     "removed_from_spec",
+    "readings",
 ]
 STATUS_KEYS = ["kind", "format_version", "journal", "counts", "runs", "vms", "fleet", "deletes"]
 STATUS_VM_KEYS = [
@@ -85,6 +86,8 @@ def test_plan_json_lists_what_to_build_and_what_exists(
     plan = _json(capsys)
     assert list(plan) == [*PLAN_KEYS, "config_file"]  # the config file read comes last
     assert (plan["kind"], plan["format_version"]) == ("plan", 1)
+    assert plan["readings"]["annotation_filter"] == "honoured"
+    assert set(plan["readings"]["listed_by"]) == {"acme"}
     assert plan["summary"] == {"to_build": 5, "existing": 0, "problems": 0}
     assert (plan["has_changes"], plan["has_errors"]) == (True, False)
     assert [vm["hostname"] for vm in plan["to_build"]] == EXAMPLE_HOSTNAMES

@@ -25,6 +25,10 @@ def test_readings_map_onto_the_config() -> None:
         "failed_build_leaves_vm": None,
         "copy_annotations": None,
         "trash_holds_hostname": None,
+        "annotations_copied_at": None,
+        "annotation_filter": None,
+        "xml_without_interface": None,
+        "legacy_build_key": None,
         "pessimistic": False,
     }
     assert simulator_config(none).readings() == SimulatorConfig().readings()

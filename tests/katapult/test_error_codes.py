@@ -45,6 +45,8 @@ CLIENT_ENDPOINTS = {
     "get_trash_object": "TrashObjects/InfoEndpoint",
     "purge_trash_object": "TrashObjects/PurgeEndpoint",
     "list_vms": "VirtualMachines/ListEndpoint",
+    "vm_list_page": "VirtualMachines/ListEndpoint",
+    "get_default_network": "DataCenters/DefaultNetworkEndpoint",
     "get_organization": "Organizations/InfoEndpoint",
     "get_policy_limits": "Organizations/PolicyLimitsEndpoint",
     "list_ssh_keys": "OrganizationSSHKeys/ListEndpoint",

@@ -314,3 +314,18 @@ def test_catalogue_ids_follow_the_seed() -> None:
 
     assert ids(1) == ids(1)
     assert ids(1) != ids(2)
+
+
+async def test_default_network_matches_the_recording(api: Api) -> None:
+    """A data center's default network has the recorded keys (the recording's first answer)."""
+    reply = await api.get(
+        "data_centers/data_center/default_network", **{"data_center[permalink]": "uk-lon-01"}
+    )
+    status, _, expected = recorded(MINIMAL, 0)
+    assert reply.status == status
+    assert_api_headers(reply.headers)
+    assert_matches(expected, reply.json)
+    validate(reply.json, "/data_centers/data_center/default_network")
+    assert reply.json["network"]["permalink"] == "uk-lon-01-public"
+    missing = await api.get("data_centers/_/default_network", **{"data_center[permalink]": "nope"})
+    assert (missing.status, missing.json["error"]["code"]) == (404, "data_center_not_found")

@@ -24,9 +24,9 @@ async def build(api: Api, hostname: str, **over: Any) -> dict[str, Any]:
 
 
 async def build_info(api: Api, created: dict[str, Any]) -> dict[str, Any]:
-    build_id = created["virtual_machine_build"]["id"]
+    build_id = created["build"]["id"]  # (an older server's answer has only this key)
     reply = await api.get("virtual_machines/builds/_", **{"virtual_machine_build[id]": build_id})
-    return dict(reply.json["virtual_machine_build"])
+    return dict(reply.json.get("virtual_machine_build") or reply.json["build"])
 
 
 async def listed(api: Api, **params: str) -> list[dict[str, Any]]:
@@ -54,6 +54,10 @@ def test_defaults_are_todays_readings() -> None:
         "copy_annotations": True,
         "trash_holds_hostname": True,
         "delete_running": "accept",
+        "annotations_copied_at": "vm_record",
+        "annotation_filter": "honoured",
+        "xml_without_interface": "default_network",
+        "legacy_build_key": False,
     }
 
 
@@ -68,6 +72,10 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         "copy_annotations": True,
         "trash_holds_hostname": True,
         "delete_running": "refuse",
+        "annotations_copied_at": "complete",
+        "annotation_filter": "ignored",
+        "xml_without_interface": "no_address",
+        "legacy_build_key": True,
     }
     assert config.seed == 7
     assert SimulatorConfig.pessimistic().copy_annotations is False
@@ -81,6 +89,9 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         ({"vm_record_at": (0.5, 1.5)}, "vm_record_at"),
         ({"hostname_taken_at": "later"}, "hostname_taken_at"),
         ({"duplicate_hostnames": "maybe"}, "duplicate_hostnames"),
+        ({"annotations_copied_at": "later"}, "annotations_copied_at"),
+        ({"annotation_filter": "sometimes"}, "annotation_filter"),
+        ({"xml_without_interface": "none"}, "xml_without_interface"),
     ],
 )
 def test_bad_readings_are_refused(fields: dict[str, Any], message: str) -> None:
@@ -331,3 +342,101 @@ async def test_the_trash_holds_the_hostname_or_not(
         assert state.snapshot()["duplicates"] == [
             {"organization": "acme", "hostname": "recycled", "count": 2}
         ]
+
+
+# ----------------------------------------------------------- annotations_copied_at
+
+
+@pytest.mark.parametrize("at", ["vm_record", "complete"])
+async def test_annotations_show_with_the_vm_record_or_at_the_builds_end(
+    sim: Any, api: Api, clock: FakeClock, at: str
+) -> None:
+    """annotations_copied_at decides whether a VM still being built shows its annotations."""
+    sim.config.annotations_copied_at = at
+    reply = await api.post(BUILD, build_body("web-01", annotations=ANNOTATIONS))
+    assert reply.status == 201
+    clock.advance(25)  # past the VM record (45% of ~40 s), before the end
+    early = await by_fqdn(api, "web-01")
+    assert early.status == 200
+    assert early.json["annotations"] == (ANNOTATIONS if at == "vm_record" else [])
+    assert len(await listed(api, **FILTER)) == (1 if at == "vm_record" else 0)
+    clock.advance(60)
+    assert (await by_fqdn(api, "web-01")).json["annotations"] == ANNOTATIONS
+    assert len(await listed(api, **FILTER)) == 1
+
+
+# ---------------------------------------------------------------- annotation_filter
+
+
+@pytest.mark.parametrize("honoured", [True, False], ids=["honoured", "ignored"])
+async def test_the_list_filter_is_honoured_or_ignored(
+    sim: Any, api: Api, clock: FakeClock, state: SimulatorState, honoured: bool
+) -> None:
+    """annotation_filter decides whether the VM list filters on annotations at all."""
+    sim.config.annotation_filter = "honoured" if honoured else "ignored"
+    state.add_existing_vm("acme", "bystander")
+    await build(api, "web-01", annotations=ANNOTATIONS)
+    clock.advance(60)
+    names = [v["hostname"] for v in await listed(api, **FILTER)]
+    assert names == (["web-01"] if honoured else ["bystander", "web-01"])
+
+
+# ----------------------------------------------------------- xml_without_interface
+
+XML_WITH_INTERFACE = (
+    '<NetworkInterfaces><NetworkInterface><Network by="permalink">'
+    "uk-lon-01-public</Network></NetworkInterface></NetworkInterfaces><Hostname>"
+)
+
+
+@pytest.mark.parametrize("reading", ["default_network", "no_address"])
+@pytest.mark.parametrize("interface", [True, False], ids=["interface", "no-interface"])
+async def test_an_xml_build_without_an_interface_gets_an_address_or_not(
+    sim: Any, api: Api, clock: FakeClock, reading: str, interface: bool
+) -> None:
+    """xml_without_interface decides the address of an XML build that names no interface;
+    one that names an interface always gets its address."""
+    sim.config.xml_without_interface = reading
+    body = spec_body("web-01")
+    if interface:
+        body["xml"] = body["xml"].replace("<Hostname>", XML_WITH_INTERFACE, 1)
+    assert (await api.post(SPEC, body)).status == 201
+    clock.advance(60)
+    vm = (await by_fqdn(api, "web-01")).json["virtual_machine"]
+    addressed = interface or reading == "default_network"
+    assert bool(vm["ip_addresses"]) is addressed
+    assert bool((await listed(api))[0]["ip_addresses"]) is addressed
+
+
+# ----------------------------------------------------------------- legacy_build_key
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["current", "older-server"])
+async def test_an_older_server_names_the_build_build(sim: Any, api: Api, legacy: bool) -> None:
+    """legacy_build_key: the POST's answer and the build's GET carry only ``build``."""
+    sim.config.legacy_build_key = legacy
+    reply = await api.post(BUILD, build_body("web-01"))
+    assert reply.status == 201
+    assert ("virtual_machine_build" in reply.json) is not legacy
+    build_id = reply.json["build"]["id"]
+    info = await api.get("virtual_machines/builds/_", **{"virtual_machine_build[id]": build_id})
+    key = "build" if legacy else "virtual_machine_build"
+    assert set(info.json) == {key, "annotations"}
+    assert info.json[key]["id"] == build_id
+
+
+# --------------------------------------------------------------------- existing_vms
+
+
+@pytest.mark.parametrize("fleet", [None, "other-team"])
+def test_an_organization_can_start_with_vms_of_its_own(fleet: str | None) -> None:
+    """existing_vms gives acme that many started VMs, annotated as existing_vms_fleet's."""
+    state = SimulatorState(SimulatorConfig(existing_vms=3, existing_vms_fleet=fleet))
+    vms = state.snapshot()["virtual_machines"]
+    assert [vm["hostname"] for vm in vms] == ["existing-00001", "existing-00002", "existing-00003"]
+    record = state.vm_by_id(vms[0]["id"])
+    assert record is not None
+    expected = [] if fleet is None else [{"key": "orchestrator.spec", "value": fleet}]
+    assert [kv for kv in record.annotations if kv["key"] == "orchestrator.spec"] == expected
+    with pytest.raises(ValueError, match="existing_vms"):
+        SimulatorConfig(existing_vms=-1)

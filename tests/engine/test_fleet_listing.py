@@ -1,0 +1,135 @@
+"""Issue 23, item 4: a run looks at its fleet, not at the whole organization, and never
+reads an organization whole twice; it finds out once whether the VM list honours its
+annotation filter and says so in the report. Each case against the default simulator
+(filter honoured, annotations copied) and the pessimistic one (filter ignored,
+annotations not copied)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.engine import Orchestrator, make_plan
+from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse, KatapultClient
+from orchestrator.simulator import RunningSimulator, SimulatorConfig, run_simulator
+
+from .conftest import SCALE, assert_exactly_once, settings_for, vms
+
+pytestmark = pytest.mark.anyio
+
+READINGS = ["default", "pessimistic"]
+#: VMs of the organization that are not the fleet's: three pages and more of its list
+OTHERS = 350
+LIST = "organizations/_/virtual_machines"
+
+
+def config_for(reading: str, **kw: Any) -> SimulatorConfig:
+    base = SimulatorConfig(time_scale=SCALE, seed=11, existing_vms=OTHERS)
+    if reading == "pessimistic":
+        base = SimulatorConfig.pessimistic(time_scale=SCALE, seed=11, existing_vms=OTHERS)
+    return dataclasses.replace(base, **kw)
+
+
+class Counting(AiohttpTransport):
+    """The real transport, remembering every request it sent."""
+
+    def __init__(self, sim: RunningSimulator) -> None:
+        super().__init__(sim.url)
+        self.sent: list[ApiRequest] = []
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        self.sent.append(request)
+        return await super().send(request)
+
+    def whole_reads(self) -> int:
+        """How many times the organization's unfiltered list was started (its page 1)."""
+        return sum(
+            1
+            for r in self.sent
+            if r.path == LIST
+            and ("page", "1") in r.params
+            and not any(name.startswith("annotations") for name, _ in r.params)
+        )
+
+    def reset(self) -> None:
+        self.sent.clear()
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_a_rerun_that_builds_nothing_costs_a_handful_of_requests(
+    reading: str, tmp_path: Path
+) -> None:
+    """A 5-VM rerun in an organization of 350 other VMs: at most 10 requests, no whole
+    read, every VM still looked at once (skipped, with its addresses)."""
+    requests = vms(5, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        transport = Counting(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            await orch.run(requests, journal=journal, fleet="web")
+            transport.reset()
+            again = await orch.run(requests, journal=journal, fleet="web")
+    assert again.summary.requests.total <= 10
+    assert transport.whole_reads() == 0
+    assert {(vm.outcome, vm.reason) for vm in again.vms} == {("skipped", "already_exists")}
+    assert all(vm.virtual_machine and vm.virtual_machine.ip_addresses for vm in again.vms)
+    gets = [r for r in transport.sent if r.path == "virtual_machines/_"]
+    assert len(gets) == 5  # one look at each VM, whichever way it was found
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_the_report_says_how_the_fleet_was_found(reading: str, tmp_path: Path) -> None:
+    """ownership.annotation_filter and listed_by name the reading found and the listing used."""
+    requests = vms(3, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=journal, fleet="web")
+            again = await orch.run(requests, journal=journal, fleet="web")
+    assert again.ownership is not None
+    if reading == "default":
+        assert again.ownership.annotation_filter == "honoured"
+        assert again.ownership.listed_by == {"acme": "fleet"}
+    else:
+        assert again.ownership.annotation_filter == "ignored"
+        assert again.ownership.listed_by == {"acme": "fqdn"}
+    assert again.ownership.filter_evidence
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_a_run_never_reads_the_organization_whole_twice(reading: str, tmp_path: Path) -> None:
+    """Building 40 VMs beside 350 others reads the organization's list whole at most once,
+    builds each VM once and still reports every address."""
+    requests = vms(40, prefix="web")
+    async with run_simulator(config_for(reading)) as sim:
+        transport = Counting(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            report = await orch.run(requests, journal=tmp_path / "web.journal", fleet="web")
+        assert_exactly_once(report, requests, sim)
+    assert transport.whole_reads() <= 1
+    assert {vm.outcome for vm in report.vms} == {"succeeded"}
+    assert all(vm.virtual_machine and vm.virtual_machine.ip_addresses for vm in report.vms)
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_plan_says_which_readings_it_found(reading: str, tmp_path: Path) -> None:
+    """plan finds the fleet as run does and names the filter's reading and the listing."""
+    requests = vms(3, prefix="web")
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=tmp_path / "web.journal", fleet="web")
+            transport = Counting(sim)
+            async with KatapultClient(
+                api_url=sim.url, token=sim.config.token, transport=transport
+            ) as client:
+                plan = await make_plan(client, requests, fleet="web", deadline_seconds=5)
+    assert transport.whole_reads() == 0
+    if reading == "default":
+        assert (plan.annotation_filter, plan.listed_by) == ("honoured", {"acme": "fleet"})
+        assert plan.fates == dict.fromkeys(("web-001", "web-002", "web-003"), "ours")
+    else:
+        assert (plan.annotation_filter, plan.listed_by) == ("ignored", {"acme": "fqdn"})
+    assert plan.filter_evidence
