@@ -354,9 +354,7 @@ async def make_plan(
         client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
     )
     if decide:  # (a run's own checks before building leave the looks to the run)
-        await _decide(
-            client, requests, plan, existing, dict(rows or {}), deadline_seconds, looked
-        )
+        await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds, looked)
     plan.annotation_filter = finder.filter
     plan.filter_evidence = finder.filter_evidence
     plan.listed_by = dict(finder.listed_by)

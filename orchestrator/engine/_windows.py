@@ -119,6 +119,10 @@ class WindowLog:
             aligned = started_clock - (started_wall.timestamp() % width)
             learned = (aligned, aligned)
         lo, hi = learned
+        # where the windows' edges are known only to within a good part of a window (a
+        # scaled clock, a loop busy when the budget saw the reset), no answer can be put
+        # in its window surely: what others used is then not guessed
+        precise = hi - lo <= width / 10
         # index -> [requests, 429s, may have been counted, permitted, lowest Remaining]
         rows: dict[int, list[int]] = {}
 
@@ -146,7 +150,7 @@ class WindowLog:
             for k in range(first, last + 1):
                 row_of(k)[2] += 1
             surely = sent > hi + index * width and answered <= lo + (index + 1) * width
-            if remaining != _NONE and surely:
+            if remaining != _NONE and surely and precise:
                 row[4] = remaining if row[4] == _NONE else min(row[4], remaining)
         windows = []
         for index in sorted(rows):

@@ -131,9 +131,10 @@ async def test_deadline_ends_the_run(tmp_path: Path) -> None:
     requests = vms(12)
     journal = tmp_path / "run.journal"
     # builds far longer than the deadline, a build timeout longer still
-    async with run_simulator(sim_config(rate_limit=4, build_seconds=100_000.0)) as sim:
+    # (the budget leaves room for the checks and the fleet's listing before the first build)
+    async with run_simulator(sim_config(rate_limit=10, build_seconds=100_000.0)) as sim:
         settings = settings_for(
-            sim, max_in_flight=2, deadline_seconds=0.2, build_timeout_seconds=10_000_000.0
+            sim, max_in_flight=2, deadline_seconds=0.5, build_timeout_seconds=10_000_000.0
         )
         async with Orchestrator(settings) as orch:
             report = await orch.run(requests, journal=journal)
