@@ -29,7 +29,7 @@ from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._loop import loop_time
-from orchestrator.engine._report_facts import FirstSeen, with_build_facts_of
+from orchestrator.engine._report_facts import FirstSeen
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
 from orchestrator.engine.events import EngineStatistics, EventKind, ProgressHook, ProvisionEvent
@@ -932,9 +932,9 @@ class Run:
             error=error,
             reason=reason,
             stopped_because=stopped_because,
+            # for the report's timeline (and the journal's copy of the row)
+            first_seen_at=self.first_seen.pop(track.key, None),
         )
-        # for the report's timeline and durations (and the journal's copy of the row)
-        result = with_build_facts_of(result, track.request, self.first_seen.get(track.key))
         self.scheduler.remove(track.key)
         self.settle(track, result)
         kind: EventKind = outcome

@@ -10,7 +10,7 @@ from typing import Literal
 
 import anyio
 
-from orchestrator.engine.state.fate import Row
+from orchestrator.engine.state.fate import Row, row_of
 from orchestrator.errors import ApiError, Category
 from orchestrator.katapult import VirtualMachine
 from orchestrator.katapult._gate import ON_SENT
@@ -66,7 +66,7 @@ class OrgContext:
 
 
 #: the row of a VM the journal knows nothing of (one, shared: a Row never changes)
-_NO_ROW = Row()
+_NO_ROW = row_of(None)
 
 
 @dataclass(slots=True, eq=False)
@@ -151,8 +151,11 @@ class Track:
         error: ErrorInfo | None = None,
         reason: str | None = None,
         stopped_because: str | None = None,
+        first_seen_at: datetime | None = None,
     ) -> VmResult:
-        """The final :class:`VmResult` from what is known now."""
+        """The final :class:`VmResult` from what is known now, with what the report's
+        timeline needs (package, location, ``first_seen_at``: when the run first saw
+        the VM's record), in one model (never a copy of it)."""
         finished = utcnow()
         duration = None
         if self.submitted_at is not None:
@@ -184,6 +187,9 @@ class Track:
             finished_at=finished,
             duration_seconds=duration,
             tags=self.tags,
+            first_seen_at=first_seen_at,
+            package=self.request.package.value,
+            location=None if self.request.location == "?" else self.request.location,
         )
 
 

@@ -79,6 +79,10 @@ class Row:
     created: str | None = None
 
 
+#: the rows that name no VM are shared (a Row never changes)
+_NOTHING, _SENT, _DELETED = Row(), Row("sent"), Row("deleted")
+
+
 def row_of(entry: JournalEntry | None) -> Row:
     """Reduce a build row of the journal to a :class:`Row`.
 
@@ -88,16 +92,16 @@ def row_of(entry: JournalEntry | None) -> Row:
     (``skipped``: ``already_exists``, ``not_ours``, ...).
     """
     if entry is None or entry.state == "pending":
-        return Row()
+        return _NOTHING
     if entry.state in ("intent", "uncertain"):
-        return Row("sent")
+        return _SENT
     if entry.state == "submitted":
         return Row("accepted", created=entry.vm_id)
     result = entry.result
     if result is None:  # pragma: no cover - a finished row always has its result
-        return Row()
+        return _NOTHING
     if result.reason in _DELETE_REASONS:
-        return Row("deleted")
+        return _DELETED
     vm = result.virtual_machine
     vm_id = vm.id if vm is not None else entry.vm_id
     ours = bool(result.task_id or result.build_id or entry.task_id or entry.build_id)
@@ -116,7 +120,7 @@ def row_of(entry: JournalEntry | None) -> Row:
         return Row("failed", created=created)
     if result.outcome == "failed" and created is not None:
         return Row("created", created=created)  # built, then its tags could not be set
-    return Row("none")
+    return _NOTHING
 
 
 def seen_of(
