@@ -209,7 +209,9 @@ async def test_a_429_storm_that_lets_requests_through_builds_every_vm() -> None:
     faults = FaultConfig(burst_429_every=2, burst_429_length=1)
     requests = vms(30)
     async with run_simulator(sim_config(faults=faults, rate_limit=10)) as sim:
-        settings = settings_for(sim, build_timeout_seconds=400.0)
+        # (a build timeout of 1200 simulated s is 3 real s here: a poll held back by the
+        # storm and the budget on a loaded machine must not time a build out)
+        settings = settings_for(sim, build_timeout_seconds=1200.0)
         async with Orchestrator(settings) as orch:
             report = await orch.run(requests)
     assert {(vm.outcome, vm.category) for vm in report.vms} == {("succeeded", None)}
