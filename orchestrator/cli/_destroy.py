@@ -83,7 +83,6 @@ class _Destroy:
 
     purge: bool
     yes: bool
-    fleet: str | None
     #: the fleet's journal (its build rows: which VMs its builds created)
     journal: Path | None = None
     #: ``--limit``: only these keys (None: every VM of the spec)
@@ -173,7 +172,6 @@ class _Destroy:
             spec,
             journal=journal,
             purge=self.purge,
-            fleet=self.fleet,
             only_keys=self.only_keys,
         )
         return result
@@ -283,9 +281,7 @@ def destroy(
             "its journal (--journal PATH)"
         )
     _unwritable(("report", settings.output.report), ("journal", journal_path))
-    destroying = _Destroy(
-        purge=purge, yes=yes, fleet=None, only_keys=only_keys, journal=journal_path
-    )
+    destroying = _Destroy(purge=purge, yes=yes, only_keys=only_keys, journal=journal_path)
     try:
         return anyio.run(
             functools.partial(_run_async, destroying=destroying),
