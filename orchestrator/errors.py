@@ -58,6 +58,7 @@ __all__ = [
     "InvalidRequest",
     "JournalError",
     "LimitError",
+    "NoJournal",
     "NotFound",
     "OrchestratorError",
     "PermissionDenied",
@@ -322,6 +323,10 @@ class ConfigError(OrchestratorError):
 
 class JournalError(OrchestratorError):
     """The journal is locked by another run, corrupt, or belongs to something else."""
+
+
+class NoJournal(JournalError):
+    """There is no journal where one was looked for (no file; no such fleet in the database)."""
 
 
 class ReportError(OrchestratorError):

@@ -20,12 +20,20 @@ from orchestrator.cli._exit_codes import (
     EXIT_USAGE,
     _exit_codes,
 )
-from orchestrator.cli._group import _common_options, _fleet_option, _limit_option, cli
+from orchestrator.cli._group import (
+    _common_options,
+    _fleet_option,
+    _limit_option,
+    _state_option,
+    cli,
+    state_flag,
+)
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
 from orchestrator.cli._runner import _handle_sigterm, _run_async
 from orchestrator.cli._simulator_options import reading_options, readings_given
 
 if TYPE_CHECKING:
+    from orchestrator.engine.state.location import StateLocation
     from orchestrator.report import Report
     from orchestrator.spec import Spec
 
@@ -84,7 +92,7 @@ class _Destroy:
     purge: bool
     yes: bool
     #: the fleet's journal (its build rows: which VMs its builds created)
-    journal: Path | None = None
+    journal: StateLocation | None = None
     #: ``--limit``: only these keys (None: every VM of the spec)
     only_keys: set[str] | None = None
 
@@ -167,7 +175,7 @@ class _Destroy:
             looked=looked,
         )
 
-    async def destroy(self, orch: Any, spec: Spec, journal: Path | None) -> Report:
+    async def destroy(self, orch: Any, spec: Spec, journal: StateLocation | None) -> Report:
         result: Report = await orch.destroy(
             spec,
             journal=journal,
@@ -199,6 +207,7 @@ class _Destroy:
     "no annotations, names an unnamed fleet, and is locked while destroy runs. Env: "
     "ORCHESTRATOR_JOURNAL.",
 )
+@_state_option
 @click.option(
     "--purge",
     is_flag=True,
@@ -226,6 +235,7 @@ def destroy(
     log_level: str | None,
     report: Path,
     journal: Path | None,
+    state: str | None,
     purge: bool,
     html: Path | None,
     yes: bool,
@@ -253,6 +263,7 @@ def destroy(
             "output.log_level": log_level,
             "output.report": report,
             "output.journal": journal,
+            "output.state": state,
             "output.progress": False if no_progress else None,
             "output.html": html,
         },
@@ -268,12 +279,22 @@ def destroy(
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
     # the fleet's journal: run's (report.json.journal unless the settings name one)
-    journal_path = settings.output.journal
-    if journal is not None and not journal.exists():
-        return _fail(f"--journal {journal}: no such journal (destroy uses the fleet's own)")
+    journal_path = settings.given_state()
     if journal_path is None and not simulate:
         journal_path = Path("report.json.journal")
-    if loaded.fleet is None and (journal_path is None or not journal_path.exists()):
+    from orchestrator.engine.state.journal import journal_exists_at
+    from orchestrator.errors import JournalError
+
+    try:
+        there = journal_path is not None and journal_exists_at(journal_path, loaded.fleet)
+    except JournalError as exc:
+        return _fail(str(exc))
+    if journal_path is not None and (journal is not None or state is not None) and not there:
+        return _fail(
+            f"{state_flag(journal_path)} {journal_path}: no such journal "
+            "(destroy uses the fleet's own)"
+        )
+    if loaded.fleet is None and not there:
         where = f"no journal at {journal_path}" if journal_path is not None else "no journal"
         return _fail(
             f"{spec} names no fleet and there is {where}: no VM could be proven this "

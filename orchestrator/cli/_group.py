@@ -135,6 +135,27 @@ def _fleet_option(func: Callable[..., Any]) -> Callable[..., Any]:
     )(func)
 
 
+def _state_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--state PATH|URL``; the command gets ``state: str | None``."""
+    return click.option(
+        "--state",
+        "state",
+        metavar="PATH|URL",
+        help="Where the fleet's state (journal and lock) lives: a journal's path, or a "
+        "postgresql:// URL of a database that keeps every named fleet's state, for runs "
+        "from many machines (its password: in the URL, PGPASSWORD or ~/.pgpass; never "
+        "shown). Env: ORCHESTRATOR_STATE.",
+    )(func)
+
+
+def state_flag(location: object) -> str:
+    """The flag that names ``location`` in messages: ``--state`` for a database, else
+    ``--journal``."""
+    from orchestrator.engine.state.location import PostgresState
+
+    return "--state" if isinstance(location, PostgresState) else "--journal"
+
+
 def _output_option(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--output text|json``; the command gets ``output: str``."""
     return click.option(

@@ -26,6 +26,7 @@ from orchestrator.cli._group import (
     _fleet_option,
     _limit_option,
     _output_option,
+    _state_option,
     cli,
 )
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec
@@ -34,6 +35,7 @@ from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
     from orchestrator.engine.state.journal import JournalEntry
+    from orchestrator.engine.state.location import StateLocation
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
     from orchestrator.vm_request import VmRequest
@@ -76,6 +78,7 @@ _PLAN_EPILOG = (
     help="The fleet's journal, read without its lock (default: report.json.journal, as "
     "run's, when it exists). Env: ORCHESTRATOR_JOURNAL.",
 )
+@_state_option
 @click.option(
     "--detailed-exitcode",
     is_flag=True,
@@ -93,6 +96,7 @@ def plan(
     output: str,
     fleet: str | None,
     journal: Path | None,
+    state: str | None,
     detailed_exitcode: bool,
 ) -> int:
     """Dry run of SPEC against the API: what `run` would do with each VM. Never builds.
@@ -112,6 +116,7 @@ def plan(
                 "output.log_format": log_format,
                 "output.log_level": log_level,
                 "output.journal": journal,
+                "output.state": state,
             },
             simulate=simulate,
             limit=limit,
@@ -145,7 +150,7 @@ def _plan(
     selected = _limited(loaded, limit)
     if not simulate and settings.katapult.api_token is None:
         return _fail(_NO_CREDENTIALS)
-    journal = settings.output.journal
+    journal = settings.given_state()
     if journal is None and not simulate:
         journal = settings.journal_path()
     try:
@@ -155,14 +160,20 @@ def _plan(
     return anyio.run(_plan_async, settings, selected, simulate, output, fleet_id, rows)
 
 
-def _fleet_state(spec: Spec, journal: Path | None) -> tuple[str | None, dict[str, JournalEntry]]:
+def _fleet_state(
+    spec: Spec, journal: StateLocation | None
+) -> tuple[str | None, dict[str, JournalEntry]]:
     """The fleet's identity and its journal's build rows (none without a journal)."""
     from orchestrator.engine._ownership import default_fleet
     from orchestrator.engine.state.journal import read_journal
+    from orchestrator.errors import NoJournal
 
-    if journal is None or not journal.exists():
+    if journal is None:
         return spec.fleet, {}
-    snapshot = read_journal(journal)
+    try:
+        snapshot = read_journal(journal, fleet=spec.fleet)
+    except NoJournal:
+        return spec.fleet, {}
     if spec.fleet is not None and snapshot.fleet not in (None, spec.fleet):
         raise JournalError(
             f"journal {journal} is the state of fleet {snapshot.fleet!r}, not {spec.fleet!r}: "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator._logging import configure_logging, get_logger
 from orchestrator.cli._console import CliExit, _err
-from orchestrator.errors import ConfigError, LimitError, SpecError
+from orchestrator.errors import ConfigError, JournalError, LimitError, SpecError
 
 if TYPE_CHECKING:
     from orchestrator.settings import Settings
@@ -68,6 +68,14 @@ def _load_spec(path: str, settings: Settings, fleet: str | None = None) -> Spec:
         raise CliExit(str(exc)) from None
     if fleet is not None:
         spec = dataclasses.replace(spec, fleet=fleet)
+    state = settings.given_state()
+    if spec.fleet is None and state is not None and not isinstance(state, Path):
+        from orchestrator.engine.state._pg import need_fleet
+
+        try:
+            need_fleet(state, None)
+        except JournalError as exc:
+            raise CliExit(str(exc)) from None
     return spec
 
 
@@ -81,15 +89,15 @@ def _limited(spec: Spec, limit: tuple[str, ...]) -> list[VmRequest]:
         raise CliExit(f"{spec.path}: {exc}") from None
 
 
-def _unwritable(*outputs: tuple[str, Path | None]) -> None:
-    """Exit 2 naming the first output that cannot be written.
+def _unwritable(*outputs: tuple[str, object]) -> None:
+    """Exit 2 naming the first output file that cannot be written (others are let be).
 
     Found now, before anything is sent, not after every VM was built.
     """
     from orchestrator.report._atomic import check_writable
 
     for label, path in outputs:
-        problem = None if path is None else check_writable(path)
+        problem = check_writable(path) if isinstance(path, Path) else None
         if problem is not None:
             raise CliExit(f"cannot write the {label} {path}: {problem}")
 

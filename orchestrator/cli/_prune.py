@@ -13,6 +13,7 @@ from orchestrator.cli._console import _err
 
 if TYPE_CHECKING:
     from orchestrator.engine import Orchestrator
+    from orchestrator.engine.state.location import StateLocation
     from orchestrator.report import Report
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
@@ -32,7 +33,7 @@ class _Prune:
     yes: bool
 
     async def prune(
-        self, orch: Orchestrator, spec: Spec, journal: Path, built: Report
+        self, orch: Orchestrator, spec: Spec, journal: StateLocation, built: Report
     ) -> Report | None:
         """The deletes' report, or None when nothing was removed or it was not confirmed."""
         removed = built.removed_from_spec

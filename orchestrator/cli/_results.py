@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from orchestrator.cli._verdict import Verdict
     from orchestrator.engine import Orchestrator
     from orchestrator.engine._runner import Run
+    from orchestrator.engine.state.location import StateLocation
     from orchestrator.report import ErrorInfo, Report
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
@@ -30,7 +31,7 @@ async def _finish_run(
     settings: Settings,
     orch: Orchestrator,
     result: Report,
-    journal_path: Path | None,
+    journal_path: StateLocation | None,
     simulate: bool,
     spec: Spec,
     verdict: Verdict | None = None,
@@ -143,7 +144,7 @@ async def _write_fallback_report(report: Report) -> Path | None:
     return written
 
 
-def _unfinished_hint(report: Report, journal_path: Path | None) -> str | None:
+def _unfinished_hint(report: Report, journal_path: StateLocation | None) -> str | None:
     """What to do about the VMs a stopped run left cancelled."""
     reasons = Counter(vm.reason or "" for vm in report.vms if vm.outcome == "cancelled")
     if not reasons:

@@ -7,7 +7,7 @@ import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import click
@@ -27,6 +27,7 @@ from orchestrator.cli._group import (
     _Duration,
     _fleet_option,
     _limit_option,
+    _state_option,
     cli,
 )
 from orchestrator.cli._prepare import _NO_CREDENTIALS, _limited, _load, _load_spec, _unwritable
@@ -36,6 +37,9 @@ from orchestrator.cli._simulator_options import reading_options, readings_given,
 from orchestrator.cli._verdict import Verdict
 from orchestrator.engine._ownership import default_fleet
 from orchestrator.errors import ReportError
+
+if TYPE_CHECKING:
+    from orchestrator.engine.state.location import StateLocation
 
 _RUN_EPILOG = (
     "\b\nExamples:\n"
@@ -89,6 +93,7 @@ _RUN_EPILOG = (
     help="SQLite journal that makes the run resumable (default: the report's path + "
     "'.journal'; with --simulate, none unless given). Env: ORCHESTRATOR_JOURNAL.",
 )
+@_state_option
 @click.option(
     "--no-journal",
     is_flag=True,
@@ -189,6 +194,7 @@ def run(
     log_level: str | None,
     report: Path | None,
     journal: Path | None,
+    state: str | None,
     no_journal: bool,
     journal_rebind: bool,
     max_in_flight: int | None,
@@ -253,6 +259,7 @@ def _run(
     log_level: str | None,
     report: Path | None,
     journal: Path | None,
+    state: str | None,
     no_journal: bool,
     journal_rebind: bool,
     max_in_flight: int | None,
@@ -271,8 +278,9 @@ def _run(
     prune: bool,
     yes: bool,
 ) -> int:
-    if journal is not None and no_journal:
-        raise CliExit("--journal and --no-journal contradict each other: choose one")
+    if (journal is not None or state is not None) and no_journal:
+        flag = "--journal" if journal is not None else "--state"
+        raise CliExit(f"{flag} and --no-journal contradict each other: choose one")
     if prune and no_journal:
         raise CliExit("--prune needs the fleet's journal (it says which VMs the fleet built)")
     if prune and not yes and not sys.stdin.isatty():
@@ -293,6 +301,7 @@ def _run(
             "output.log_level": log_level,
             "output.report": report,
             "output.journal": journal,
+            "output.state": state,
             "output.progress": False if no_progress else None,
             "output.junit": junit,
             "output.html": html,
@@ -326,12 +335,12 @@ def _run(
         # the others are reported skipped/not_selected (or as the journal has them)
         keys = {vm.key for vm in selected}
         only_keys = keys if only_keys is None else only_keys & keys
-    journal_path: Path | None
+    journal_path: StateLocation | None
     if no_journal:
         journal_path = None
     elif simulate:
         # a simulated run's journal must never be mistaken for a real one's
-        journal_path = settings.output.journal
+        journal_path = settings.given_state()
     else:
         journal_path = settings.journal_path()
     if not simulate and settings.katapult.api_token is None:

@@ -5,7 +5,6 @@ the errors that end a run as an exit code."""
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from orchestrator.cli._destroy import _Destroy
     from orchestrator.cli._prune import _Prune
     from orchestrator.cli._verdict import Verdict
+    from orchestrator.engine.state.location import StateLocation
     from orchestrator.settings import Settings
     from orchestrator.spec import Spec
 
@@ -52,7 +52,7 @@ async def _simulated(
 async def _run_async(
     settings: Settings,
     spec: Spec,
-    journal_path: Path | None,
+    journal_path: StateLocation | None,
     only_keys: set[str] | None,
     simulate: bool,
     readings: dict[str, Any] | None = None,
@@ -103,7 +103,7 @@ async def _run_in(
     signals: Signals,
     settings: Settings,
     spec: Spec,
-    journal_path: Path | None,
+    journal_path: StateLocation | None,
     only_keys: set[str] | None,
     simulate: bool,
     readings: dict[str, Any] | None,
@@ -154,7 +154,8 @@ async def _run_in(
 
 
 def _error_text(error: OrchestratorError) -> str:
-    if isinstance(error, JournalError) and "--journal" not in str(error):
+    text = str(error)
+    if isinstance(error, JournalError) and "--journal" not in text and "postgres" not in text:
         return f"{error} (--journal PATH names another journal)"
     return str(error)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 import click
 
@@ -27,7 +26,16 @@ _STATUS_ROWS = 50
         (EXIT_USAGE, "no journal at that path, or a file that is not a journal"),
     )
 )
-@click.argument("journal", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("journal", required=False, metavar="[JOURNAL]")
+@click.option(
+    "--state",
+    "state",
+    metavar="PATH|URL",
+    envvar="ORCHESTRATOR_STATE",
+    help="The fleet's state instead of JOURNAL: a journal's path, or a postgresql:// URL "
+    "(then --fleet says whose). Env: ORCHESTRATOR_STATE.",
+)
+@click.option("--fleet", "fleet", metavar="NAME", help="The fleet, in a PostgreSQL state.")
 @click.option(
     "--all",
     "show_all",
@@ -36,16 +44,22 @@ _STATUS_ROWS = 50
     "unfinished and failed first). --output json always lists every VM.",
 )
 @_output_option
-def status(journal: Path, show_all: bool, output: str) -> int:
+def status(
+    journal: str | None, state: str | None, fleet: str | None, show_all: bool, output: str
+) -> int:
     """Show what JOURNAL holds: its runs, and per VM its state, ids and last error.
 
     JOURNAL is the SQLite file `run` keeps beside the report
-    (report.json.journal unless --journal said otherwise).
+    (report.json.journal unless --journal said otherwise), or a postgresql://
+    URL with --fleet NAME (also given as --state).
     """
     from orchestrator.engine.state.journal import read_journal, render_status
 
+    where = journal if journal is not None else state
+    if where is None:
+        return _fail("name the journal: orchestrator status JOURNAL (or --state URL --fleet NAME)")
     try:
-        snapshot = read_journal(journal)
+        snapshot = read_journal(where, fleet=fleet)
     except JournalError as exc:
         return _fail(str(exc))
     if output == "json":
@@ -56,6 +70,8 @@ def status(journal: Path, show_all: bool, output: str) -> int:
     out = _out()
     render_status(snapshot, out, limit=None if show_all else _STATUS_ROWS)
     if not show_all and len(snapshot.entries) > _STATUS_ROWS:
-        command = f"orchestrator status --all {shlex.quote(str(journal))}"
+        fleet_flag = f" --fleet {shlex.quote(fleet)}" if fleet else ""
+        shown = snapshot.path.split(" (fleet ", 1)[0]
+        command = f"orchestrator status --all {shlex.quote(shown)}{fleet_flag}"
         out.print(f"({command} shows every VM)", markup=False)
     return EXIT_OK

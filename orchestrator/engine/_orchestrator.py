@@ -7,7 +7,6 @@ import os
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
@@ -36,10 +35,24 @@ from orchestrator.engine.budget import BudgetStatistics, RateBudget
 from orchestrator.engine.events import EngineStatistics, ProgressHook, ProvisionEvent
 from orchestrator.engine.scheduler import DurationModel, PollScheduler
 from orchestrator.engine.state._meta import new_fleet_id
+from orchestrator.engine.state._pg import need_fleet
 from orchestrator.engine.state.fate import row_of
 from orchestrator.engine.state.fleet_lock import FleetLock
 from orchestrator.engine.state.journal import FleetClaim, Journal, read_journal
-from orchestrator.errors import ApiError, Category, ConfigError, JournalError, TransportError
+from orchestrator.engine.state.location import (
+    JournalLike,
+    PostgresState,
+    parse_state,
+    same_state,
+)
+from orchestrator.errors import (
+    ApiError,
+    Category,
+    ConfigError,
+    JournalError,
+    NoJournal,
+    TransportError,
+)
 from orchestrator.katapult import KatapultClient, Timeouts
 from orchestrator.report import (
     ApiInfo,
@@ -204,18 +217,22 @@ class Orchestrator:
         self,
         spec: Spec | Sequence[VmRequest],
         *,
-        journal: str | os.PathLike[str] | None = None,
+        journal: JournalLike | None = None,
         only_keys: set[str] | None = None,
         spec_path: str | None = None,
         spec_sha256: str | None = None,
         fleet: str | None = None,
         operation: OperationFactory | None = None,
         journal_rebind: bool = False,
+        state: JournalLike | None = None,
     ) -> Report:
         """Provision every VM of ``spec``; return the report (never raises for a VM's failure).
 
-        ``journal`` names the fleet's SQLite journal, to resume from and write
-        ahead to (None: no journal); ``destroy`` shares it. ``only_keys``
+        ``journal`` names the fleet's state, to resume from and write ahead to
+        (None: no journal): the path of an SQLite journal, or a
+        ``postgresql://`` URL (or :class:`PostgresState`) of a database that
+        keeps every named fleet's journal and lock; ``state`` is another name
+        for it. ``destroy`` shares it. ``only_keys``
         limits building to those VMs (``--retry-failed``); the others are
         ``skipped``/``not_selected`` (builds of theirs in flight are followed).
         ``fleet`` names the fleet in the ownership annotations every build
@@ -239,6 +256,7 @@ class Orchestrator:
             )
         if self._running:
             raise RuntimeError("a run is already in progress on this Orchestrator")
+        journal = _one_state(journal, state)
         self._running = True
         try:
             with fewer_collections():
@@ -259,7 +277,7 @@ class Orchestrator:
         self,
         spec: Spec | Sequence[VmRequest],
         *,
-        journal: str | os.PathLike[str] | None,
+        journal: JournalLike | None,
         only_keys: set[str] | None,
         spec_path: str | None,
         spec_sha256: str | None,
@@ -275,6 +293,10 @@ class Orchestrator:
             requests = list(spec.vms)
             path, sha = spec.path, spec.sha256
             fleet = fleet or spec.fleet
+        if journal is not None:
+            location = parse_state(journal)
+            if isinstance(location, PostgresState):
+                need_fleet(location, fleet)  # before anything is sent
         run_id = uuid.uuid4().hex[:16]
         started = utcnow()
         base_total = self._client.requests_total
@@ -315,7 +337,7 @@ class Orchestrator:
                 # everything a build needs, checked before anything is sent, as plan does:
                 # a problem raises SpecError; a refused token or an API that cannot be
                 # reached stops the run (every VM reported not submitted)
-                checked, doomed = await self._preflight(requests, only_keys, path, journal)
+                checked, doomed = await self._preflight(requests, only_keys, path, journal, fleet)
             requests = checked.requests
             run, results, changes = await self._execute(
                 requests,
@@ -372,7 +394,8 @@ class Orchestrator:
         requests: list[VmRequest],
         only_keys: set[str] | None,
         path: str,
-        journal: str | os.PathLike[str] | None,
+        journal: JournalLike | None,
+        fleet: str | None,
     ) -> tuple[Checked, tuple[Category, ErrorInfo] | None]:
         """The requests as checked (SSH keys resolved), or what stops the whole run.
 
@@ -380,7 +403,7 @@ class Orchestrator:
         (``only_keys``), and not already built or building by the journal's
         records; the others keep their requests as they are.
         """
-        settled = await anyio.to_thread.run_sync(settled_keys, journal)
+        settled = await anyio.to_thread.run_sync(settled_keys, journal, fleet)
         selected = [
             r
             for r in requests
@@ -410,7 +433,7 @@ class Orchestrator:
     async def _execute(
         self,
         requests: list[VmRequest],
-        journal: str | os.PathLike[str] | None,
+        journal: JournalLike | None,
         *,
         sha: str,
         run_id: str,
@@ -428,7 +451,7 @@ class Orchestrator:
         changes: dict[str, list[SpecChange]] = {}
         if journal is not None:
             opened = await Journal.open(
-                Path(journal),
+                parse_state(journal),
                 spec_sha256=sha,
                 run_id=run_id,
                 api_url=self._settings.katapult.api_url,
@@ -530,7 +553,7 @@ class Orchestrator:
         self,
         spec: Spec | Sequence[VmRequest],
         *,
-        journal: str | os.PathLike[str],
+        journal: JournalLike,
         purge: bool = False,
         fleet: str | None = None,
     ) -> Report | None:
@@ -543,19 +566,19 @@ class Orchestrator:
         is nothing to prune.
         """
         keys = {r.key for r in (spec if isinstance(spec, Sequence) else spec.vms)}
-        removed = await anyio.to_thread.run_sync(_removed_requests, Path(journal), keys)
-        if not removed:
-            return None
         if fleet is None and not isinstance(spec, Sequence):
             fleet = spec.fleet
+        removed = await anyio.to_thread.run_sync(_removed_requests, journal, keys, fleet)
+        if not removed:
+            return None
         return await self.destroy(removed, journal=journal, purge=purge, fleet=fleet)
 
     async def destroy(
         self,
         spec: Spec | Sequence[VmRequest],
         *,
-        journal: str | os.PathLike[str] | None = None,
-        build_journal: str | os.PathLike[str] | None = None,
+        journal: JournalLike | None = None,
+        build_journal: JournalLike | None = None,
         purge: bool = False,
         only_keys: set[str] | None = None,
         spec_path: str | None = None,
@@ -581,7 +604,7 @@ class Orchestrator:
         if (
             build_journal is not None
             and journal is not None
-            and Path(build_journal) != Path(journal)
+            and not same_state(build_journal, journal)
         ):
             raise JournalError(
                 "a fleet has one journal: run and destroy share it (pass it as journal=); "
@@ -602,13 +625,25 @@ class Orchestrator:
         )
 
 
-def _removed_requests(journal: Path, keys: set[str]) -> list[VmRequest]:
+def _one_state(journal: JournalLike | None, state: JournalLike | None) -> JournalLike | None:
+    """The fleet's state, given as ``journal=`` or ``state=`` (not two different ones)."""
+    if journal is not None and state is not None and not same_state(journal, state):
+        raise JournalError(
+            f"journal= and state= name the same thing, and differ: {parse_state(journal)} "
+            f"and {parse_state(state)}"
+        )
+    return journal if journal is not None else state
+
+
+def _removed_requests(journal: JournalLike, keys: set[str], fleet: str | None) -> list[VmRequest]:
     """What to delete for the journal's built VMs whose key is not in ``keys``: enough of
     each request (organization, hostname) for a delete, from what its build asked for."""
-    if not journal.exists():
+    try:
+        snapshot = read_journal(journal, fleet=fleet)
+    except NoJournal:
         return []
     out: list[VmRequest] = []
-    for entry in read_journal(journal).entries:
+    for entry in snapshot.entries:
         row = row_of(entry)
         if entry.key in keys or entry.built_with is None:
             continue

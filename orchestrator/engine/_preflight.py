@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from orchestrator.engine._plan import LookupProblem, Plan, make_plan
 from orchestrator.engine._references import Checked
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine.state.journal import read_journal
+from orchestrator.engine.state.location import JournalLike
 from orchestrator.errors import (
     ApiConnectError,
     ApiUnreachable,
@@ -80,16 +80,16 @@ def _reason(exc: ApiConnectError) -> str:
     return str(exc).rsplit(": ", 1)[-1]
 
 
-def settled_keys(journal: str | os.PathLike[str] | None) -> set[str]:
+def settled_keys(journal: JournalLike | None, fleet: str | None = None) -> set[str]:
     """The VMs a journal records as built, or as building: no build is sent for them.
 
     Read without the journal's lock; a journal that is missing or cannot be
     read here settles nothing (the run itself then judges it).
     """
-    if journal is None or not Path(journal).exists():
+    if journal is None:
         return set()
     try:
-        snapshot = read_journal(journal)
+        snapshot = read_journal(journal, fleet=fleet)
     except (JournalError, OSError):
         return set()
     return {

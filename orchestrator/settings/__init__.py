@@ -58,6 +58,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from orchestrator.engine.state.location import StateLocation
 from orchestrator.errors import ConfigError
 from orchestrator.settings._messages import describe, origin
 from orchestrator.settings._sections import (
@@ -212,8 +213,16 @@ class Settings(BaseSettings):
         load.sources = sources
         return tuple(source for source in sources if isinstance(source, PydanticBaseSettingsSource))
 
-    def journal_path(self) -> Path:
-        """The journal: ``output.journal``, else ``<report>.journal`` beside the report."""
+    def given_state(self) -> StateLocation | None:
+        """The fleet's state as the settings name it (``output.state``, else
+        ``output.journal``), or None when they name none."""
+        return self.output.state if self.output.state is not None else self.output.journal
+
+    def journal_path(self) -> StateLocation:
+        """The fleet's state: ``output.state``, else ``output.journal``, else
+        ``<report>.journal`` beside the report (a path, or a PostgreSQL database)."""
+        if self.output.state is not None:
+            return self.output.state
         if self.output.journal is not None:
             return self.output.journal
         report = self.output.report

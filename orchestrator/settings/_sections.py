@@ -26,6 +26,7 @@ from orchestrator.settings._validators import (
     Mode,
     PathSetting,
     Seconds,
+    StateSetting,
     err,
     lower,
 )
@@ -157,6 +158,9 @@ class OutputSettings(Section):
     report: PathSetting = Path("report.json")
     #: the journal (None: beside the report, "<report>.journal")
     journal: PathSetting | None = None
+    #: the fleet's state: a journal's path, or a postgresql:// URL of a database that
+    #: keeps every named fleet's journal and lock (None: ``journal``, as above)
+    state: StateSetting | None = None
     #: also write a JUnit XML file here
     junit: PathSetting | None = None
     #: also write Prometheus text-format metrics here
@@ -175,6 +179,19 @@ class OutputSettings(Section):
     )
     #: show the live progress display
     progress: Annotated[bool, BeforeValidator(lower)] = True
+
+    @model_validator(mode="after")
+    def _one_state(self) -> OutputSettings:
+        if (
+            self.state is not None
+            and self.journal is not None
+            and str(self.state) != str(self.journal)
+        ):
+            raise PydanticCustomError(
+                "one_state",
+                "state and journal both name the fleet's state, and differ: give one",
+            )
+        return self
 
 
 SECTIONS: dict[str, type[Section]] = {

@@ -7,10 +7,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from orchestrator._duration import parse_duration
+from orchestrator.engine.state.location import (
+    PostgresState,
+    StateLocation,
+    is_postgres_url,
+)
 
 #: Longest text a setting takes.
 MAX_TEXT = 1024
@@ -91,5 +96,22 @@ Seconds = Annotated[
 ]
 Count = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_COUNT)]
 PathSetting = Annotated[Path, BeforeValidator(_path)]
+
+
+def _state(value: Any) -> StateLocation:
+    if isinstance(value, PostgresState | Path):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise err("must be a path, or a postgresql:// URL")
+    text = value.strip()
+    if is_postgres_url(text):
+        return PostgresState(text)
+    path: Path = _path(text)
+    return path
+
+
+#: a fleet's state: a path (an SQLite journal) or a postgresql:// URL (never shown whole:
+#: ``str()`` of a :class:`PostgresState` leaves its password out)
+StateSetting = Annotated[StateLocation, PlainValidator(_state), PlainSerializer(str)]
 #: file permissions: an octal string ("0644") or a number (0o644 in TOML); owner read+write kept
 Mode = Annotated[int, BeforeValidator(_file_mode), AfterValidator(_owner_read_write)]

@@ -49,6 +49,7 @@ from orchestrator import (
     make_plan,
     parse_spec,
 )
+from orchestrator.engine.state.location import PostgresState
 
 
 def settings_like_the_cli() -> Settings:
@@ -60,7 +61,7 @@ def settings_like_the_cli() -> Settings:
     )
     assert_type(settings.engine.max_in_flight, int | None)
     assert_type(settings.output.report, Path)
-    assert_type(settings.journal_path(), Path)
+    assert_type(settings.journal_path(), Path | PostgresState)
     assert_type(settings.source_of("engine.max_in_flight"), str)
     return settings
 

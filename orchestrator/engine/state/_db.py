@@ -51,6 +51,7 @@ __all__ = [
     "read_entries",
     "read_runs",
     "release_lock",
+    "spec_of_text",
     "utc_text",
     "validate",
 ]
@@ -397,12 +398,13 @@ def read_entries(conn: sqlite3.Connection, path: Path, table: Table = "vms") -> 
         " LEFT JOIN vm_specs ON vm_specs.key = vms.key ORDER BY vms.seq"
     )
     return [
-        dataclasses.replace(entry_from_row(row[:-1], path), built_with=_spec(row[-1]))
+        dataclasses.replace(entry_from_row(row[:-1], path), built_with=spec_of_text(row[-1]))
         for row in conn.execute(sql)
     ]
 
 
-def _spec(raw: object) -> dict[str, str] | None:
+def spec_of_text(raw: object) -> dict[str, str] | None:
+    """What a build asked for, from its ``vm_specs`` text (None: none, or unreadable)."""
     if raw is None:
         return None
     try:

@@ -47,7 +47,20 @@ from orchestrator.engine.state._model import Durability
 from orchestrator.errors import JournalError
 from orchestrator.report import VmResult
 
-__all__ = ["ADD", "CLOSE", "ENTRIES", "FINISHED", "INTENT", "PROGRESS", "SUBMITTED", "UNCERTAIN"]
+__all__ = [
+    "ADD",
+    "CLOSE",
+    "ENTRIES",
+    "FINISHED",
+    "INTENT",
+    "PROGRESS",
+    "SUBMITTED",
+    "UNCERTAIN",
+    "JournalWriter",
+    "Op",
+    "Opened",
+    "finished_row",
+]
 
 # operation kinds: (seq, kind, args)
 ADD: Final = 0
@@ -134,7 +147,8 @@ def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
 
-def _finished_row(result: VmResult, now: str) -> tuple[object, ...]:
+def finished_row(result: VmResult, now: str) -> tuple[object, ...]:
+    """The ``finished`` row of ``result`` (key, hostname, attempts, ids, time, result, now)."""
     vm = result.virtual_machine
     return (
         result.key,
@@ -367,7 +381,7 @@ class JournalWriter(threading.Thread):
                 elif kind == UNCERTAIN:
                     conn.execute(sql.uncertain, (args[1], now, args[0]))
                 elif kind == FINISHED:
-                    conn.executemany(sql.finished, [_finished_row(r, now) for r in args[0]])
+                    conn.executemany(sql.finished, [finished_row(r, now) for r in args[0]])
                 elif kind == ADD:
                     conn.executemany(sql.add, [(key, host, now) for key, host in args[0]])
             if writes and self._meta is not None:

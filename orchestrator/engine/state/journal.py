@@ -64,6 +64,8 @@ from orchestrator.engine.state._model import (
     JournalStatistics,
     RunRecord,
 )
+from orchestrator.engine.state._pg import read_pg_journal
+from orchestrator.engine.state._pg_writer import PgJournalWriter
 from orchestrator.engine.state._status import render_status
 from orchestrator.engine.state._writer import (
     ADD,
@@ -77,7 +79,8 @@ from orchestrator.engine.state._writer import (
     JournalWriter,
     Opened,
 )
-from orchestrator.errors import JournalError
+from orchestrator.engine.state.location import PostgresState, StateLocation, parse_state
+from orchestrator.errors import JournalError, NoJournal
 from orchestrator.report import VmResult
 
 __all__ = [
@@ -90,6 +93,7 @@ __all__ = [
     "JournalState",
     "JournalStatistics",
     "RunRecord",
+    "journal_exists_at",
     "read_journal",
     "render_status",
 ]
@@ -108,7 +112,7 @@ class Journal:
 
     def __init__(
         self,
-        path: Path,
+        path: StateLocation,
         *,
         spec_sha256: str,
         run_id: str,
@@ -120,8 +124,10 @@ class Journal:
         fleet: FleetClaim | None = None,
     ) -> None:
         """Private: use :meth:`Journal.open`."""
-        #: the journal file
+        #: where the journal is: its file, or a PostgreSQL state and the fleet (no password)
         self.path = str(path)
+        #: where the journal is, as given (a path, or a PostgreSQL state)
+        self.location: StateLocation = path
         #: this run's id and spec digest, as recorded in the ``runs`` table
         self.run_id = run_id
         self.spec_sha256 = spec_sha256
@@ -144,24 +150,29 @@ class Journal:
         self._closed = anyio.Event()
         self._opened = anyio.Event()
         self._open_result: Opened | Exception | None = None
-        self._writer = JournalWriter(
-            path,
-            spec_sha256=spec_sha256,
-            run_id=run_id,
-            durability=durability,
-            api_url=api_url,
-            rebind=rebind,
-            table=table,
-            fleet=fleet,
-            on_open=lambda result: post(self._on_open, result),
-            on_commit=lambda upto, results, error: post(self._on_commit, upto, results, error),
-            on_closed=lambda: post(self._closed.set),
-        )
+        options: dict[str, Any] = {
+            "spec_sha256": spec_sha256,
+            "run_id": run_id,
+            "durability": durability,
+            "api_url": api_url,
+            "rebind": rebind,
+            "table": table,
+            "fleet": fleet,
+            "on_open": lambda result: post(self._on_open, result),
+            "on_commit": lambda upto, results, error: post(self._on_commit, upto, results, error),
+            "on_closed": lambda: post(self._closed.set),
+        }
+        self._writer: JournalWriter | PgJournalWriter
+        if isinstance(path, PostgresState):
+            self._writer = PgJournalWriter(path, **options)
+            self.path = self._writer.path
+        else:
+            self._writer = JournalWriter(path, **options)
 
     @classmethod
     async def open(
         cls,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | PostgresState,
         *,
         spec_sha256: str,
         run_id: str,
@@ -200,7 +211,7 @@ class Journal:
                 loop.call_soon_threadsafe(callback, *args)
 
         journal = cls(
-            Path(path),
+            parse_state(path),
             spec_sha256=spec_sha256,
             run_id=run_id,
             durability=durability,
@@ -400,16 +411,39 @@ class Journal:
                 future.set_result(None)
 
 
-def read_journal(path: str | os.PathLike[str]) -> JournalSnapshot:
+def journal_exists_at(path: str | os.PathLike[str] | PostgresState, fleet: str | None) -> bool:
+    """True when there is a journal at ``path`` (for a PostgreSQL state: of ``fleet``).
+
+    JournalError when that cannot be told (a database that cannot be reached, a
+    file that is not a journal, a PostgreSQL state and a fleet with no name).
+    """
+    location = parse_state(path)
+    if isinstance(location, Path):
+        return journal_exists(location)
+    try:
+        read_pg_journal(location, fleet)
+    except NoJournal:
+        return False
+    return True
+
+
+def read_journal(
+    path: str | os.PathLike[str] | PostgresState, *, fleet: str | None = None
+) -> JournalSnapshot:
     """Read everything a journal holds, without its lock and without writing to it.
 
     Works while a run holds the journal (it reads the last committed state) and
     after a run was killed. Raises :class:`JournalError` when there is no journal at
-    ``path`` or it is not one (foreign or corrupt).
+    ``path`` or it is not one (foreign or corrupt). ``path`` may be a PostgreSQL
+    state; ``fleet`` then says whose journal (a file is one fleet's: ``fleet`` is
+    not needed).
     """
-    where = Path(path)
+    location = parse_state(path)
+    if isinstance(location, PostgresState):
+        return read_pg_journal(location, fleet)
+    where = location
     if not journal_exists(where):
-        raise JournalError(f"there is no journal at {where}")
+        raise NoJournal(f"there is no journal at {where}")
     conn = connect_readonly(where)
     try:
         validate(conn, where)
