@@ -17,6 +17,7 @@ from orchestrator.report import Report
 from orchestrator.settings import Settings, load_settings
 from orchestrator.simulator import RunningSimulator, SimulatorConfig
 from orchestrator.vm_request import VmRequest
+from tests.state_backends import StateRef
 
 from ._invariants import check_journal, write_and_check
 
@@ -69,16 +70,18 @@ async def run_engine(
     requests: Sequence[VmRequest],
     tmp_path: Path,
     *,
+    state: StateRef | None = None,
     forbidden: Sequence[str] = (),
     **engine: Any,
 ) -> Outcome:
-    """Run ``requests`` with a journal, then check the report file and the journal."""
+    """Run ``requests`` with a journal (``state``: in either backend; default, a file in
+    ``tmp_path``), then check the report file and the journal."""
     events: list[ProvisionEvent] = []
-    journal = tmp_path / "run.journal"
+    state = state or StateRef("sqlite", tmp_path / "run.journal", None)
     settings = settings_for(sim.url, sim.config.token, **engine)
     async with Orchestrator(settings, hooks=[events.append]) as orch:
-        report = await orch.run(requests, journal=journal)
+        report = await orch.run(requests, **state.library())
     assert not report.interrupted, report.stopped_because
     await anyio.to_thread.run_sync(lambda: write_and_check(report, tmp_path, forbidden=forbidden))
-    await anyio.to_thread.run_sync(lambda: check_journal(journal, report))
+    await anyio.to_thread.run_sync(lambda: check_journal(state.read(), report))
     return Outcome(report=report, snapshot=sim.state.snapshot(), events=events)

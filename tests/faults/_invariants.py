@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from orchestrator.engine.state.journal import read_journal
+from orchestrator.engine.state.journal import JournalSnapshot, read_journal
 from orchestrator.report import Report, write_report
 from orchestrator.report._validate import validate_report_file
 from orchestrator.vm_request import Lookup, VmRequest
@@ -132,14 +132,16 @@ def check_report_file(report: Report, path: Path, *, forbidden: Sequence[str] = 
     return validate_report_file(path, forbidden=forbidden)
 
 
-def check_journal(journal: Path, report: Report, *, completed: bool = True) -> None:
+def check_journal(
+    journal: Path | JournalSnapshot, report: Report, *, completed: bool = True
+) -> None:
     """The journal agrees with the report.
 
     Every report key has an entry; a ``finished`` entry holds the report's
     outcome; after a completed run nothing is left ``intent`` or
     ``uncertain`` (a POST whose outcome the run never learned).
     """
-    snapshot = read_journal(journal)
+    snapshot = journal if isinstance(journal, JournalSnapshot) else read_journal(journal)
     entries = {e.key: e for e in snapshot.entries}
     by_key = {vm.key: vm for vm in report.vms}
     missing = set(by_key) - set(entries)

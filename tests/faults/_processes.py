@@ -141,16 +141,18 @@ def write_spec(path: Path, prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i:03d}" for i in range(1, count + 1)]
 
 
-def orchestrator_argv(spec: Path, out: Path, *extra: str) -> list[str]:
-    """``python -m orchestrator run SPEC`` with journal and report in ``out``, JSON logs."""
+def orchestrator_argv(
+    spec: Path, out: Path, *extra: str, state: Sequence[str] | None = None
+) -> list[str]:
+    """``python -m orchestrator run SPEC`` with journal and report in ``out``, JSON logs
+    (``state``: the flags of another state than ``out/run.journal``)."""
     return [
         sys.executable,
         "-m",
         "orchestrator",
         "run",
         str(spec),
-        "--journal",
-        str(out / "run.journal"),
+        *(state if state is not None else ["--journal", str(out / "run.journal")]),
         "--report",
         str(out / "report.json"),
         "--log-format",

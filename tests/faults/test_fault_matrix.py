@@ -25,6 +25,7 @@ from orchestrator.engine import Orchestrator
 from orchestrator.errors import ApiTimeout
 from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse, Transport
 from orchestrator.simulator import FaultConfig, run_simulator
+from tests.state_backends import StateRef
 
 from ._harness import APIS, run_engine, settings_for, sim_config
 from ._invariants import check_server, expected_from_server, spec_requests
@@ -97,13 +98,13 @@ CASES = {
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 async def test_request_fault_alone_loses_and_doubles_nothing(
-    case: Case, api: str, tmp_path: Path
+    case: Case, api: str, tmp_path: Path, state: StateRef
 ) -> None:
     """With one request fault on, every VM succeeds exactly once and the fault's path ran."""
     requests = spec_requests(N)
     config = sim_config(api=api, faults=case.faults, **dict(case.sim))
     async with run_simulator(config) as sim:
-        run = await run_engine(sim, requests, tmp_path, **dict(case.engine))
+        run = await run_engine(sim, requests, tmp_path, state=state, **dict(case.engine))
     check_server(run.report, [r.key for r in requests], run.snapshot)
     for fault in case.struck:
         assert run.snapshot["faults"].get(fault, 0) > 0, f"fault {fault} never struck"
@@ -117,12 +118,12 @@ async def test_request_fault_alone_loses_and_doubles_nothing(
 
 
 @pytest.mark.parametrize("api", APIS)
-async def test_failed_builds_end_build_failed(api: str, tmp_path: Path) -> None:
+async def test_failed_builds_end_build_failed(api: str, tmp_path: Path, state: StateRef) -> None:
     """Builds the simulator fails end failed/build_failed; all others succeed; none rebuilt."""
     requests = spec_requests(N)
     config = sim_config(api=api, faults=FaultConfig(build_fail_rate=0.35))
     async with run_simulator(config) as sim:
-        run = await run_engine(sim, requests, tmp_path)
+        run = await run_engine(sim, requests, tmp_path, state=state)
     expect = expected_from_server(run.snapshot, [r.key for r in requests])
     assert ("failed", "build_failed") in expect.values(), "the seed should fail some builds"
     check_server(run.report, [r.key for r in requests], run.snapshot, expect=expect)
@@ -130,11 +131,11 @@ async def test_failed_builds_end_build_failed(api: str, tmp_path: Path) -> None:
     assert all(vm.build_id and vm.attempts == 1 for vm in failed)
 
 
-async def test_builds_that_never_finish_end_timeout(tmp_path: Path) -> None:
+async def test_builds_that_never_finish_end_timeout(tmp_path: Path, state: StateRef) -> None:
     """Builds that hang end failed/timeout with their ids kept; the VM is reported, not lost."""
     requests = spec_requests(N)
     async with run_simulator(sim_config(faults=FaultConfig(build_hang_rate=0.3))) as sim:
-        run = await run_engine(sim, requests, tmp_path, build_timeout_seconds=200.0)
+        run = await run_engine(sim, requests, tmp_path, state=state, build_timeout_seconds=200.0)
     expect = expected_from_server(run.snapshot, [r.key for r in requests])
     assert ("failed", "timeout") in expect.values(), "the seed should hang some builds"
     check_server(run.report, [r.key for r in requests], run.snapshot, expect=expect)
@@ -165,7 +166,9 @@ def _mixed_faults(seed: int) -> FaultConfig:
 
 @pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize("seed", range(4))
-async def test_mixed_faults_lose_and_double_nothing(seed: int, api: str, tmp_path: Path) -> None:
+async def test_mixed_faults_lose_and_double_nothing(
+    seed: int, api: str, tmp_path: Path, state: StateRef
+) -> None:
     """Every fault at once, at seeded random rates: each VM ends once, as the server says."""
     # Retry-After is left out: it holds the client >= 1 real second per 429
     # (the cases above cover it); bursts without it are in the mix
@@ -176,6 +179,7 @@ async def test_mixed_faults_lose_and_double_nothing(seed: int, api: str, tmp_pat
             sim,
             requests,
             tmp_path,
+            state=state,
             read_timeout_seconds=0.2,
             # 2.5 real seconds: hung builds end soon, and a VM whose POSTs met
             # several faults (each a 0.2 s read timeout, then lookups) still has
@@ -232,11 +236,13 @@ async def test_a_poll_that_failed_past_the_timeout_does_not_fake_a_timeout(
     assert all(vm.duration_seconds and vm.duration_seconds > 0.3 for vm in report.vms)
 
 
-async def test_a_vm_whose_posts_all_broke_after_acting_is_not_lost(tmp_path: Path) -> None:
+async def test_a_vm_whose_posts_all_broke_after_acting_is_not_lost(
+    tmp_path: Path, state: StateRef
+) -> None:
     """Every POST acts, then its connection breaks: the VM the first one built is reported."""
     requests = spec_requests(2)
     faults = FaultConfig(reset_after_rate=1.0, methods=frozenset({"POST"}))
     async with run_simulator(sim_config(faults=faults)) as sim:
         # a first guess of 2 s per build: the lookups after each POST come before the VM
-        run = await run_engine(sim, requests, tmp_path, expected_build_seconds=2.0)
+        run = await run_engine(sim, requests, tmp_path, state=state, expected_build_seconds=2.0)
     check_server(run.report, [r.key for r in requests], run.snapshot)

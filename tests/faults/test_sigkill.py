@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.engine.state.journal import read_journal
 from orchestrator.report._validate import validate_report_file
+from tests.state_backends import StateRef
 
 from ._invariants import check_journal, check_server
 from ._processes import (
@@ -74,66 +74,73 @@ SCENARIOS: dict[str, tuple[KillAt, ...]] = {
 
 
 def _kill_and_rerun(
-    sim: SimProcess, tmp_path: Path, prefix: str, kills: tuple[KillAt, ...]
+    sim: SimProcess, tmp_path: Path, prefix: str, kills: tuple[KillAt, ...], state: StateRef
 ) -> list[str]:
-    """Run, kill at each point in turn, rerun to the end; check everything; return keys."""
+    """Run, kill at each point in turn, rerun to the end (a new process each time: for a
+    PostgreSQL state, as another machine would); check everything; return keys."""
     spec = tmp_path / "spec.toml"
     keys = write_spec(spec, prefix, N)
     env = engine_env(sim, ORCHESTRATOR_MAX_IN_FLIGHT="4")
-    journal = tmp_path / "run.journal"
+    flags = state.cli_args()
     for kill in kills:
-        argv = orchestrator_argv(spec, tmp_path, "--log-level", kill.log_level)
+        argv = orchestrator_argv(spec, tmp_path, "--log-level", kill.log_level, state=flags)
         killed = run_until(argv, env, count(kill.event, kill.times), tmp_path)
         assert killed.reached, f"the run ended before {kill}: {killed.lines[-5:]}"
         assert killed.returncode == -9
-        states = Counter(e.state for e in read_journal(journal).entries)
+        states = Counter(e.state for e in state.read().entries)
         assert states["finished"] < N, f"killed too late to matter: {states}"
         if kill.event == SUBMITTING:
             assert states["intent"] > 0, f"no POST was on the wire: {states}"
-    final = run_to_end(orchestrator_argv(spec, tmp_path), env, tmp_path)
+    final = run_to_end(orchestrator_argv(spec, tmp_path, state=flags), env, tmp_path)
     assert final.returncode == 0, final.stderr[-3000:]
 
-    state = sim.state()
+    server = sim.state()
     created = Counter(
-        vm["hostname"] for vm in state["virtual_machines"] if vm["hostname"] in set(keys)
+        vm["hostname"] for vm in server["virtual_machines"] if vm["hostname"] in set(keys)
     )
     assert created == Counter(keys), f"not every VM exactly once: {created}"
     report = validate_report_file(tmp_path / "report.json")
-    check_server(report, keys, state, rerun=True)
-    check_journal(journal, report)
+    check_server(report, keys, server, rerun=True)
+    check_journal(state.read(), report)
     return keys
 
 
 @pytest.mark.parametrize("kills", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_sigkill_then_rerun_builds_each_vm_exactly_once(
-    kills: tuple[KillAt, ...], sim: SimProcess, tmp_path: Path, request: pytest.FixtureRequest
+    kills: tuple[KillAt, ...],
+    sim: SimProcess,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    state: StateRef,
 ) -> None:
     """SIGKILL at a point of the run, rerun: each VM built once, reported once, succeeded."""
-    prefix = request.node.callspec.id.split("-")[0][:8] + "-" + str(len(kills))
-    _kill_and_rerun(sim, tmp_path, prefix, kills)
+    scenario = request.node.callspec.id.split("-", 1)[1]
+    prefix = f"{scenario.split('-')[0][:8]}-{len(kills)}{state.backend[0]}"
+    _kill_and_rerun(sim, tmp_path, prefix, kills, state)
 
 
-def test_sigkill_while_posts_are_uncertain(tmp_path: Path) -> None:
+def test_sigkill_while_posts_are_uncertain(tmp_path: Path, state: StateRef) -> None:
     """Killed while POSTs whose connection broke after acting are uncertain: none built twice."""
     options = {"fault-reset-after": 0.4, "fault-truncated": 0.1}
+    flags = state.cli_args()
     with SimProcess(time_scale=SCALE, seed=4, options=options) as sim:
         spec = tmp_path / "spec.toml"
         keys = write_spec(spec, "unc", N)
         env = engine_env(sim, ORCHESTRATOR_MAX_IN_FLIGHT="6")
-        journal = tmp_path / "run.journal"
-        killed = run_until(orchestrator_argv(spec, tmp_path), env, count(RECONCILING, 2), tmp_path)
+        argv = orchestrator_argv(spec, tmp_path, state=flags)
+        killed = run_until(argv, env, count(RECONCILING, 2), tmp_path)
         assert killed.reached, killed.lines[-5:]
-        left = [e for e in read_journal(journal).entries if e.state in ("intent", "uncertain")]
+        left = [e for e in state.read().entries if e.state in ("intent", "uncertain")]
         assert left, "no POST was uncertain when the run was killed"
 
-        final = run_to_end(orchestrator_argv(spec, tmp_path), env, tmp_path)
+        final = run_to_end(argv, env, tmp_path)
         assert final.returncode == 0, final.stderr[-3000:]
-        state = sim.state()
-    created = Counter(vm["hostname"] for vm in state["virtual_machines"])
+        server = sim.state()
+    created = Counter(vm["hostname"] for vm in server["virtual_machines"])
     assert created == Counter(keys), f"not every VM exactly once: {created}"
-    assert state["faults"].get("reset_after", 0) > 0
+    assert server["faults"].get("reset_after", 0) > 0
     report = validate_report_file(tmp_path / "report.json")
-    check_server(report, keys, state)
-    check_journal(journal, report)
+    check_server(report, keys, server)
+    check_journal(state.read(), report)
     adopted = {left_entry.key for left_entry in left}
     assert all(vm.outcome == "succeeded" for vm in report.vms if vm.key in adopted)
