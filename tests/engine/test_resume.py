@@ -9,10 +9,11 @@ import anyio
 import pytest
 
 from orchestrator.engine import Orchestrator
-from orchestrator.engine.state.journal import Journal, read_journal
+from orchestrator.engine.state.journal import FleetClaim, Journal
 from orchestrator.errors import JournalError
 from orchestrator.report import VmResult
 from orchestrator.simulator import FaultConfig, SimulatorConfig, run_simulator
+from tests.state_backends import StateRef
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
 
@@ -23,16 +24,15 @@ def sim_config() -> SimulatorConfig:
     return dataclasses.replace(SimulatorConfig(time_scale=SCALE, seed=5))
 
 
-async def test_rerun_on_the_journal_touches_nothing(tmp_path: Path) -> None:
+async def test_rerun_on_the_journal_touches_nothing(state: StateRef) -> None:
     """A second run of the same spec reuses the journal: no POST; each VM is looked at
     once (the API, not the journal, says it is still there) and is already there."""
     requests = vms(5)
-    journal = tmp_path / "j.sqlite"
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            first = await orch.run(requests, journal=journal)
+            first = await orch.run(requests, **state.library())
         async with Orchestrator(settings_for(sim)) as orch:
-            second = await orch.run(requests, journal=journal)
+            second = await orch.run(requests, **state.library())
     assert first.summary.succeeded == 5
 
     def vm_id(row: VmResult) -> str | None:
@@ -60,16 +60,15 @@ async def test_rerun_without_journal_skips_existing(tmp_path: Path) -> None:
     assert len(created_hostnames(sim)) == 4
 
 
-async def test_changed_spec_builds_new_and_reports_removed(tmp_path: Path) -> None:
+async def test_changed_spec_builds_new_and_reports_removed(state: StateRef) -> None:
     """New VMs of a changed spec are built; VMs it dropped are reported, never deleted."""
-    journal = tmp_path / "j.sqlite"
     old = vms(3)
     new = [*old[:2], *vms(2, prefix="new")]
     async with run_simulator(sim_config()) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
-            await orch.run(old, journal=journal)
+            await orch.run(old, **state.library())
         async with Orchestrator(settings_for(sim)) as orch:
-            report = await orch.run(new, journal=journal)
+            report = await orch.run(new, **state.library())
     assert report.removed_from_spec == ["vm-003"]
     assert sorted(v.key for v in report.vms) == sorted(r.key for r in new)
     assert report.summary.succeeded == 2
@@ -77,7 +76,7 @@ async def test_changed_spec_builds_new_and_reports_removed(tmp_path: Path) -> No
         ("skipped", "already_exists")
     }
     assert "vm-003" in created_hostnames(sim)
-    snapshot = await anyio.to_thread.run_sync(read_journal, journal)
+    snapshot = await anyio.to_thread.run_sync(state.read)
     assert {e.key for e in snapshot.entries} >= {"vm-003", "new-001", "new-002"}
 
 
@@ -93,36 +92,37 @@ async def test_retry_failed_rebuilds_only_the_selected(tmp_path: Path) -> None:
     assert created_hostnames(sim) == ["vm-002"]
 
 
-async def test_second_run_on_a_locked_journal_refuses(tmp_path: Path) -> None:
-    """Two runs on one journal at once: the second refuses with a clear error."""
-    journal = tmp_path / "j.sqlite"
+async def test_second_run_on_a_locked_journal_refuses(state: StateRef) -> None:
+    """Two runs on one journal at once: the second refuses with a clear error naming the
+    holder, and sends nothing."""
     requests = vms(2)
     async with run_simulator(sim_config()) as sim:
         async with (
             Orchestrator(settings_for(sim)) as first,
             Orchestrator(settings_for(sim)) as second,
         ):
-            held = await Journal.open(journal, spec_sha256="x", run_id="other")
+            claim = FleetClaim(named=state.fleet, legacy="default")
+            held = await Journal.open(state.journal, spec_sha256="x", run_id="other", fleet=claim)
             try:
-                with pytest.raises(JournalError, match="in use"):
-                    await second.run(requests, journal=journal)
+                with pytest.raises(JournalError, match=r"(in use|being run).*run other"):
+                    await second.run(requests, **state.library())
             finally:
                 await held.close()
-            report = await first.run(requests, journal=journal)
+            assert created_hostnames(sim) == []
+            report = await first.run(requests, **state.library())
     assert report.summary.succeeded == 2
 
 
-async def test_a_timed_out_build_is_followed_again_not_resubmitted(tmp_path: Path) -> None:
+async def test_a_timed_out_build_is_followed_again_not_resubmitted(state: StateRef) -> None:
     """A rerun on the journal polls a build that timed out; it never POSTs a second one."""
     requests = vms(3)
-    journal = tmp_path / "j.sqlite"
     config = dataclasses.replace(sim_config(), faults=FaultConfig(build_hang_rate=1.0))
     async with run_simulator(config) as sim:
         settings = settings_for(sim, build_timeout_seconds=120.0)
         async with Orchestrator(settings) as orch:
-            first = await orch.run(requests, journal=journal)
+            first = await orch.run(requests, **state.library())
         async with Orchestrator(settings) as orch:
-            second = await orch.run(requests, journal=journal)
+            second = await orch.run(requests, **state.library())
         snapshot = sim.state.snapshot()
     assert {(v.outcome, v.category) for v in first.vms} == {("failed", "timeout")}
     assert {(v.outcome, v.category) for v in second.vms} == {("failed", "timeout")}

@@ -13,6 +13,7 @@ from orchestrator.engine import Orchestrator, ProvisionEvent
 from orchestrator.errors import ApiConnectError, TransportError
 from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse
 from orchestrator.simulator import RunningSimulator, SimulatorConfig, run_simulator
+from tests.state_backends import StateRef
 
 from ._harness import settings_for, sim_config
 from ._invariants import check_journal, check_server, spec_requests, write_and_check
@@ -63,7 +64,9 @@ class CountingTransport(AiohttpTransport):
 
 
 @pytest.mark.parametrize("times", [1, 2], ids=["once", "twice"])
-async def test_run_rides_through_simulator_restarts(times: int, tmp_path: Path) -> None:
+async def test_run_rides_through_simulator_restarts(
+    times: int, tmp_path: Path, state: StateRef
+) -> None:
     """The simulator restarted mid-run (state kept): every VM once, all succeed, none twice.
 
     The rate limit spreads the POSTs over the run, so the outage meets POSTs
@@ -84,7 +87,6 @@ async def test_run_rides_through_simulator_restarts(times: int, tmp_path: Path) 
         if server.restarted:
             after_restart.append(event)
 
-    journal = tmp_path / "run.journal"
     async with anyio.create_task_group() as tg:
         sim = await tg.start(server.serve)
         # a refused POST is retried 5 times with backoff from poll_min_seconds
@@ -92,7 +94,7 @@ async def test_run_rides_through_simulator_restarts(times: int, tmp_path: Path) 
         settings = settings_for(sim.url, sim.config.token, poll_min_seconds=20.0)
         transport = CountingTransport(sim.url)
         async with Orchestrator(settings, hooks=[hook], transport=transport) as orch:
-            report = await orch.run(requests, journal=journal)
+            report = await orch.run(requests, **state.library())
         tg.cancel_scope.cancel()
     snapshot = sim.state.snapshot()
     assert server.restarted == times
@@ -100,7 +102,7 @@ async def test_run_rides_through_simulator_restarts(times: int, tmp_path: Path) 
     assert any(e.kind == "submitted" for e in after_restart), "no build went out after a restart"
     check_server(report, [r.key for r in requests], snapshot)
     await anyio.to_thread.run_sync(lambda: write_and_check(report, tmp_path))
-    await anyio.to_thread.run_sync(lambda: check_journal(journal, report))
+    await anyio.to_thread.run_sync(lambda: check_journal(state.read(), report))
 
 
 class RefusesPosts(AiohttpTransport):
