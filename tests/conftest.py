@@ -40,17 +40,19 @@ def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PgServer]:
-    """A real PostgreSQL server for the session: ``ORCHESTRATOR_TEST_POSTGRES`` (a URL of a
-    server ``.ci/run`` started), else a throwaway cluster of the distribution's binaries.
+    """A real PostgreSQL server for the session: the cluster ``.ci/run`` started in
+    ``ORCHESTRATOR_TEST_POSTGRES_DIR`` (``python -m tests.pg_cluster start DIR``), else a
+    throwaway cluster of the distribution's binaries, started here and stopped after.
 
     Skipped where PostgreSQL is not installed, unless ``REQUIRE_POSTGRES=1`` (CI), which
     makes its absence a failure.
     """
-    from tests.pg_cluster import find_binaries, start, stop
+    from tests.pg_cluster import find_binaries, running, start, stop
 
-    given = os.environ.get("ORCHESTRATOR_TEST_POSTGRES", "").strip()
+    given = os.environ.get("ORCHESTRATOR_TEST_POSTGRES_DIR", "").strip()
     if given:
-        yield PgServer(given, restartable=None)
+        cluster = running(Path(given))
+        yield PgServer(cluster.url(), restartable=cluster)
         return
     if find_binaries() is None:
         if os.environ.get("REQUIRE_POSTGRES") == "1":

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cluster", "find_binaries", "start", "stop"]
+__all__ = ["Cluster", "find_binaries", "restart", "running", "start", "stop"]
 
 #: the role the tests connect as (a password is required: the URL carries it)
 ROLE = "orchestrator"
@@ -123,7 +123,17 @@ def start(directory: Path) -> Cluster:
     )
     (directory / "port").write_text(str(port))
     (directory / "password").write_text(password)
+    (directory / "password").chmod(0o600)
     return Cluster(directory=directory, port=port, password=password)
+
+
+def running(directory: Path) -> Cluster:
+    """The cluster :func:`start` made in ``directory`` (started by another process)."""
+    return Cluster(
+        directory=directory,
+        port=int((directory / "port").read_text()),
+        password=(directory / "password").read_text(),
+    )
 
 
 def restart(cluster: Cluster, *, mode: str = "fast") -> None:
@@ -132,7 +142,19 @@ def restart(cluster: Cluster, *, mode: str = "fast") -> None:
     assert binaries is not None
     data = cluster.directory / "data"
     subprocess.run(
-        _as_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", mode, "-w", "restart"]),
+        _as_owner(
+            [
+                str(binaries / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(cluster.directory / "server.log"),
+                "-m",
+                mode,
+                "-w",
+                "restart",
+            ]
+        ),
         check=True,
         capture_output=True,
     )
