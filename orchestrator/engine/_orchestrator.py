@@ -584,6 +584,7 @@ class Orchestrator:
         spec_path: str | None = None,
         spec_sha256: str | None = None,
         fleet: str | None = None,
+        state: JournalLike | None = None,
     ) -> Report:
         """Delete the VMs of ``spec`` that this fleet built, and only those; return the report.
 
@@ -598,9 +599,11 @@ class Orchestrator:
         Builds the journal has in flight are followed until their VM can be
         deleted (within the build timeout). ``purge`` also purges each VM from
         the trash, which frees its hostname. ``build_journal`` is the older name
-        of ``journal``. Uses the same rate budget, reconciliation and report as
-        :meth:`run`.
+        of ``journal``, and ``state`` another (as for :meth:`run`: a path or a
+        ``postgresql://`` URL). Uses the same rate budget, reconciliation and
+        report as :meth:`run`.
         """
+        journal = _one_state(journal, state)
         if (
             build_journal is not None
             and journal is not None
