@@ -166,6 +166,12 @@ COVERED = {
     "pipx install .": "test_install_block",
     "orchestrator --version": "test_install_block",
     "orchestrator examples specs": "test_install_block",
+    "export ORCHESTRATOR_STATE=postgresql://orchestrator@db.example.com:5432/fleets": (
+        "test_many_machines_block"
+    ),
+    "export PGPASSWORD=...": "test_many_machines_block",
+    "orchestrator status --fleet example": "test_many_machines_block",
+    "orchestrator destroy --yes specs/example.toml": "test_many_machines_block",
 }
 
 
@@ -303,6 +309,37 @@ def test_fleet_block(workdir: Path) -> None:
     assert [vm["hostname"] for vm in plan["to_build"]] == ["db-01", "db-02"]
     assert status["counts"]["finished"] == 5
     assert diff["has_new_failures"] is False
+
+
+# ------------------------------------------------------ running from many machines
+
+
+def test_many_machines_block(workdir: Path, pg_url: str) -> None:
+    """The "Running from many machines" block, in order, in one shell (its exports carry).
+
+    Substitutions: the database is the test's own (``db.example.com:5432/fleets``
+    becomes its host, port and name, ``...`` its password) and the real API is a
+    simulator process.
+    """
+    from tests.faults._processes import SimProcess, engine_env
+
+    text = _block("sh", "ORCHESTRATOR_STATE=postgresql://")
+    userinfo, where = pg_url.split("://", 1)[1].split("@", 1)
+    password = userinfo.split(":", 1)[1]
+    script = text.replace("db.example.com:5432/fleets", where).replace(
+        "PGPASSWORD=...", f"PGPASSWORD={shlex.quote(password)}"
+    )
+    with SimProcess(time_scale=100.0, seed=9) as sim:
+        env = {**_env(), **engine_env(sim)}
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        done = _bash("set -e\n" + script, workdir, env)
+        server = sim.state()["virtual_machines"]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Fleet example" in done.stdout
+    assert "5 succeeded" in done.stdout
+    assert password not in done.stdout + done.stderr
+    assert sorted(vm["hostname"] for vm in server) == sorted(EXAMPLE_HOSTNAMES)
+    assert all(vm["in_trash"] for vm in server)
 
 
 # ----------------------------------------------------------------- the simulator
