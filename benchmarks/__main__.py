@@ -30,6 +30,7 @@ from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
 from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context, ScenarioFn
 from benchmarks._shared_org import shared_org
+from benchmarks._state_backends import state_backends
 
 __all__ = ["main"]
 
@@ -39,6 +40,7 @@ ALL: dict[str, ScenarioFn] = {
     "rate-bound-real": rate_bound_real,
     **SCENARIOS,
     "shared-org": shared_org,
+    "state-backends": state_backends,
 }
 
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"

@@ -128,7 +128,8 @@ async def run_engine(
     requests: list[VmRequest],
     *,
     scale: float,
-    journal: Path | None = None,
+    journal: Path | str | None = None,
+    fleet: str | None = None,
     sample_every: float = 0.05,
     **engine: Any,
 ) -> EngineRun:
@@ -165,7 +166,7 @@ async def run_engine(
         async with anyio.create_task_group() as tg:
             tg.start_soon(sample)
             started = time.monotonic()
-            report = await orch.run(requests, journal=journal)
+            report = await orch.run(requests, journal=journal, fleet=fleet)
             wall = time.monotonic() - started
             tg.cancel_scope.cancel()
         done = orch.current_run

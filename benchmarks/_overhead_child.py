@@ -1,7 +1,7 @@
 """The orchestrator alone in a process, measuring its own CPU time and memory.
 
 Run by the ``overhead`` scenario as ``python -m benchmarks._overhead_child
-URL N SCALE [--journal PATH] [--max-in-flight M] [--report PATH]``; prints one
+URL N SCALE [--journal PATH|URL [--fleet NAME]] [--max-in-flight M] [--report PATH]``; prints one
 JSON object. With ``--report`` it also writes the JSON report there, as
 ``orchestrator run`` does, and times that apart (``report_seconds``, wall;
 ``report_cpu_seconds``); the CPU and wall figures of the run stop before it, the
@@ -101,7 +101,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
     with _RssSampler() as sampler:
         requests = make_requests(args.n)
         async with Orchestrator(settings) as orch:
-            report = await orch.run(requests, journal=args.journal)
+            report = await orch.run(requests, journal=args.journal, fleet=args.fleet)
         wall = time.monotonic() - started
         cpu = _cpu() - cpu_before
         report_seconds = report_cpu = None
@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("url")
     parser.add_argument("n", type=int)
     parser.add_argument("scale", type=float)
-    parser.add_argument("--journal", type=Path, default=None)
+    # a journal's path, or a postgresql:// URL (then --fleet names the fleet)
+    parser.add_argument("--journal", default=None)
+    parser.add_argument("--fleet", default=None)
     parser.add_argument("--max-in-flight", type=int, default=None)
     parser.add_argument("--report", type=Path, default=None)
     args = parser.parse_args(argv)
