@@ -21,7 +21,8 @@ from orchestrator.engine.state._db import APPLICATION_ID, SCHEMA_VERSION
 from orchestrator.engine.state.journal import Journal, JournalEntry, JournalSnapshot, read_journal
 from orchestrator.errors import JournalError
 
-from ._helpers import T0, failed, pragma, raw_state, succeeded
+from ._helpers import T0, failed, pragma, succeeded
+from .conftest import JournalAt
 
 pytestmark = pytest.mark.anyio
 
@@ -54,9 +55,9 @@ async def test_new_journal_is_ours_private_and_records_the_run(journal_path: Pat
     assert not [p for p in journal_path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
-async def test_reopen_round_trips_every_field(journal_path: Path) -> None:
+async def test_reopen_round_trips_every_field(journal_at: JournalAt) -> None:
     """What one run records, the next run reads back field for field."""
-    async with await Journal.open(journal_path, spec_sha256="s1", run_id="r1") as journal:
+    async with await journal_at.open(spec_sha256="s1", run_id="r1") as journal:
         await journal.add_pending([(f"web-0{i}", f"web-0{i}") for i in range(1, 6)])
         await journal.record_intent("web-01", attempt=1)
         await journal.record_intent("web-02", attempt=2)
@@ -68,7 +69,7 @@ async def test_reopen_round_trips_every_field(journal_path: Path) -> None:
         await journal.record_uncertain("web-03", error="POST timed out")
         await journal.record_finished("web-04", failed("web-04", attempts=3))
         before = await journal.entries()
-    async with await Journal.open(journal_path, spec_sha256="s2", run_id="r2") as journal:
+    async with await journal_at.open(spec_sha256="s2", run_id="r2") as journal:
         assert journal.previous_spec_sha256 == "s1"
         after = await journal.entries()
     assert after == before
@@ -100,12 +101,12 @@ async def test_reopen_round_trips_every_field(journal_path: Path) -> None:
     )
     assert after["web-05"].state == "pending"
     assert isinstance(after["web-05"].updated_at, datetime)
-    assert [r.run_id for r in (await _read(journal_path)).runs] == ["r1", "r2"]
+    assert [r.run_id for r in (await journal_at.read()).runs] == ["r1", "r2"]
 
 
-async def test_add_pending_leaves_known_keys_alone(journal_path: Path) -> None:
+async def test_add_pending_leaves_known_keys_alone(journal_at: JournalAt) -> None:
     """add_pending of a key already journaled changes nothing about it."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([("web-01", "web-01")])
         await journal.record_intent("web-01", attempt=1)
         await journal.add_pending([("web-01", "web-01"), ("web-02", "web-02")])
@@ -114,9 +115,9 @@ async def test_add_pending_leaves_known_keys_alone(journal_path: Path) -> None:
     assert entries["web-02"].state == "pending"
 
 
-async def test_add_pending_of_ten_thousand_is_one_transaction(journal_path: Path) -> None:
+async def test_add_pending_of_ten_thousand_is_one_transaction(journal_at: JournalAt) -> None:
     """10,000 new VMs are added in a single transaction."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         before = journal.statistics().transactions
         await journal.add_pending([(f"vm-{i:05d}", f"vm-{i:05d}") for i in range(10_000)])
         assert journal.statistics().transactions == before + 1
@@ -124,10 +125,10 @@ async def test_add_pending_of_ten_thousand_is_one_transaction(journal_path: Path
 
 
 async def test_a_new_attempt_forgets_the_previous_attempts_ids_and_result(
-    journal_path: Path,
+    journal_at: JournalAt,
 ) -> None:
     """record_intent of a retried VM clears its old task, build, VM and result."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([("web-01", "web-01")])
         await journal.record_intent("web-01", attempt=1)
         await journal.record_submitted("web-01", task_id="t", build_id="b", submitted_at=T0)
@@ -139,10 +140,10 @@ async def test_a_new_attempt_forgets_the_previous_attempts_ids_and_result(
 
 
 async def test_record_finished_many_is_one_transaction_and_adds_unknown_keys(
-    journal_path: Path,
+    journal_at: JournalAt,
 ) -> None:
     """Cancelling records every result in one transaction, even for VMs never added."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([(f"web-{i}", f"web-{i}") for i in range(100)])
         before = journal.statistics().transactions
         results = [succeeded(f"web-{i}") for i in range(100)] + [succeeded("extra")]
@@ -153,9 +154,9 @@ async def test_record_finished_many_is_one_transaction_and_adds_unknown_keys(
     assert entries["extra"].vm_id == "vm_extra"
 
 
-async def test_misuse_raises_builtin_errors(journal_path: Path) -> None:
+async def test_misuse_raises_builtin_errors(journal_at: JournalAt) -> None:
     """Unknown keys, mismatched results and writes after close are programming errors."""
-    journal = await Journal.open(journal_path, spec_sha256="s", run_id="r")
+    journal = await journal_at.open(spec_sha256="s", run_id="r")
     await journal.add_pending([("web-01", "web-01")])
     with pytest.raises(KeyError, match="add_pending"):
         await journal.record_intent("nope", attempt=1)
@@ -167,7 +168,7 @@ async def test_misuse_raises_builtin_errors(journal_path: Path) -> None:
     await journal.close()
     with pytest.raises(RuntimeError, match="closed"):
         await journal.record_intent("web-01", attempt=1)
-    assert (await _read(journal_path)).entries[0].state == "pending"
+    assert (await journal_at.read()).entries[0].state == "pending"
 
 
 async def test_an_empty_file_becomes_a_journal(journal_path: Path) -> None:
@@ -396,17 +397,17 @@ async def test_a_journal_that_cannot_be_created_leaves_nothing_half_made(
 # -------------------------------------------------------- group commit, safety
 
 
-async def test_concurrent_intents_are_each_committed_when_awaited(journal_path: Path) -> None:
+async def test_concurrent_intents_are_each_committed_when_awaited(journal_at: JournalAt) -> None:
     """500 concurrent intents: each is committed when it returns, in far fewer transactions."""
     keys = [f"web-{i:03d}" for i in range(500)]
     seen: list[tuple[str, int] | None] = []
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([(k, k) for k in keys])
         before = journal.statistics()
 
         async def one(key: str) -> None:
             await journal.record_intent(key, attempt=7)
-            seen.append(await anyio.to_thread.run_sync(raw_state, journal_path, key))
+            seen.append(await anyio.to_thread.run_sync(journal_at.raw_state, key))
 
         async with anyio.create_task_group() as tg:
             for key in keys:
@@ -437,9 +438,9 @@ async def test_group_commit_puts_queued_writes_in_one_transaction(journal_path: 
     assert after.synced_transactions - before.synced_transactions == 1
 
 
-async def test_a_cancelled_write_is_applied_whole(journal_path: Path) -> None:
+async def test_a_cancelled_write_is_applied_whole(journal_at: JournalAt) -> None:
     """Cancelling a caller mid-write neither loses nor splits its write, nor stalls others."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([("web-01", "web-01"), ("web-02", "web-02")])
         journal._writer.gate.clear()
         done = False
@@ -467,9 +468,9 @@ async def test_a_cancelled_write_is_applied_whole(journal_path: Path) -> None:
     assert (entries["web-01"].build_id, entries["web-01"].submitted_at) == ("b", T0)
 
 
-async def test_close_flushes_unawaited_writes_even_when_cancelled(journal_path: Path) -> None:
+async def test_close_flushes_unawaited_writes_even_when_cancelled(journal_at: JournalAt) -> None:
     """record_progress does not wait; close() commits it and frees the lock, cancelled or not."""
-    journal = await Journal.open(journal_path, spec_sha256="s", run_id="r")
+    journal = await journal_at.open(spec_sha256="s", run_id="r")
     await journal.add_pending([("web-01", "web-01")])
     journal._writer.gate.clear()
     await journal.record_progress("web-01", vm_id="vm_1", note="state building")
@@ -479,20 +480,20 @@ async def test_close_flushes_unawaited_writes_even_when_cancelled(journal_path: 
     with anyio.CancelScope() as scope:
         scope.cancel()
         await journal.close()
-    entry = (await _read(journal_path)).entries[0]
+    entry = (await journal_at.read()).entries[0]
     assert (entry.vm_id, entry.note) == ("vm_1", "state running")
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="again"):
+    async with await journal_at.open(spec_sha256="s", run_id="again"):
         pass
 
 
-async def test_a_cancelled_open_leaves_the_journal_unlocked(journal_path: Path) -> None:
+async def test_a_cancelled_open_leaves_the_journal_unlocked(journal_at: JournalAt) -> None:
     """Cancelling open() midway closes what it opened: the lock is free afterwards."""
     with anyio.CancelScope() as scope:
         scope.cancel()
-        await Journal.open(journal_path, spec_sha256="s", run_id="cancelled")
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="next"):
+        await journal_at.open(spec_sha256="s", run_id="cancelled")
+    async with await journal_at.open(spec_sha256="s", run_id="next"):
         pass
-    runs = (await _read(journal_path)).runs
+    runs = (await journal_at.read()).runs
     assert [r.run_id for r in runs] == ["cancelled", "next"]
     assert runs[0].finished_at is not None
 
@@ -542,12 +543,14 @@ async def test_a_failed_write_stops_the_journal_but_keeps_what_was_committed(
         pass
 
 
-async def test_read_journal_sees_committed_writes_of_a_running_journal(journal_path: Path) -> None:
+async def test_read_journal_sees_committed_writes_of_a_running_journal(
+    journal_at: JournalAt,
+) -> None:
     """status works while a run holds the journal, and shows what it committed."""
-    async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+    async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
         await journal.add_pending([("web-01", "web-01"), ("web-02", "web-02")])
         await journal.record_intent("web-02", attempt=1)
-        snapshot = await _read(journal_path)
+        snapshot = await journal_at.read()
         assert snapshot.counts() == {
             "pending": 1,
             "intent": 1,
@@ -557,15 +560,15 @@ async def test_read_journal_sees_committed_writes_of_a_running_journal(journal_p
         }
         assert snapshot.runs[0].finished_at is None
         await journal.record_uncertain("web-02", error="reset")
-        assert (await _read(journal_path)).counts()["uncertain"] == 1
+        assert (await journal_at.read()).counts()["uncertain"] == 1
 
 
-async def test_the_journal_never_blocks_the_event_loop(journal_path: Path) -> None:
+async def test_the_journal_never_blocks_the_event_loop(journal_at: JournalAt) -> None:
     """Open, writes, reads and close do no blocking I/O on the loop (blockbuster is on)."""
     from blockbuster import blockbuster_ctx
 
     with blockbuster_ctx(["orchestrator"]):
-        async with await Journal.open(journal_path, spec_sha256="s", run_id="r") as journal:
+        async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
             await journal.add_pending([("web-01", "web-01")])
             await journal.record_intent("web-01", attempt=1)
             await journal.record_submitted("web-01", task_id="t", build_id="b", submitted_at=T0)
