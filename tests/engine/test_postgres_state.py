@@ -219,3 +219,42 @@ async def test_a_database_restarted_mid_run_stops_submitting_and_a_rerun_finishe
         assert not second.interrupted
         assert_exactly_once(second, requests, sim)
         assert sorted(created_hostnames(sim)) == sorted(r.key for r in requests)
+
+
+async def test_a_role_without_create_uses_a_schema_made_by_another(pg_url: str) -> None:
+    """The role that runs fleets needs CREATE on the database only if the schema is not
+    there yet: with DML rights on it, it opens, writes and reads."""
+    async with await Journal.open(pg_url, spec_sha256="s", run_id="owner", fleet=CLAIM):
+        pass
+    database = pg_url.rsplit("/", 1)[1]
+
+    def grant() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP ROLE IF EXISTS fleet_runner")
+            conn.execute("CREATE ROLE fleet_runner LOGIN PASSWORD 'runner-pw'")
+            conn.execute("GRANT USAGE ON SCHEMA orchestrator TO fleet_runner")
+            conn.execute(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA orchestrator"
+                " TO fleet_runner"
+            )
+            conn.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA orchestrator TO fleet_runner")
+
+    def drop() -> None:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP OWNED BY fleet_runner")
+            conn.execute("DROP ROLE fleet_runner")
+
+    await anyio.to_thread.run_sync(grant)
+    try:
+        host = pg_url.split("@", 1)[1].rsplit("/", 1)[0]
+        limited = f"postgresql://fleet_runner:runner-pw@{host}/{database}"
+        async with await Journal.open(
+            limited, spec_sha256="s", run_id="runner", fleet=CLAIM
+        ) as journal:
+            await journal.add_pending([("a", "a.example")])
+            await journal.record_intent("a", attempt=1)
+        snapshot = await anyio.to_thread.run_sync(lambda: read_journal(limited, fleet="web"))
+    finally:
+        await anyio.to_thread.run_sync(drop)
+    assert [(e.key, e.state) for e in snapshot.entries] == [("a", "intent")]
+    assert [r.run_id for r in snapshot.runs] == ["owner", "runner"]

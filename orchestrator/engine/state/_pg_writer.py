@@ -25,13 +25,11 @@ import asyncio
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, LiteralString
 
 from orchestrator.engine.state._db import Table, utc_text
-from orchestrator.engine.state._meta import FleetClaim
-from orchestrator.engine.state._model import Durability
 from orchestrator.engine.state._pg import (
     SCHEMA_LOCK,
     SCHEMA_VERSION,
@@ -57,8 +55,10 @@ from orchestrator.engine.state._writer import (
     PROGRESS,
     SUBMITTED,
     UNCERTAIN,
+    CommitCounters,
     Op,
     Opened,
+    WriterSetup,
     finished_row,
 )
 from orchestrator.engine.state.location import PostgresState
@@ -154,51 +154,28 @@ class _Gate:
         await self._open.wait()
 
 
-class PgJournalWriter:
+class PgJournalWriter(CommitCounters):
     """Opens, locks, writes and closes one fleet's journal in PostgreSQL (see the module)."""
 
-    def __init__(
-        self,
-        state: PostgresState,
-        *,
-        spec_sha256: str,
-        run_id: str,
-        durability: Durability,
-        api_url: str | None = None,
-        rebind: bool = False,
-        table: Table = "vms",
-        fleet: FleetClaim | None = None,
-        on_open: Callable[[Opened | Exception], None],
-        on_commit: Callable[[int, dict[int, object], JournalError | None], None],
-        on_closed: Callable[[], None],
-    ) -> None:
+    def __init__(self, state: PostgresState, setup: WriterSetup) -> None:
         self.state = state
         self.queue = _Queue()
         #: cleared by tests to hold the writer after it took its first operation
         self.gate = _Gate()
-        self._fleet = fleet or FleetClaim(named=None, legacy="default")
+        self._setup = setup
+        self._fleet = setup.fleet
         self._name: str | None = self._fleet.named
         self.path = describe(state, self._name)
-        self._spec_sha256 = spec_sha256
-        self._run_id = run_id
-        self._durability = durability
-        self._api_url = api_url
-        self._rebind = rebind
-        self._table: Table = table
-        self._on_open = on_open
-        self._on_commit = on_commit
-        self._on_closed = on_closed
+        self._run_id = setup.run_id
+        self._table: Table = setup.table
+        self._on_open = setup.on_open
+        self._on_commit = setup.on_commit
+        self._on_closed = setup.on_closed
         self._conn: Any = None
         self._journal_id = 0
         self._run_seq = 0
         self._failed: JournalError | None = None
         self._task: asyncio.Task[None] | None = None
-        # statistics, as the SQLite writer's
-        self.applied_seq = 0
-        self.transactions = 0
-        self.synced_transactions = 0
-        self.writes = 0
-        self.largest_batch = 0
 
     def start(self) -> None:
         """Start serving (on the running loop)."""
@@ -243,6 +220,26 @@ class PgJournalWriter:
             raise pg_error(self.state, f"cannot open the journal of fleet {name!r}", exc) from None
 
     async def _bind(self, conn: Any, name: str) -> Opened:
+        """Make the schema if need be, take the fleet's lock, claim its journal."""
+        await self._ensure_schema(conn)
+        await self._lock(conn, name)
+        return await self._claim(conn, name)
+
+    async def _ensure_schema(self, conn: Any) -> None:
+        """Make the schema if absent (serialized by an advisory lock); refuse a newer one.
+
+        A schema already there is only read: a role without ``CREATE`` on the database
+        can use a state whose schema someone else made.
+        """
+        cur = await conn.execute("SELECT to_regclass('orchestrator.rows') IS NOT NULL")
+        (made,) = await cur.fetchone()
+        if made:
+            cur = await conn.execute(
+                "SELECT value FROM orchestrator.meta WHERE name = 'schema_version'"
+            )
+            found = await cur.fetchone()
+            check_version(self.state, found[0] if found else None)
+            return
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             for statement in ensure_schema_sql():
@@ -257,6 +254,9 @@ class PgJournalWriter:
             )
             version = await cur.fetchone()
         check_version(self.state, version[0] if version else None)
+
+    async def _lock(self, conn: Any, name: str) -> None:
+        """Take the fleet's advisory lock for this connection, or refuse naming the holder."""
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
         (locked,) = await cur.fetchone()
         if not locked:
@@ -269,6 +269,10 @@ class PgJournalWriter:
                 f"fleet {name!r} is being run or destroyed by another process ({who}), its "
                 f"state at {self.state.redacted}: one operation of a fleet at a time"
             )
+
+    async def _claim(self, conn: Any, name: str) -> Opened:
+        """Name this run the holder, find or make the fleet's journal, check its API, record
+        the run; what the journal knows."""
         started = utc_text()
         async with conn.transaction():
             await conn.execute(
@@ -281,7 +285,7 @@ class PgJournalWriter:
             await conn.execute(
                 "INSERT INTO orchestrator.journals (fleet, api_url, fleet_spec, created_at)"
                 " VALUES (%s, %s, %s, %s) ON CONFLICT (fleet) DO NOTHING",
-                (name, self._api_url, self._fleet.legacy, started),
+                (name, self._setup.api_url, self._fleet.legacy, started),
             )
             cur = await conn.execute(
                 "SELECT journal_id, api_url, fleet_spec FROM orchestrator.journals"
@@ -290,8 +294,13 @@ class PgJournalWriter:
             )
             journal_id, bound, spec = await cur.fetchone()
             self._journal_id = int(journal_id)
-            api_url = self._api_url
-            if api_url is not None and bound is not None and bound != api_url and not self._rebind:
+            api_url = self._setup.api_url
+            if (
+                api_url is not None
+                and bound is not None
+                and bound != api_url
+                and not self._setup.rebind
+            ):
                 raise JournalError(
                     f"the journal of fleet {name!r} at {self.state.redacted} was written "
                     f"against the API at {bound}, not {api_url}: its VMs and ids are that "
@@ -318,7 +327,14 @@ class PgJournalWriter:
                 "INSERT INTO orchestrator.runs"
                 " (journal_id, run_id, spec_sha256, started_at, pid, host)"
                 " VALUES (%s, %s, %s, %s, %s, %s) RETURNING seq",
-                (journal_id, self._run_id, self._spec_sha256, started, os.getpid(), this_host()),
+                (
+                    journal_id,
+                    self._run_id,
+                    self._setup.spec_sha256,
+                    started,
+                    os.getpid(),
+                    this_host(),
+                ),
             )
             (self._run_seq,) = await cur.fetchone()
             cur = await conn.execute(
@@ -347,9 +363,7 @@ class PgJournalWriter:
             return {}, self._failed
         conn = self._conn
         psycopg = psycopg_module()
-        full = self._durability == "full" or (
-            self._durability == "intent" and any(op[1] == INTENT for op in batch)
-        )
+        full = self._setup.must_sync(batch)
         results: dict[int, object] = {}
         writes = 0
         try:
@@ -367,10 +381,7 @@ class PgJournalWriter:
             )
             await self._shutdown()
             return {}, self._failed
-        self.transactions += 1
-        self.synced_transactions += full
-        self.writes += writes
-        self.largest_batch = max(self.largest_batch, len(batch))
+        self.count_commit(len(batch), synced=full, writes=writes)
         return results, None
 
     async def _write(self, conn: Any, batch: Sequence[Op], results: dict[int, object]) -> int:

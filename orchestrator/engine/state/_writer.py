@@ -56,9 +56,11 @@ __all__ = [
     "PROGRESS",
     "SUBMITTED",
     "UNCERTAIN",
+    "CommitCounters",
     "JournalWriter",
     "Op",
     "Opened",
+    "WriterSetup",
     "finished_row",
 ]
 
@@ -163,7 +165,52 @@ def finished_row(result: VmResult, now: str) -> tuple[object, ...]:
     )
 
 
-class JournalWriter(threading.Thread):
+#: an operation that names no fleet (an older caller): the fleet the journal is bound to
+_NO_CLAIM: Final = FleetClaim(named=None, legacy="default")
+
+
+@dataclass(frozen=True, slots=True)
+class WriterSetup:
+    """What a journal's writer (either backend's) is told: whose run, what to check and
+    whom to call. ``on_open(Opened | Exception)``, ``on_commit(upto, results, error)`` and
+    ``on_closed()`` must be safe to call from any thread."""
+
+    on_open: Callable[[Opened | Exception], None]
+    on_commit: Callable[[int, dict[int, object], JournalError | None], None]
+    on_closed: Callable[[], None]
+    spec_sha256: str
+    run_id: str
+    durability: Durability
+    api_url: str | None = None
+    rebind: bool = False
+    table: Table = "vms"
+    fleet: FleetClaim = _NO_CLAIM
+
+    def must_sync(self, batch: Sequence[Op]) -> bool:
+        """Whether this group's commit must reach the disk before it returns."""
+        return self.durability == "full" or (
+            self.durability == "intent" and any(op[1] == INTENT for op in batch)
+        )
+
+
+class CommitCounters:
+    """A writer's statistics (read from the loop's thread; ints are updated atomically)."""
+
+    applied_seq: int = 0
+    transactions: int = 0
+    synced_transactions: int = 0
+    writes: int = 0
+    largest_batch: int = 0
+
+    def count_commit(self, batch: int, *, synced: bool, writes: int) -> None:
+        """Count one committed group of ``batch`` operations."""
+        self.transactions += 1
+        self.synced_transactions += synced
+        self.writes += writes
+        self.largest_batch = max(self.largest_batch, batch)
+
+
+class JournalWriter(threading.Thread, CommitCounters):
     """The thread that opens, writes and closes one journal.
 
     ``on_open(Opened | Exception)``, ``on_commit(upto, results, error)`` and
@@ -172,52 +219,33 @@ class JournalWriter(threading.Thread):
     operation up to sequence ``upto`` is committed (``error`` None), or failed.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        *,
-        spec_sha256: str,
-        run_id: str,
-        durability: Durability,
-        api_url: str | None = None,
-        rebind: bool = False,
-        table: Table = "vms",
-        fleet: FleetClaim | None = None,
-        on_open: Callable[[Opened | Exception], None],
-        on_commit: Callable[[int, dict[int, object], JournalError | None], None],
-        on_closed: Callable[[], None],
-    ) -> None:
-        super().__init__(name=f"orchestrator-journal-{run_id}", daemon=True)
+    def __init__(self, path: Path, setup: WriterSetup) -> None:
+        super().__init__(name=f"orchestrator-journal-{setup.run_id}", daemon=True)
         self.path = path
         self.queue: queue.SimpleQueue[Op] = queue.SimpleQueue()
         #: cleared by tests to hold the writer after it took its first operation
         self.gate = threading.Event()
         self.gate.set()
-        self._spec_sha256 = spec_sha256
-        self._run_id = run_id
-        self._durability = durability
-        self._api_url = api_url
-        self._rebind = rebind
-        self._table: Table = table
-        self._sql = _Statements.of(table)
-        self._fleet = fleet or FleetClaim(named=None, legacy="default")
+        self._setup = setup
+        self._spec_sha256 = setup.spec_sha256
+        self._run_id = setup.run_id
+        self._durability = setup.durability
+        self._api_url = setup.api_url
+        self._rebind = setup.rebind
+        self._table: Table = setup.table
+        self._sql = _Statements.of(setup.table)
+        self._fleet = setup.fleet
         self._meta: Meta | None = None
         self._holder: dict[str, object] = {}
         self._checkpointed = time.monotonic()
-        self._on_open = on_open
-        self._on_commit = on_commit
-        self._on_closed = on_closed
+        self._on_open = setup.on_open
+        self._on_commit = setup.on_commit
+        self._on_closed = setup.on_closed
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
         self._run_seq = 0
         self._synced = False
         self._failed: JournalError | None = None
-        # statistics (read from the loop thread; ints are updated atomically)
-        self.applied_seq = 0
-        self.transactions = 0
-        self.synced_transactions = 0
-        self.writes = 0
-        self.largest_batch = 0
 
     # ------------------------------------------------------------------ thread
 
@@ -343,9 +371,7 @@ class JournalWriter(threading.Thread):
             return {}, self._failed
         conn = self._conn
         assert conn is not None
-        full = self._durability == "full" or (
-            self._durability == "intent" and any(op[1] == INTENT for op in batch)
-        )
+        full = self._setup.must_sync(batch)
         results: dict[int, object] = {}
         writes = 0
         sql = self._sql
@@ -398,8 +424,5 @@ class JournalWriter(threading.Thread):
         if writes and self._meta is not None and self._lock_fd is not None:
             write_lock_note(self._lock_fd, self._holder, self._meta)
         self._checkpoint_now_and_then(conn)
-        self.transactions += 1
-        self.synced_transactions += full
-        self.writes += writes
-        self.largest_batch = max(self.largest_batch, len(batch))
+        self.count_commit(len(batch), synced=full, writes=writes)
         return results, None

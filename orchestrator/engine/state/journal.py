@@ -78,6 +78,7 @@ from orchestrator.engine.state._writer import (
     UNCERTAIN,
     JournalWriter,
     Opened,
+    WriterSetup,
 )
 from orchestrator.engine.state.location import PostgresState, StateLocation, parse_state
 from orchestrator.errors import JournalError, NoJournal
@@ -150,24 +151,24 @@ class Journal:
         self._closed = anyio.Event()
         self._opened = anyio.Event()
         self._open_result: Opened | Exception | None = None
-        options: dict[str, Any] = {
-            "spec_sha256": spec_sha256,
-            "run_id": run_id,
-            "durability": durability,
-            "api_url": api_url,
-            "rebind": rebind,
-            "table": table,
-            "fleet": fleet,
-            "on_open": lambda result: post(self._on_open, result),
-            "on_commit": lambda upto, results, error: post(self._on_commit, upto, results, error),
-            "on_closed": lambda: post(self._closed.set),
-        }
+        setup = WriterSetup(
+            on_open=lambda result: post(self._on_open, result),
+            on_commit=lambda upto, results, error: post(self._on_commit, upto, results, error),
+            on_closed=lambda: post(self._closed.set),
+            spec_sha256=spec_sha256,
+            run_id=run_id,
+            durability=durability,
+            api_url=api_url,
+            rebind=rebind,
+            table=table,
+            fleet=fleet or FleetClaim(named=None, legacy="default"),
+        )
         self._writer: JournalWriter | PgJournalWriter
         if isinstance(path, PostgresState):
-            self._writer = PgJournalWriter(path, **options)
+            self._writer = PgJournalWriter(path, setup)
             self.path = self._writer.path
         else:
-            self._writer = JournalWriter(path, **options)
+            self._writer = JournalWriter(path, setup)
 
     @classmethod
     async def open(
