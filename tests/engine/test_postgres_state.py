@@ -24,6 +24,7 @@ from tests.conftest import PgServer
 from tests.pg_cluster import restart
 
 from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
+from .test_fleet_state import READINGS, another_tools_vm, standing
 
 pytestmark = pytest.mark.anyio
 
@@ -258,3 +259,36 @@ async def test_a_role_without_create_uses_a_schema_made_by_another(pg_url: str) 
         await anyio.to_thread.run_sync(drop)
     assert [(e.key, e.state) for e in snapshot.entries] == [("a", "intent")]
     assert [r.run_id for r in snapshot.runs] == ["owner", "runner"]
+
+
+@pytest.mark.parametrize("api", ["default", "pessimistic-faulted"])
+async def test_destroy_of_a_database_kept_fleet_deletes_only_its_own(pg_url: str, api: str) -> None:
+    """Fleet web, kept in PostgreSQL, on an API that copies annotations and on one that
+    does not (its POSTs faulted after acting): destroy deletes the VMs web built, never
+    web-004 (no annotations) nor web-005 (another fleet's), however often it runs; a
+    destroy of fleet bob (same database, same hostnames) deletes nothing at all."""
+    requests = vms(5, prefix="web")
+    config = READINGS[api]()
+    async with run_simulator(config) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            built = await orch.run(requests[:3], journal=pg_url, fleet="web")
+        another_tools_vm(sim, "web-004")
+        another_tools_vm(sim, "web-005", fleet="other")
+        async with Orchestrator(settings_for(sim)) as orch:
+            bobs = await orch.destroy(requests, journal=pg_url, fleet="bob", purge=True)
+        untouched = standing(sim)
+        reports = []
+        for purge in (False, True):
+            async with Orchestrator(settings_for(sim)) as orch:
+                reports.append(
+                    await orch.destroy(requests, journal=pg_url, fleet="web", purge=purge)
+                )
+        left = standing(sim)
+    assert built.summary.succeeded == 3
+    assert untouched == {f"web-00{i}" for i in range(1, 6)}
+    assert {vm.reason for vm in bobs.vms} <= {"not_ours", "absent"}
+    for report in reports:
+        by_key = {vm.key: vm for vm in report.vms}
+        assert (by_key["web-004"].outcome, by_key["web-004"].reason) == ("failed", "not_ours")
+        assert (by_key["web-005"].outcome, by_key["web-005"].reason) == ("failed", "not_ours")
+    assert left == {"web-004", "web-005"}
