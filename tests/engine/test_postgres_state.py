@@ -152,10 +152,19 @@ async def test_a_schema_of_a_newer_orchestrator_is_left_untouched(pg_url: str) -
         read_journal(pg_url, fleet="web")
 
 
-def test_reading_a_fleet_the_database_does_not_hold_says_so(pg_url: str) -> None:
-    """No such fleet (or no state at all yet): NoJournal, naming the fleet."""
+async def test_reading_a_fleet_the_database_does_not_hold_says_so(pg_url: str) -> None:
+    """No such fleet (or no state at all yet): NoJournal, naming the fleet. Naming no
+    fleet: the error lists the fleets the database keeps."""
     with pytest.raises(NoJournal, match="no journal of fleet 'web'"):
         read_journal(pg_url, fleet="web")
+    with pytest.raises(JournalError, match="It keeps no fleet yet"):
+        read_journal(pg_url)
+    for name in ("web", "db"):
+        claim = FleetClaim(named=name, legacy="spec")
+        async with await Journal.open(pg_url, spec_sha256="s", run_id=name, fleet=claim):
+            pass
+    with pytest.raises(JournalError, match="It keeps: db, web"):
+        await anyio.to_thread.run_sync(read_journal, pg_url)
 
 
 async def test_the_same_fleet_in_two_databases_is_two_fleets_states(

@@ -150,14 +150,39 @@ def describe(state: PostgresState, fleet: str | None) -> str:
     return f"{state.redacted} (fleet {fleet!r})" if fleet else state.redacted
 
 
+def need_fleet_text(state: PostgresState) -> str:
+    """Why a fleet kept in PostgreSQL must be named."""
+    return (
+        f"the state at {state.redacted} keeps each fleet's journal under the fleet's "
+        'name, and this fleet has none: name it (fleet = "..." in the spec, or --fleet NAME)'
+    )
+
+
 def need_fleet(state: PostgresState, fleet: str | None) -> str:
     """``fleet``, or a JournalError: PostgreSQL keeps fleets by name."""
     if not fleet:
-        raise JournalError(
-            f"the state at {state.redacted} keeps each fleet's journal under the fleet's "
-            'name, and this fleet has none: name it (fleet = "..." in the spec, or --fleet NAME)'
-        )
+        raise JournalError(need_fleet_text(state))
     return fleet
+
+
+def _fleets_held(state: PostgresState) -> str:
+    """Which fleets the database keeps (for a reader that named none)."""
+    psycopg = psycopg_module()
+    try:
+        with _connection(state) as conn:
+            found = conn.execute("SELECT to_regclass('orchestrator.journals')").fetchone()
+            if found is None or found[0] is None:
+                return "It keeps no fleet yet"
+            names = [
+                str(row[0])
+                for row in conn.execute("SELECT fleet FROM orchestrator.journals ORDER BY fleet")
+            ]
+    except (psycopg.Error, JournalError):
+        return "Its fleets could not be listed"
+    if not names:
+        return "It keeps no fleet yet"
+    shown = ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+    return f"It keeps: {shown}"
 
 
 def pg_error(state: PostgresState, what: str, exc: BaseException) -> JournalError:
@@ -235,8 +260,10 @@ def read_pg_journal(state: PostgresState, fleet: str | None) -> JournalSnapshot:
     JournalError when the database cannot be reached, or holds no journal of
     that fleet.
     """
-    name = need_fleet(state, fleet)
     psycopg = psycopg_module()
+    if not fleet:
+        raise JournalError(f"{need_fleet_text(state)}. {_fleets_held(state)}")
+    name = fleet
     where = describe(state, name)
     with _connection(state) as conn:
         try:
