@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
-from orchestrator.engine.state._pg import lock_key
+from orchestrator.engine.state._pg import holder_name, lock_key, lock_key_parts
 from orchestrator.engine.state.journal import FleetClaim, Journal, read_journal
 from orchestrator.engine.state.location import PostgresState, redact
 from orchestrator.errors import JournalError, NoJournal
@@ -98,8 +98,8 @@ async def test_the_lock_is_an_advisory_lock_of_the_writers_connection(pg_url: st
         with psycopg.connect(pg_url) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"
-                " AND ((classid::bigint << 32) | objid::bigint) = %s",
-                (key & 0xFFFFFFFFFFFFFFFF,),
+                " AND classid::bigint = %s AND objid::bigint = %s",
+                lock_key_parts(key),
             ).fetchone()
         assert row is not None
         return int(row[0])
@@ -301,3 +301,33 @@ async def test_destroy_of_a_database_kept_fleet_deletes_only_its_own(pg_url: str
         assert (by_key["web-004"].outcome, by_key["web-004"].reason) == ("failed", "not_ours")
         assert (by_key["web-005"].outcome, by_key["web-005"].reason) == ("failed", "not_ours")
     assert left == {"web-004", "web-005"}
+
+
+async def test_a_holder_that_has_not_written_its_row_yet_is_still_named(pg_url: str) -> None:
+    """The lock is taken before the holder's row is written (and an older run's row may
+    still be there): the refusal names the session that holds the lock, from its
+    connection's name, never the older run."""
+    async with await Journal.open(pg_url, spec_sha256="s", run_id="older", fleet=CLAIM):
+        pass
+
+    def hold() -> psycopg.Connection[tuple[object, ...]]:
+        conn = psycopg.connect(
+            pg_url, autocommit=True, application_name=holder_name("rawrun", "hostx", 42)
+        )
+        conn.execute("SELECT pg_advisory_lock(%s)", (lock_key("web"),))
+        conn.execute(
+            "INSERT INTO orchestrator.holders (fleet, host, pid, run_id, since)"
+            " VALUES ('web', 'old-host', 1, 'older', '2026-01-01') ON CONFLICT (fleet)"
+            " DO UPDATE SET run_id = 'older', host = 'old-host'"
+        )
+        return conn
+
+    held = await anyio.to_thread.run_sync(hold)
+    try:
+        with pytest.raises(JournalError) as refused:
+            await Journal.open(pg_url, spec_sha256="s", run_id="second", fleet=CLAIM)
+    finally:
+        await anyio.to_thread.run_sync(held.close)
+    text = str(refused.value)
+    assert "host hostx, pid 42, run rawrun, since 20" in text, text
+    assert "older" not in text

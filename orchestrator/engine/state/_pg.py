@@ -123,13 +123,13 @@ def psycopg_module() -> Any:
     return psycopg
 
 
-def connect_kwargs() -> dict[str, Any]:
+def connect_kwargs(application_name: str = "orchestrator") -> dict[str, Any]:
     """Connection options of ours: a bounded connect, a name ``pg_stat_activity`` shows, and
     TCP keepalives with a user timeout, so that a write to a server the network lost fails
     within about 30 s instead of hanging the run (the run then stops submitting)."""
     return {
         "connect_timeout": 10,
-        "application_name": "orchestrator",
+        "application_name": application_name[:63],
         "autocommit": True,
         "keepalives": 1,
         "keepalives_idle": 10,
@@ -223,12 +223,43 @@ def check_version(state: PostgresState, found: object) -> None:
         )
 
 
+def holder_name(run_id: str, host: str, pid: int) -> str:
+    """The ``application_name`` of a run's connection: who holds the lock, for a second
+    comer that asks before the holder has written its ``holders`` row (cut at 63 bytes)."""
+    return f"orchestrator run {run_id} pid {pid} host {host}"
+
+
+#: who holds a fleet's lock: the session holding the advisory lock, and the holders row
+#: (written just after the lock is taken: it may not be there yet, or be an older run's)
+HOLDER_SQL: Final = (
+    "SELECT a.application_name, a.backend_start, h.host, h.pid, h.run_id, h.since"
+    " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " LEFT JOIN orchestrator.holders h ON h.fleet = %s"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.classid::bigint = %s AND l.objid::bigint = %s"
+)
+
+
+def lock_key_parts(key: int) -> tuple[int, int]:
+    """How ``pg_locks`` shows a bigint advisory key: its high and low 32 bits."""
+    unsigned = key & 0xFFFFFFFFFFFFFFFF
+    return unsigned >> 32, unsigned & 0xFFFFFFFF
+
+
 def holder_text(row: tuple[Any, ...] | None) -> str:
-    """Who holds a fleet's lock, from its ``holders`` row."""
+    """Who holds a fleet's lock, from a row of :data:`HOLDER_SQL`."""
     if row is None:
-        return "holder unknown"
-    host, pid, run_id, since = row
-    return f"host {host}, pid {pid}, run {run_id}, since {since}"
+        return "holder gone: try again"
+    application, backend_start, host, pid, run_id, since = row
+    if run_id is not None and f" {run_id} " in f"{application} ":
+        return f"host {host}, pid {pid}, run {run_id}, since {since}"
+    # the holder has not written its row yet (or the row is an older run's)
+    words = str(application or "").split()
+    said = dict(zip(words[1::2], words[2::2], strict=False))
+    return (
+        f"host {said.get('host', 'unknown')}, pid {said.get('pid', 'unknown')}, "
+        f"run {said.get('run', 'unknown')}, since {backend_start.isoformat()}"
+    )
 
 
 def this_host() -> str:

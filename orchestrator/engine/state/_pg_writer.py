@@ -31,6 +31,7 @@ from typing import Any, Final, LiteralString
 
 from orchestrator.engine.state._db import Table, utc_text
 from orchestrator.engine.state._pg import (
+    HOLDER_SQL,
     SCHEMA_LOCK,
     SCHEMA_VERSION,
     check_version,
@@ -39,8 +40,10 @@ from orchestrator.engine.state._pg import (
     ensure_schema_sql,
     entries_from_rows,
     entries_sql,
+    holder_name,
     holder_text,
     lock_key,
+    lock_key_parts,
     need_fleet,
     pg_error,
     psycopg_module,
@@ -210,7 +213,8 @@ class PgJournalWriter(CommitCounters):
         psycopg = psycopg_module()
         try:
             self._conn = conn = await psycopg.AsyncConnection.connect(
-                self.state.url, **connect_kwargs()
+                self.state.url,
+                **connect_kwargs(holder_name(self._run_id, this_host(), os.getpid())),
             )
         except psycopg.Error as exc:
             raise pg_error(self.state, "cannot connect to the state database", exc) from None
@@ -260,10 +264,7 @@ class PgJournalWriter(CommitCounters):
         cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(name),))
         (locked,) = await cur.fetchone()
         if not locked:
-            cur = await conn.execute(
-                "SELECT host, pid, run_id, since FROM orchestrator.holders WHERE fleet = %s",
-                (name,),
-            )
+            cur = await conn.execute(HOLDER_SQL, (name, *lock_key_parts(lock_key(name))))
             who = holder_text(await cur.fetchone())
             raise JournalError(
                 f"fleet {name!r} is being run or destroyed by another process ({who}), its "
