@@ -11,7 +11,11 @@ annotations onto its VM at all, are unconfirmed. So, per run:
 * **the filter** is found out once, by one request: the list filtered by an
   annotation value no VM can carry (a random one). Anything listed means the
   filter is ignored. (An empty organization answers nothing either way; both
-  readings list the same nothing there, so "honoured" is what is said.)
+  readings list the same nothing there, so "honoured" is what is said.) An API
+  that refuses the filter's arguments (400/422: ``invalid_argument``,
+  ``validation_error``...) has the reading "refused": it is met as "ignored"
+  (the fallbacks below), never as the organization's failure, and never asked
+  again this run.
 * **filter honoured**: the fleet is listed by its identity. Its listing is
   enough for a build only once it is proven that the API copies annotations:
   by the listing itself (a VM in it carries the fleet's annotation), or by any
@@ -50,7 +54,7 @@ from orchestrator.vm_request import Lookup
 
 __all__ = ["FilterReading", "FleetFinder", "ListedBy", "OrgListing"]
 
-FilterReading = Literal["honoured", "ignored"]
+FilterReading = Literal["honoured", "ignored", "refused"]
 #: how an organization's VMs of the spec were found: the fleet's filtered listing,
 #: the organization's whole list, one fqdn lookup per hostname, or the fleet's
 #: listing and fqdn lookups for the hostnames it lacked
@@ -121,8 +125,11 @@ class FleetFinder:
         except ApiError as exc:
             if exc.code not in _REFUSED_ARGUMENTS:
                 raise
-            self.filter = "ignored"
-            self.filter_evidence = f"the VM list of {org.value} refused the filter ({exc.code})"
+            self.filter = "refused"
+            self.filter_evidence = (
+                f"the VM list of {org.value} refused the {FLEET_KEY} filter "
+                f"({exc.http_status} {exc.code})"
+            )
             return None
         if self.filter is None:
             if page.items:
@@ -159,7 +166,7 @@ class FleetFinder:
         async with self._lock:
             if self.filter is None:
                 probe = await self._find_out_filter(org)
-        if self.filter == "ignored":
+        if self.filter != "honoured":
             listing = await self._fallback(org, hostnames, domain, likely, probe=probe)
         else:
             listing = await self._by_fleet(org, hostnames, domain, likely, complete=complete)

@@ -215,8 +215,9 @@ class OwnershipInfo(_Model):
     verifiable: bool | None = None
     evidence: str | None = None
     #: whether the VM list honoured its ``annotations[][key]``/``[value]`` filter
-    #: (found out once per run; None: never asked)
-    annotation_filter: Literal["honoured", "ignored"] | None = None
+    #: (found out once per run; None: never asked); ``refused``: a list given it was
+    #: answered 400/422, and the run went on as if it were ignored
+    annotation_filter: Literal["honoured", "ignored", "refused"] | None = None
     filter_evidence: str | None = None
     #: organization -> how its VMs of the spec were found: ``fleet`` (the list filtered
     #: by the fleet's identity), ``organization`` (its whole list), ``fqdn`` (one lookup

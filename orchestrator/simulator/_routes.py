@@ -155,7 +155,8 @@ ROUTES: tuple[Route, ...] = (
         "organizations/:organization/virtual_machines",
         f"{_E}/VirtualMachines/ListEndpoint",
         ep.list_virtual_machines,
-        _ORG,
+        # validation_error: the annotation_filter="refused_422" reading's guess [inferred]
+        _ORG | {"validation_error"},
     ),
     Route(
         "POST",
