@@ -95,6 +95,9 @@ class DeleteOperation:
         self._stopped: set[str] = set()
         self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
+        #: the reading delete_running, found out: a DELETE refused because its VM was not
+        #: stopped (what the API said, for the report); None: never met
+        self.delete_refused: str | None = None
 
     # ----------------------------------------------------------- where it starts
 
@@ -297,6 +300,12 @@ class DeleteOperation:
         if isinstance(exc, NotFound):
             await self._gone(track)
             return True
+        if must_stop_first(exc) and self.delete_refused is None:
+            said = "; ".join(detail_messages(exc.detail)) or exc.description or ""
+            self.delete_refused = (
+                f"DELETE of {track.vm_id} ({track.hostname}) answered {exc.http_status} "
+                f"{exc.code}: {said}"
+            )
         if must_stop_first(exc) and track.key not in self._stopped and track.vm_id:
             # refused while running (a reading of the API): stop, wait, then DELETE again
             self._run.emit("retrying", track, message=f"{exc}: stopping it first")

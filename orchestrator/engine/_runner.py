@@ -29,6 +29,7 @@ from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._readings import found_readings
 from orchestrator.engine._report_facts import FirstSeen
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
@@ -47,7 +48,7 @@ from orchestrator.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
+from orchestrator.report import ApiReading, ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
@@ -230,6 +231,15 @@ class Run:
             annotation_filter=self.finder.filter,
             filter_evidence=self.finder.filter_evidence,
             listed_by=dict(self.finder.listed_by),
+        )
+
+    @property
+    def readings(self) -> list[ApiReading]:
+        """The readings of the unconfirmed API this run found out (for the report)."""
+        return found_readings(
+            self.finder,
+            self._op.ownership,
+            delete_refused=getattr(self._op, "delete_refused", None),
         )
 
     def address_sources(self) -> dict[Lookup, AddressSource]:

@@ -196,6 +196,7 @@ async def test_a_running_vm_is_stopped_once_before_its_delete(
         after = sim.state.snapshot()["requests"]["by_status"]
     assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
     assert after.get("409", 0) == before.get("409", 0)  # never refused: stopped first
+    assert "delete_running" not in {r.name for r in gone.readings}  # never met
     assert all(vm["in_trash"] for vm in live(sim.state.snapshot()).values())
 
 
@@ -231,3 +232,8 @@ async def test_a_delete_refused_as_running_is_followed_by_a_stop_then_the_delete
     assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
     assert gone.vms[0].attempts == 2
     assert in_trash
+    refusal = {r.name: r for r in gone.readings}["delete_running"]
+    assert refusal.value == "refused"
+    assert refusal.evidence is not None
+    assert "409 deletion_restricted" in refusal.evidence
+    assert "must be stopped" in refusal.evidence

@@ -100,6 +100,28 @@ async def test_the_report_says_how_the_fleet_was_found(reading: str, tmp_path: P
 
 
 @pytest.mark.parametrize("reading", READINGS)
+async def test_the_report_lists_the_readings_the_run_found(reading: str, tmp_path: Path) -> None:
+    """report.readings: the filter's reading and whether annotations are copied (learned
+    from the run's first complete build), each with its evidence; a rerun that builds
+    nothing on an API that keeps no annotations cannot tell, and does not say."""
+    requests = vms(3, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            first = await orch.run(requests, journal=journal, fleet="web")
+            again = await orch.run(requests, journal=journal, fleet="web")
+    found = {r.name: r.value for r in first.readings}
+    if reading == "default":
+        assert found == {"annotation_filter": "honoured", "annotations_copied": "copied"}
+        assert {r.name: r.value for r in again.readings} == found
+    else:
+        assert found == {"annotation_filter": "ignored", "annotations_copied": "not_copied"}
+        assert {r.name: r.value for r in again.readings} == {"annotation_filter": "ignored"}
+    assert [r.name for r in first.readings] == ["annotation_filter", "annotations_copied"]
+    assert all(r.evidence for r in first.readings)
+
+
+@pytest.mark.parametrize("reading", READINGS)
 async def test_a_run_never_reads_the_organization_whole_twice(reading: str, tmp_path: Path) -> None:
     """Building 40 VMs beside 350 others reads the organization's list whole at most once,
     builds each VM once and still reports every address."""
@@ -130,8 +152,13 @@ async def test_plan_says_which_readings_it_found(reading: str, tmp_path: Path) -
     if reading == "default":
         assert (plan.annotation_filter, plan.listed_by) == ("honoured", {"acme": "fleet"})
         assert plan.fates == dict.fromkeys(("web-001", "web-002", "web-003"), "ours")
+        assert [(r.name, r.value) for r in plan.readings] == [
+            ("annotation_filter", "honoured"),
+            ("annotations_copied", "copied"),
+        ]
     else:
         assert (plan.annotation_filter, plan.listed_by) == ("ignored", {"acme": "fqdn"})
+        assert [(r.name, r.value) for r in plan.readings] == [("annotation_filter", "ignored")]
     assert plan.filter_evidence
 
 
@@ -201,3 +228,4 @@ async def test_plan_says_the_filter_was_refused(refusal: str, tmp_path: Path) ->
     assert plan.problems == []
     assert (plan.annotation_filter, plan.listed_by) == ("refused", {"acme": "fqdn"})
     assert plan.filter_evidence
+    assert [(r.name, r.value) for r in plan.readings][:1] == [("annotation_filter", "refused")]
