@@ -34,10 +34,10 @@ events are ``deleted``/``purged``, never ``succeeded``), ``skipped``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from orchestrator.engine._appearance import AppearanceModel
-from orchestrator.engine._ownership import FLEET_KEY, Ownership
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY, Ownership
 from orchestrator.engine._track import Track, error_info, sending, utcnow
 from orchestrator.engine.state.fate import DeleteFate, Row, Seen, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, RateLimited, TransportError, detail_messages
@@ -57,6 +57,10 @@ _DELETABLE = frozenset({"stopped", "failed", "orphaned"})
 _STOPPABLE = frozenset({"started"})
 #: the most stops sent for one VM whose outcome stayed unknown
 _MAX_STOPS = 4
+#: a VM still ``started`` this many expected build times after a stop whose answer was
+#: lost: that stop did not take (the recorded stop took 20 s; a pending one shows the VM
+#: still started, so it cannot be told by looking at once)
+_STOP_SETTLE_BUILDS = 1.0
 
 
 def must_stop_first(exc: ApiError) -> bool:
@@ -93,6 +97,9 @@ class DeleteOperation:
             expected_build_seconds=run.settings.expected_build_seconds
         )
         self._stopped: set[str] = set()
+        #: key -> stops sent, and when the last one whose answer was lost was sent
+        self._stops: dict[str, int] = {}
+        self._stop_lost_at: dict[str, float] = {}
         self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
         #: the reading delete_running, found out: a DELETE refused because its VM was not
@@ -150,7 +157,14 @@ class DeleteOperation:
 
     def _seen(self, track: Track, vm: VirtualMachine) -> Seen:
         self._run.seen_vm(track, vm)
-        return seen_of(self.ownership.judge(track.key, vm.annotations), vm.state)
+        verdict = self.ownership.judge(track.key, vm.annotations)
+        shown = vm.annotations or {}
+        if verdict == "theirs" and FLEET_KEY not in shown and VM_KEY not in shown:
+            # no annotations of any fleet: "theirs" only because some other VM showed
+            # that annotations can be kept (another fleet's, set by hand perhaps); the
+            # journal's proof that this fleet's build created this very VM still holds
+            verdict = "unknown"
+        return seen_of(verdict, vm.state)
 
     async def _look_again(self, track: Track) -> VirtualMachine | None:
         """A POST of ours may still create a VM: look once past the time a build takes to
@@ -212,11 +226,14 @@ class DeleteOperation:
 
     async def _stop(self, track: Track) -> None:
         """One stop per VM, exactly once like the rest: a stop whose outcome is unknown is
-        settled by looking at the VM (stopping or stopped: it took), never re-sent blindly."""
+        settled by looking at the VM (stopping or stopped: it took), never re-sent blindly.
+        A stop still pending shows the VM ``started``: a VM that still looks started after
+        a lost answer is looked at again a stop's time later (:meth:`_stop_again`)."""
         run = self._run
         vm_id = track.vm_id
         assert vm_id is not None
         for _ in range(_MAX_STOPS):
+            self._stops[track.key] = self._stops.get(track.key, 0) + 1
             try:
                 with sending(track):
                     await run.api.stop_vm(vm_id)
@@ -236,16 +253,50 @@ class DeleteOperation:
                 run.seen_vm(track, vm)
                 if vm.state not in _STOPPABLE:
                     break  # it took (stopping, stopped), or the VM is busy: wait for it
-                if not uncertain and isinstance(exc, ApiError):
+                if uncertain:
+                    # it may be pending: never sent again at once, looked at later
+                    self._stop_lost_at[track.key] = run.clock()
+                    break
+                if isinstance(exc, ApiError):
                     await run.finish(track, "failed", category=exc.category, error=error_info(exc))
                     return
-                continue
+                continue  # surely never sent (the connection was refused): send it
             break
         self._stopped.add(track.key)
         run.emit("submitted", track, message="stopping it before the DELETE")
         track.poll_kind = "stopping"
         run.set_phase(track, "building")
         self._poll_again_soon(track)
+
+    def _stop_again(self, track: Track) -> Literal["again", "give_up", "wait"]:
+        """The last stop's answer was lost and the VM still looks started a stop's time
+        later: that stop did not take; one more is sent (``again``), or, after
+        :data:`_MAX_STOPS`, the VM is given up (``give_up``). Else ``wait``."""
+        run = self._run
+        lost_at = self._stop_lost_at.get(track.key)
+        if lost_at is None:
+            return "wait"
+        if run.clock() - lost_at < _STOP_SETTLE_BUILDS * run.settings.expected_build_seconds:
+            return "wait"
+        del self._stop_lost_at[track.key]
+        if self._stops.get(track.key, 0) >= _MAX_STOPS:
+            return "give_up"
+        run.emit("retrying", track, message="the stop whose answer was lost did not take")
+        return "again"
+
+    async def _still_running(self, track: Track, state: str | None) -> None:
+        """Every stop's answer was lost and the VM still runs: failed, never deleted."""
+        stops = self._stops.get(track.key, 0)
+        await self._run.finish(
+            track,
+            "failed",
+            category=track.last_category or "network",
+            error=ErrorInfo(
+                code="not_stopped",
+                description=f"virtual machine {track.vm_id} ({track.hostname}) is still "
+                f"{state} after {stops} stops whose answers were lost: it was not deleted",
+            ),
+        )
 
     async def _not_ours(self, track: Track, vm: VirtualMachine | None) -> None:
         vm_id = vm.id if vm is not None else track.vm_id
@@ -417,6 +468,12 @@ class DeleteOperation:
                 run.unschedule(track)
                 track.poll_kind = "vm"
                 await self._delete_when_stopped(track, vm.state)
+            elif vm.state in _STOPPABLE and (verdict := self._stop_again(track)) != "wait":
+                run.unschedule(track)
+                if verdict == "again":
+                    await self._stop(track)
+                else:
+                    await self._still_running(track, vm.state)
             else:
                 self._poll_again_soon(track)
             return
