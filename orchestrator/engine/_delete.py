@@ -61,6 +61,9 @@ _MAX_STOPS = 4
 #: lost: that stop did not take (the recorded stop took 20 s; a pending one shows the VM
 #: still started, so it cannot be told by looking at once)
 _STOP_SETTLE_BUILDS = 1.0
+#: a stop's duration before any was seen, as a share of the expected build time (so it
+#: follows the run's clock): the recorded stop took 20 s, the default build guess is 45 s
+_STOP_PRIOR_BUILDS = 20.0 / 45.0
 
 
 def must_stop_first(exc: ApiError) -> bool:
@@ -100,6 +103,10 @@ class DeleteOperation:
         #: key -> stops sent, and when the last one whose answer was lost was sent
         self._stops: dict[str, int] = {}
         self._stop_lost_at: dict[str, float] = {}
+        #: key -> when its last stop was sent; the shortest time a stop was seen to take
+        #: (each an upper bound: the poll that saw it stopped), once one was seen
+        self._stop_sent_at: dict[str, float] = {}
+        self._stop_took: float | None = None
         self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
         #: the reading delete_running, found out: a DELETE refused because its VM was not
@@ -234,6 +241,7 @@ class DeleteOperation:
         assert vm_id is not None
         for _ in range(_MAX_STOPS):
             self._stops[track.key] = self._stops.get(track.key, 0) + 1
+            self._stop_sent_at[track.key] = run.clock()
             try:
                 with sending(track):
                     await run.api.stop_vm(vm_id)
@@ -266,7 +274,13 @@ class DeleteOperation:
         run.emit("submitted", track, message="stopping it before the DELETE")
         track.poll_kind = "stopping"
         run.set_phase(track, "building")
-        self._poll_again_soon(track)
+        self._purge_polls.pop(track.key, None)
+        # as long as stops were seen to take (before any was: the recorded one's time):
+        # one look, most often, sees it stopped; then from poll_min, doubling
+        took = self._stop_took
+        if took is None:
+            took = _STOP_PRIOR_BUILDS * run.settings.expected_build_seconds
+        run.poll_soon(track, delay=max(run.settings.poll_min_seconds, took))
 
     def _stop_again(self, track: Track) -> Literal["again", "give_up", "wait"]:
         """The last stop's answer was lost and the VM still looks started a stop's time
@@ -462,6 +476,10 @@ class DeleteOperation:
                 await self._follow(track, where, vm)
                 return
             run.seen_vm(track, vm)
+            sent_at = self._stop_sent_at.pop(track.key, None) if vm.state in _DELETABLE else None
+            if sent_at is not None and track.key not in self._stop_lost_at:
+                took = run.clock() - sent_at
+                self._stop_took = took if self._stop_took is None else min(self._stop_took, took)
             if vm.state in _DELETABLE or (
                 vm.state in _STOPPABLE and track.key not in self._stopped
             ):

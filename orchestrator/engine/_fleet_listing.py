@@ -82,6 +82,9 @@ class OrgListing:
     existing: dict[str, str] = field(default_factory=dict)
     #: VM id -> the VM as an fqdn lookup showed it (its one look: not repeated)
     looked: dict[str, VirtualMachine] = field(default_factory=dict)
+    #: ids of VMs an fqdn lookup found in the trash (``406 object_in_trash`` names the
+    #: VM in ``detail.trash_object.object_id``): their look too
+    trashed: set[str] = field(default_factory=set)
     #: the organization's whole VM list was read (never again this run)
     whole: bool = False
     #: pages of the organization's whole VM list, when known (an estimate for large sets)
@@ -296,9 +299,12 @@ class FleetFinder:
                     return
                 except (ApiError, TransportError) as exc:
                     # in the trash: as a listing, which does not show the trash (the
-                    # journal's rows find a VM of ours there); anything else: raised below
+                    # journal's rows find a VM of ours there, and its look is this
+                    # answer); anything else: raised below
                     if not (isinstance(exc, ApiError) and exc.code == "object_in_trash"):
                         failed.append(exc)
+                    elif (trashed := _trashed_id(exc)) is not None:
+                        listing.trashed.add(trashed)
                     return
             listing.existing[hostname] = vm.id
             listing.looked[vm.id] = vm
@@ -309,6 +315,14 @@ class FleetFinder:
         if failed:
             raise failed[0]
         return listing
+
+
+def _trashed_id(exc: ApiError) -> str | None:
+    """The VM id a ``406 object_in_trash`` names (``detail.trash_object.object_id``)."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    trash = detail.get("trash_object")
+    object_id = trash.get("object_id") if isinstance(trash, dict) else None
+    return object_id if isinstance(object_id, str) and object_id else None
 
 
 def _pages(page: VmPage) -> int | None:

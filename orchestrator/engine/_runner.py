@@ -363,6 +363,7 @@ class Run:
                 likely=likely,
             )
             org.existing, org.looked = listing.existing, listing.looked
+            org.trashed = listing.trashed
             org.whole_read, org.pages = listing.whole, listing.pages
         except ApiError as exc:
             self.doom_for(org, exc, force_org=True)
@@ -663,6 +664,9 @@ class Run:
         looked = track.org.looked.pop(vm_id, None)
         if looked is not None:
             return "present", looked  # the listing's fqdn lookup was its look
+        if vm_id in track.org.trashed:
+            track.org.trashed.discard(vm_id)
+            return "trash", None  # the listing's fqdn lookup found it in the trash
         try:
             return await self.where_or_raise(vm_id, retried=True)
         except (ApiError, TransportError) as exc:

@@ -22,6 +22,7 @@ SCENARIOS = {
     "faults",
     "faults-pessimistic",
     "shared-org",
+    "destroy",
 }
 
 

@@ -229,3 +229,25 @@ async def test_plan_says_the_filter_was_refused(refusal: str, tmp_path: Path) ->
     assert (plan.annotation_filter, plan.listed_by) == ("refused", {"acme": "fqdn"})
     assert plan.filter_evidence
     assert [(r.name, r.value) for r in plan.readings][:1] == [("annotation_filter", "refused")]
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_a_destroy_that_finds_everything_in_the_trash_looks_once_per_vm(
+    reading: str, tmp_path: Path
+) -> None:
+    """A second destroy: each hostname's fqdn lookup answers 406 object_in_trash naming
+    the VM (detail.trash_object.object_id), and that answer is its look: one request per
+    VM, each skipped in_trash."""
+    requests = vms(12, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=journal, fleet="web")
+            await orch.destroy(requests, journal=journal, fleet="web")
+            transport = Counting(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            again = await orch.destroy(requests, journal=journal, fleet="web")
+    assert {(vm.outcome, vm.reason) for vm in again.vms} == {("skipped", "in_trash")}
+    looks = [r for r in transport.sent if r.path == "virtual_machines/_"]
+    assert len(looks) == len(requests)
+    assert again.summary.requests.total <= len(requests) + 6  # and a few list pages
