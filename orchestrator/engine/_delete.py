@@ -57,13 +57,13 @@ _DELETABLE = frozenset({"stopped", "failed", "orphaned"})
 _STOPPABLE = frozenset({"started"})
 #: the most stops sent for one VM whose outcome stayed unknown
 _MAX_STOPS = 4
-#: a VM still ``started`` this many expected build times after a stop whose answer was
-#: lost: that stop did not take (the recorded stop took 20 s; a pending one shows the VM
-#: still started, so it cannot be told by looking at once)
-_STOP_SETTLE_BUILDS = 1.0
-#: a stop's duration before any was seen, as a share of the expected build time (so it
-#: follows the run's clock): the recorded stop took 20 s, the default build guess is 45 s
-_STOP_PRIOR_BUILDS = 20.0 / 45.0
+#: a stop's duration before any was seen, in ``poll_min_seconds`` (so it follows the
+#: run's clock): the recorded stop took 20 s, four times the default poll_min of 5 s
+_STOP_PRIOR_POLLS = 4
+#: a VM still ``started`` this many stop durations after a stop whose answer was lost:
+#: that stop did not take (a pending stop shows the VM still started, so it cannot be
+#: told by looking at once)
+_STOP_SETTLE = 2.0
 
 
 def must_stop_first(exc: ApiError) -> bool:
@@ -275,22 +275,28 @@ class DeleteOperation:
         track.poll_kind = "stopping"
         run.set_phase(track, "building")
         self._purge_polls.pop(track.key, None)
-        # as long as stops were seen to take (before any was: the recorded one's time):
-        # one look, most often, sees it stopped; then from poll_min, doubling
+        # as long as stops take: one look, most often, sees it stopped; then from
+        # poll_min, doubling
+        run.poll_soon(track, delay=self._stop_seconds())
+
+    def _stop_seconds(self) -> float:
+        """How long a stop takes: the shortest seen in this run (before any was seen,
+        the recorded one's time), within the poll bounds."""
+        settings = self._run.settings
         took = self._stop_took
         if took is None:
-            took = _STOP_PRIOR_BUILDS * run.settings.expected_build_seconds
-        run.poll_soon(track, delay=max(run.settings.poll_min_seconds, took))
+            took = _STOP_PRIOR_POLLS * settings.poll_min_seconds
+        return min(max(settings.poll_min_seconds, took), settings.poll_max_seconds)
 
     def _stop_again(self, track: Track) -> Literal["again", "give_up", "wait"]:
-        """The last stop's answer was lost and the VM still looks started a stop's time
+        """The last stop's answer was lost and the VM still looks started two stops' time
         later: that stop did not take; one more is sent (``again``), or, after
         :data:`_MAX_STOPS`, the VM is given up (``give_up``). Else ``wait``."""
         run = self._run
         lost_at = self._stop_lost_at.get(track.key)
         if lost_at is None:
             return "wait"
-        if run.clock() - lost_at < _STOP_SETTLE_BUILDS * run.settings.expected_build_seconds:
+        if run.clock() - lost_at < _STOP_SETTLE * self._stop_seconds():
             return "wait"
         del self._stop_lost_at[track.key]
         if self._stops.get(track.key, 0) >= _MAX_STOPS:
