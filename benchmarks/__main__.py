@@ -25,6 +25,7 @@ from pathlib import Path
 import anyio
 import structlog
 
+from benchmarks._destroy import destroy
 from benchmarks._real_budget import rate_bound_real
 from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
@@ -40,6 +41,7 @@ ALL: dict[str, ScenarioFn] = {
     "rate-bound-real": rate_bound_real,
     **SCENARIOS,
     "shared-org": shared_org,
+    "destroy": destroy,
     "state-backends": state_backends,
 }
 

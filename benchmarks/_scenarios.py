@@ -78,6 +78,9 @@ class Sizes:
     #: shared-org: new VMs, and the other VMs the organization holds
     shared_n: int = 1000
     shared_others: int = 10_000
+    #: destroy: started VMs of the fleet, and another fleet's VMs beside them
+    destroy_n: int = 1000
+    destroy_others: int = 1000
 
 
 #: the real benchmark: 60 s windows last 1 s, so the rate-bound lower bound is ~21 s
@@ -119,6 +122,8 @@ QUICK = Sizes(
     real_repeats=1,
     shared_n=30,
     shared_others=500,
+    destroy_n=30,
+    destroy_others=50,
 )
 
 

@@ -95,6 +95,7 @@ def plan_json(plan: Plan) -> dict[str, Any]:
             "annotation_filter": plan.annotation_filter,
             "filter_evidence": plan.filter_evidence,
             "listed_by": dict(plan.listed_by),
+            "found": [reading.model_dump(mode="json") for reading in plan.readings],
         },
     }
 

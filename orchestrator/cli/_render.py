@@ -62,6 +62,16 @@ def render_plan(plan: Plan, console: Console) -> None:
             highlight=False,
             markup=False,
         )
+    if plan.readings:
+        found = ", ".join(f"{r.name} {r.value}" for r in plan.readings)
+        console.print(f"Readings of the API found: {found}", highlight=False, markup=False)
+        for reading in plan.readings:
+            if reading.evidence:
+                console.print(
+                    f"  {reading.name}: {for_terminal(reading.evidence)}",
+                    highlight=False,
+                    markup=False,
+                )
     for fate, keys in plan.by_fate().items():
         label = FATE_LABELS[fate]
         shown = ", ".join(keys[:10]) + (f" … (+{len(keys) - 10})" if len(keys) > 10 else "")

@@ -158,9 +158,10 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         ("--annotation-filter",),
         "annotation_filter",
         {
-            "type": click.Choice(["honoured", "ignored"]),
+            "type": click.Choice(["honoured", "ignored", "refused-400", "refused-422"]),
             "help": "Whether the VM list honours its annotations[][key]/[value] filter "
-            "(default: honoured).",
+            "(default: honoured), ignores it (lists every VM), or refuses a list given it "
+            "(400 invalid_argument or 422 validation_error: guesses).",
         },
     ),
     (

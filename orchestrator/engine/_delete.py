@@ -34,10 +34,10 @@ events are ``deleted``/``purged``, never ``succeeded``), ``skipped``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from orchestrator.engine._appearance import AppearanceModel
-from orchestrator.engine._ownership import FLEET_KEY, Ownership
+from orchestrator.engine._ownership import FLEET_KEY, VM_KEY, Ownership
 from orchestrator.engine._track import Track, error_info, sending, utcnow
 from orchestrator.engine.state.fate import DeleteFate, Row, Seen, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, RateLimited, TransportError, detail_messages
@@ -57,6 +57,13 @@ _DELETABLE = frozenset({"stopped", "failed", "orphaned"})
 _STOPPABLE = frozenset({"started"})
 #: the most stops sent for one VM whose outcome stayed unknown
 _MAX_STOPS = 4
+#: a stop's duration before any was seen, in ``poll_min_seconds`` (so it follows the
+#: run's clock): the recorded stop took 20 s, four times the default poll_min of 5 s
+_STOP_PRIOR_POLLS = 4
+#: a VM still ``started`` this many stop durations after a stop whose answer was lost:
+#: that stop did not take (a pending stop shows the VM still started, so it cannot be
+#: told by looking at once)
+_STOP_SETTLE = 2.0
 
 
 def must_stop_first(exc: ApiError) -> bool:
@@ -93,8 +100,18 @@ class DeleteOperation:
             expected_build_seconds=run.settings.expected_build_seconds
         )
         self._stopped: set[str] = set()
+        #: key -> stops sent, and when the last one whose answer was lost was sent
+        self._stops: dict[str, int] = {}
+        self._stop_lost_at: dict[str, float] = {}
+        #: key -> when its last stop was sent; the shortest time a stop was seen to take
+        #: (each an upper bound: the poll that saw it stopped), once one was seen
+        self._stop_sent_at: dict[str, float] = {}
+        self._stop_took: float | None = None
         self.waited_seconds = 0.0  # an uncertain DELETE is looked up at once
         self._purge_polls: dict[str, int] = {}
+        #: the reading delete_running, found out: a DELETE refused because its VM was not
+        #: stopped (what the API said, for the report); None: never met
+        self.delete_refused: str | None = None
 
     # ----------------------------------------------------------- where it starts
 
@@ -147,7 +164,14 @@ class DeleteOperation:
 
     def _seen(self, track: Track, vm: VirtualMachine) -> Seen:
         self._run.seen_vm(track, vm)
-        return seen_of(self.ownership.judge(track.key, vm.annotations), vm.state)
+        verdict = self.ownership.judge(track.key, vm.annotations)
+        shown = vm.annotations or {}
+        if verdict == "theirs" and FLEET_KEY not in shown and VM_KEY not in shown:
+            # no annotations of any fleet: "theirs" only because some other VM showed
+            # that annotations can be kept (another fleet's, set by hand perhaps); the
+            # journal's proof that this fleet's build created this very VM still holds
+            verdict = "unknown"
+        return seen_of(verdict, vm.state)
 
     async def _look_again(self, track: Track) -> VirtualMachine | None:
         """A POST of ours may still create a VM: look once past the time a build takes to
@@ -209,11 +233,15 @@ class DeleteOperation:
 
     async def _stop(self, track: Track) -> None:
         """One stop per VM, exactly once like the rest: a stop whose outcome is unknown is
-        settled by looking at the VM (stopping or stopped: it took), never re-sent blindly."""
+        settled by looking at the VM (stopping or stopped: it took), never re-sent blindly.
+        A stop still pending shows the VM ``started``: a VM that still looks started after
+        a lost answer is looked at again a stop's time later (:meth:`_stop_again`)."""
         run = self._run
         vm_id = track.vm_id
         assert vm_id is not None
         for _ in range(_MAX_STOPS):
+            self._stops[track.key] = self._stops.get(track.key, 0) + 1
+            self._stop_sent_at[track.key] = run.clock()
             try:
                 with sending(track):
                     await run.api.stop_vm(vm_id)
@@ -233,16 +261,62 @@ class DeleteOperation:
                 run.seen_vm(track, vm)
                 if vm.state not in _STOPPABLE:
                     break  # it took (stopping, stopped), or the VM is busy: wait for it
-                if not uncertain and isinstance(exc, ApiError):
+                if uncertain:
+                    # it may be pending: never sent again at once, looked at later
+                    self._stop_lost_at[track.key] = run.clock()
+                    break
+                if isinstance(exc, ApiError):
                     await run.finish(track, "failed", category=exc.category, error=error_info(exc))
                     return
-                continue
+                continue  # surely never sent (the connection was refused): send it
             break
         self._stopped.add(track.key)
         run.emit("submitted", track, message="stopping it before the DELETE")
         track.poll_kind = "stopping"
         run.set_phase(track, "building")
-        self._poll_again_soon(track)
+        self._purge_polls.pop(track.key, None)
+        # as long as stops take: one look, most often, sees it stopped; then from
+        # poll_min, doubling
+        run.poll_soon(track, delay=self._stop_seconds())
+
+    def _stop_seconds(self) -> float:
+        """How long a stop takes: the shortest seen in this run (before any was seen,
+        the recorded one's time), within the poll bounds."""
+        settings = self._run.settings
+        took = self._stop_took
+        if took is None:
+            took = _STOP_PRIOR_POLLS * settings.poll_min_seconds
+        return min(max(settings.poll_min_seconds, took), settings.poll_max_seconds)
+
+    def _stop_again(self, track: Track) -> Literal["again", "give_up", "wait"]:
+        """The last stop's answer was lost and the VM still looks started two stops' time
+        later: that stop did not take; one more is sent (``again``), or, after
+        :data:`_MAX_STOPS`, the VM is given up (``give_up``). Else ``wait``."""
+        run = self._run
+        lost_at = self._stop_lost_at.get(track.key)
+        if lost_at is None:
+            return "wait"
+        if run.clock() - lost_at < _STOP_SETTLE * self._stop_seconds():
+            return "wait"
+        del self._stop_lost_at[track.key]
+        if self._stops.get(track.key, 0) >= _MAX_STOPS:
+            return "give_up"
+        run.emit("retrying", track, message="the stop whose answer was lost did not take")
+        return "again"
+
+    async def _still_running(self, track: Track, state: str | None) -> None:
+        """Every stop's answer was lost and the VM still runs: failed, never deleted."""
+        stops = self._stops.get(track.key, 0)
+        await self._run.finish(
+            track,
+            "failed",
+            category=track.last_category or "network",
+            error=ErrorInfo(
+                code="not_stopped",
+                description=f"virtual machine {track.vm_id} ({track.hostname}) is still "
+                f"{state} after {stops} stops whose answers were lost: it was not deleted",
+            ),
+        )
 
     async def _not_ours(self, track: Track, vm: VirtualMachine | None) -> None:
         vm_id = vm.id if vm is not None else track.vm_id
@@ -297,6 +371,12 @@ class DeleteOperation:
         if isinstance(exc, NotFound):
             await self._gone(track)
             return True
+        if must_stop_first(exc) and self.delete_refused is None:
+            said = "; ".join(detail_messages(exc.detail)) or exc.description or ""
+            self.delete_refused = (
+                f"DELETE of {track.vm_id} ({track.hostname}) answered {exc.http_status} "
+                f"{exc.code}: {said}"
+            )
         if must_stop_first(exc) and track.key not in self._stopped and track.vm_id:
             # refused while running (a reading of the API): stop, wait, then DELETE again
             self._run.emit("retrying", track, message=f"{exc}: stopping it first")
@@ -402,12 +482,22 @@ class DeleteOperation:
                 await self._follow(track, where, vm)
                 return
             run.seen_vm(track, vm)
+            sent_at = self._stop_sent_at.pop(track.key, None) if vm.state in _DELETABLE else None
+            if sent_at is not None and track.key not in self._stop_lost_at:
+                took = run.clock() - sent_at
+                self._stop_took = took if self._stop_took is None else min(self._stop_took, took)
             if vm.state in _DELETABLE or (
                 vm.state in _STOPPABLE and track.key not in self._stopped
             ):
                 run.unschedule(track)
                 track.poll_kind = "vm"
                 await self._delete_when_stopped(track, vm.state)
+            elif vm.state in _STOPPABLE and (verdict := self._stop_again(track)) != "wait":
+                run.unschedule(track)
+                if verdict == "again":
+                    await self._stop(track)
+                else:
+                    await self._still_running(track, vm.state)
             else:
                 self._poll_again_soon(track)
             return

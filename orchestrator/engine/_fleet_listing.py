@@ -11,7 +11,11 @@ annotations onto its VM at all, are unconfirmed. So, per run:
 * **the filter** is found out once, by one request: the list filtered by an
   annotation value no VM can carry (a random one). Anything listed means the
   filter is ignored. (An empty organization answers nothing either way; both
-  readings list the same nothing there, so "honoured" is what is said.)
+  readings list the same nothing there, so "honoured" is what is said.) An API
+  that refuses the filter's arguments (400/422: ``invalid_argument``,
+  ``validation_error``...) has the reading "refused": it is met as "ignored"
+  (the fallbacks below), never as the organization's failure, and never asked
+  again this run.
 * **filter honoured**: the fleet is listed by its identity. Its listing is
   enough for a build only once it is proven that the API copies annotations:
   by the listing itself (a VM in it carries the fleet's annotation), or by any
@@ -50,7 +54,7 @@ from orchestrator.vm_request import Lookup
 
 __all__ = ["FilterReading", "FleetFinder", "ListedBy", "OrgListing"]
 
-FilterReading = Literal["honoured", "ignored"]
+FilterReading = Literal["honoured", "ignored", "refused"]
 #: how an organization's VMs of the spec were found: the fleet's filtered listing,
 #: the organization's whole list, one fqdn lookup per hostname, or the fleet's
 #: listing and fqdn lookups for the hostnames it lacked
@@ -78,6 +82,9 @@ class OrgListing:
     existing: dict[str, str] = field(default_factory=dict)
     #: VM id -> the VM as an fqdn lookup showed it (its one look: not repeated)
     looked: dict[str, VirtualMachine] = field(default_factory=dict)
+    #: ids of VMs an fqdn lookup found in the trash (``406 object_in_trash`` names the
+    #: VM in ``detail.trash_object.object_id``): their look too
+    trashed: set[str] = field(default_factory=set)
     #: the organization's whole VM list was read (never again this run)
     whole: bool = False
     #: pages of the organization's whole VM list, when known (an estimate for large sets)
@@ -121,8 +128,11 @@ class FleetFinder:
         except ApiError as exc:
             if exc.code not in _REFUSED_ARGUMENTS:
                 raise
-            self.filter = "ignored"
-            self.filter_evidence = f"the VM list of {org.value} refused the filter ({exc.code})"
+            self.filter = "refused"
+            self.filter_evidence = (
+                f"the VM list of {org.value} refused the {FLEET_KEY} filter "
+                f"({exc.http_status} {exc.code})"
+            )
             return None
         if self.filter is None:
             if page.items:
@@ -159,7 +169,7 @@ class FleetFinder:
         async with self._lock:
             if self.filter is None:
                 probe = await self._find_out_filter(org)
-        if self.filter == "ignored":
+        if self.filter != "honoured":
             listing = await self._fallback(org, hostnames, domain, likely, probe=probe)
         else:
             listing = await self._by_fleet(org, hostnames, domain, likely, complete=complete)
@@ -289,9 +299,12 @@ class FleetFinder:
                     return
                 except (ApiError, TransportError) as exc:
                     # in the trash: as a listing, which does not show the trash (the
-                    # journal's rows find a VM of ours there); anything else: raised below
+                    # journal's rows find a VM of ours there, and its look is this
+                    # answer); anything else: raised below
                     if not (isinstance(exc, ApiError) and exc.code == "object_in_trash"):
                         failed.append(exc)
+                    elif (trashed := _trashed_id(exc)) is not None:
+                        listing.trashed.add(trashed)
                     return
             listing.existing[hostname] = vm.id
             listing.looked[vm.id] = vm
@@ -302,6 +315,14 @@ class FleetFinder:
         if failed:
             raise failed[0]
         return listing
+
+
+def _trashed_id(exc: ApiError) -> str | None:
+    """The VM id a ``406 object_in_trash`` names (``detail.trash_object.object_id``)."""
+    detail = exc.detail if isinstance(exc.detail, dict) else {}
+    trash = detail.get("trash_object")
+    object_id = trash.get("object_id") if isinstance(trash, dict) else None
+    return object_id if isinstance(object_id, str) and object_id else None
 
 
 def _pages(page: VmPage) -> int | None:

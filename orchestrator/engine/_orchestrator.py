@@ -385,6 +385,7 @@ class Orchestrator:
             stopped_because=run.stopped_because,
             removed_from_spec=run.removed_from_spec,
             ownership=run.ownership,
+            readings=run.readings,
             operation=run.operation_kind,
             budget=self._windows.windows(started_clock=started_clock, started_wall=started),
         )

@@ -13,6 +13,7 @@ import anyio
 from orchestrator.engine._concurrency import in_flight_for
 from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._ownership import Ownership
+from orchestrator.engine._readings import found_readings
 from orchestrator.engine._references import Checked, check_references
 from orchestrator.engine._retry import retry_get
 from orchestrator.engine._spec_drift import spec_changes
@@ -20,6 +21,7 @@ from orchestrator.engine.state._model import JournalEntry
 from orchestrator.engine.state.fate import Seen, build_fate, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient, VirtualMachine
+from orchestrator.report import ApiReading
 from orchestrator.vm_request import Lookup, VmRequest
 
 __all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan", "preview_fates"]
@@ -93,6 +95,8 @@ class Plan:
     annotation_filter: str | None = None
     filter_evidence: str | None = None
     listed_by: dict[str, str] = field(default_factory=dict)
+    #: the readings of the unconfirmed API plan found out, as a run's report lists them
+    readings: list[ApiReading] = field(default_factory=list)
 
     @property
     def estimated_requests(self) -> int:
@@ -232,6 +236,7 @@ async def make_plan(
     )
     start_requests = client.requests_total
     finder = FleetFinder(client, fleet=fleet, retry={"deadline_seconds": deadline_seconds})
+    ownership = Ownership(fleet=fleet or "")
     likely = {
         k for k, e in (rows or {}).items() if row_of(e).created or row_of(e).fact == "accepted"
     }
@@ -354,8 +359,11 @@ async def make_plan(
         client, [r for r in requests if r.organization not in bad_orgs], plan, deadline_seconds
     )
     if decide:  # (a run's own checks before building leave the looks to the run)
-        await _decide(client, requests, plan, existing, dict(rows or {}), deadline_seconds, looked)
+        await _decide(
+            client, requests, plan, existing, dict(rows or {}), deadline_seconds, looked, ownership
+        )
     plan.annotation_filter = finder.filter
+    plan.readings = found_readings(finder, ownership)
     plan.filter_evidence = finder.filter_evidence
     plan.listed_by = dict(finder.listed_by)
     plan.permitted = permitted()
@@ -371,6 +379,7 @@ async def _decide(
     rows: dict[str, JournalEntry],
     deadline: float,
     looked: Mapping[str, VirtualMachine],
+    ownership: Ownership,
 ) -> None:
     """Each VM's fate as ``run`` decides it (:func:`preview_fates`), its drift, and the
     fleet's VMs the spec no longer lists."""
@@ -384,6 +393,7 @@ async def _decide(
         fleet=plan.fleet,
         deadline=deadline,
         looked=looked,
+        ownership=ownership,
     )
     for key, fate in fates.items():
         if fate == "ours" and key in drift:
@@ -410,13 +420,15 @@ async def preview_fates(
     deadline: float,
     delete: bool = False,
     looked: Mapping[str, VirtualMachine] | None = None,
+    ownership: Ownership | None = None,
 ) -> dict[str, str]:
     """What ``run`` (or, with ``delete``, ``destroy``) would decide for each VM, by the
     same functions (:func:`build_fate`, :func:`delete_fate`), without sending anything:
     one look at every VM a hostname of the spec holds in ``existing`` (each
     organization's listing) or that the fleet's journal says its build created
-    (``looked``: VMs already looked at, by id, which are not looked at again)."""
-    ownership = Ownership(fleet=fleet or "")
+    (``looked``: VMs already looked at, by id, which are not looked at again).
+    ``ownership``: what the looks learn of the API's copying of annotations (kept)."""
+    ownership = ownership if ownership is not None else Ownership(fleet=fleet or "")
     limiter = anyio.CapacityLimiter(_LOOKS_AT_ONCE)
     fates: dict[str, str] = {}
 

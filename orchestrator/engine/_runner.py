@@ -29,6 +29,7 @@ from orchestrator.engine._build import BuildOperation, is_hostname_taken
 from orchestrator.engine._concurrency import AdaptiveLimiter
 from orchestrator.engine._fleet_listing import FleetFinder
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._readings import found_readings
 from orchestrator.engine._report_facts import FirstSeen
 from orchestrator.engine._retry import is_retryable, retry_args, retry_get
 from orchestrator.engine._track import OrgContext, Phase, Track, error_info, sending, utcnow
@@ -47,7 +48,7 @@ from orchestrator.errors import (
     TransportError,
     UnexpectedResponse,
 )
-from orchestrator.report import ErrorInfo, Outcome, OwnershipInfo, VmResult
+from orchestrator.report import ApiReading, ErrorInfo, Outcome, OwnershipInfo, VmResult
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
@@ -232,6 +233,15 @@ class Run:
             listed_by=dict(self.finder.listed_by),
         )
 
+    @property
+    def readings(self) -> list[ApiReading]:
+        """The readings of the unconfirmed API this run found out (for the report)."""
+        return found_readings(
+            self.finder,
+            self._op.ownership,
+            delete_refused=getattr(self._op, "delete_refused", None),
+        )
+
     def address_sources(self) -> dict[Lookup, AddressSource]:
         """How each organization's missing addresses may be read once the run is over."""
         own = self._op.ownership
@@ -353,6 +363,7 @@ class Run:
                 likely=likely,
             )
             org.existing, org.looked = listing.existing, listing.looked
+            org.trashed = listing.trashed
             org.whole_read, org.pages = listing.whole, listing.pages
         except ApiError as exc:
             self.doom_for(org, exc, force_org=True)
@@ -653,6 +664,9 @@ class Run:
         looked = track.org.looked.pop(vm_id, None)
         if looked is not None:
             return "present", looked  # the listing's fqdn lookup was its look
+        if vm_id in track.org.trashed:
+            track.org.trashed.discard(vm_id)
+            return "trash", None  # the listing's fqdn lookup found it in the trash
         try:
             return await self.where_or_raise(vm_id, retried=True)
         except (ApiError, TransportError) as exc:

@@ -51,6 +51,8 @@ class OrgContext:
     existing: dict[str, str] = field(default_factory=dict)
     #: VM id -> the VM as an fqdn lookup of the listing showed it (its one look)
     looked: dict[str, VirtualMachine] = field(default_factory=dict)
+    #: ids of VMs an fqdn lookup of the listing found in the trash (that was their look)
+    trashed: set[str] = field(default_factory=set)
     #: the organization's whole VM list was read (never again this run)
     whole_read: bool = False
     #: pages of the organization's whole VM list, when known

@@ -140,6 +140,13 @@ class AiohttpTransport:
                 raise_for_status=False,
                 auto_decompress=True,
             )
+            # aiohttp sends an idempotent request (GET, DELETE) once more, unseen, when a
+            # kept-alive connection drops before its answer (RFC 9112, 9.3.1): a DELETE
+            # would then reach the API twice for one journaled intent. The engine settles
+            # every uncertain request itself (by looking), so that retry is off; the
+            # attribute is the one aiohttp's own test client turns off.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def send(self, request: ApiRequest) -> ApiResponse:

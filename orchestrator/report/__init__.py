@@ -23,6 +23,7 @@ from orchestrator.report._metrics import write_metrics
 from orchestrator.report._model import (
     FAILED_OUTCOMES,
     ApiInfo,
+    ApiReading,
     BudgetUse,
     BudgetWindow,
     ErrorInfo,
@@ -41,6 +42,7 @@ from orchestrator.report._render import render_diff, render_summary
 __all__ = [
     "FAILED_OUTCOMES",
     "ApiInfo",
+    "ApiReading",
     "BudgetUse",
     "BudgetWindow",
     "ErrorInfo",

@@ -22,6 +22,7 @@ from orchestrator.errors import ApiError, Category, OrchestratorError
 __all__ = [
     "FAILED_OUTCOMES",
     "ApiInfo",
+    "ApiReading",
     "BudgetUse",
     "BudgetWindow",
     "ErrorInfo",
@@ -215,8 +216,9 @@ class OwnershipInfo(_Model):
     verifiable: bool | None = None
     evidence: str | None = None
     #: whether the VM list honoured its ``annotations[][key]``/``[value]`` filter
-    #: (found out once per run; None: never asked)
-    annotation_filter: Literal["honoured", "ignored"] | None = None
+    #: (found out once per run; None: never asked); ``refused``: a list given it was
+    #: answered 400/422, and the run went on as if it were ignored
+    annotation_filter: Literal["honoured", "ignored", "refused"] | None = None
     filter_evidence: str | None = None
     #: organization -> how its VMs of the spec were found: ``fleet`` (the list filtered
     #: by the fleet's identity), ``organization`` (its whole list), ``fqdn`` (one lookup
@@ -224,6 +226,25 @@ class OwnershipInfo(_Model):
     listed_by: dict[str, Literal["fleet", "organization", "fqdn", "fleet+fqdn"]] = Field(
         default_factory=dict
     )
+
+
+#: the readings of the unconfirmed API a run can find out
+ReadingName = Literal["annotation_filter", "annotations_copied", "delete_running"]
+
+
+class ApiReading(_Model):
+    """One reading of the unconfirmed API this run found out, and how.
+
+    ``annotation_filter``: ``honoured``, ``ignored`` or ``refused`` (the VM list's
+    ``annotations[][key]``/``[value]`` filter); ``annotations_copied``: ``copied`` or
+    ``not_copied`` (a build's annotations on its VM); ``delete_running``: ``refused``
+    (a DELETE of a VM that was not stopped was refused; destroy stops VMs first, so it
+    is found only when a VM was started again between its stop and its DELETE).
+    """
+
+    name: ReadingName
+    value: Literal["honoured", "ignored", "refused", "copied", "not_copied"]
+    evidence: str | None = None
 
 
 class BudgetWindow(_Model):
@@ -273,6 +294,9 @@ class Report(_Model):
     operation: Literal["build", "delete"] = "build"
     #: the rate budget per window (None: not recorded, as in schema_version 1)
     budget: BudgetUse | None = None
+    #: the readings of the unconfirmed API this run found out, in the order above
+    #: (a reading never found out is not listed)
+    readings: list[ApiReading] = Field(default_factory=list)
 
     _check_utc = field_validator("started_at", "finished_at")(_utc)
 
@@ -293,6 +317,7 @@ class Report(_Model):
         ownership: OwnershipInfo | None = None,
         operation: Literal["build", "delete"] = "build",
         budget: BudgetUse | None = None,
+        readings: list[ApiReading] | None = None,
     ) -> Report:
         """A report whose summary is computed from ``vms`` and ``requests``."""
         return cls(
@@ -309,6 +334,7 @@ class Report(_Model):
             ownership=ownership,
             operation=operation,
             budget=budget,
+            readings=readings or [],
         )
 
     @property

@@ -152,6 +152,9 @@ def render_summary(
     console.print(
         Text(f"Requests: {requests.total} total, {requests.rate_limited} rate-limited (429)")
     )
+    if report.readings:
+        found = ", ".join(f"{r.name} {r.value}" for r in report.readings)
+        console.print(Text(f"Readings of the API found: {found}"))
     skipped = Counter(vm.reason or "unknown" for vm in report.vms if vm.outcome == "skipped")
     if skipped:
         reasons = ", ".join(f"{for_terminal(r)} {n}" for r, n in sorted(skipped.items()))

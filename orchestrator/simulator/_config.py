@@ -33,7 +33,7 @@ VM_AT = 0.45
 
 HostnameTakenAt = Literal["post", "vm_record"]
 DuplicateHostnames = Literal["refuse", "accept"]
-AnnotationFilter = Literal["honoured", "ignored"]
+AnnotationFilter = Literal["honoured", "ignored", "refused_400", "refused_422"]
 AnnotationsCopiedAt = Literal["vm_record", "complete"]
 XmlWithoutInterface = Literal["default_network", "no_address"]
 
@@ -257,7 +257,12 @@ class SimulatorConfig:
             ``annotations[][key]``/``annotations[][value]`` filter. Known: the
             OpenAPI file documents it. Guessed: that it works. ``"honoured"``
             (default): only the VMs carrying every pair are listed;
-            ``"ignored"``: the filter is read and ignored, every VM is listed.
+            ``"ignored"``: the filter is read and ignored, every VM is listed;
+            ``"refused_400"``: a list given the filter is refused with Apia's
+            ``400 invalid_argument`` (``detail.path == ["annotations"]``);
+            ``"refused_422"``: refused with ``422 validation_error``
+            (``detail.errors``). A list without the filter is answered
+            either way. Both refusals are guesses.
         xml_without_interface: what a ``build_from_spec`` whose XML has no
             ``<NetworkInterface>`` gets. Known: every recorded and official XML
             build sends one. Guessed: the rest. ``"default_network"``
@@ -344,8 +349,10 @@ class SimulatorConfig:
             raise ValueError("duplicate_hostnames must be 'refuse' or 'accept'")
         if self.annotations_copied_at not in ("vm_record", "complete"):
             raise ValueError("annotations_copied_at must be 'vm_record' or 'complete'")
-        if self.annotation_filter not in ("honoured", "ignored"):
-            raise ValueError("annotation_filter must be 'honoured' or 'ignored'")
+        if self.annotation_filter not in ("honoured", "ignored", "refused_400", "refused_422"):
+            raise ValueError(
+                "annotation_filter must be 'honoured', 'ignored', 'refused_400' or 'refused_422'"
+            )
         if self.xml_without_interface not in ("default_network", "no_address"):
             raise ValueError("xml_without_interface must be 'default_network' or 'no_address'")
         lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))

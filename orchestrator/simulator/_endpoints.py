@@ -27,6 +27,7 @@ from orchestrator.simulator._errors import (
     LOOKUP_NOT_FOUND,
     SimApiError,
     api_error,
+    invalid_argument,
     invalid_spec_xml,
     validation_error,
 )
@@ -228,13 +229,18 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
 
     ``annotations[][key]``/``annotations[][value]`` keep only the VMs carrying
     every pair given (a pair without a value matches the key alone), unless the
-    reading ``annotation_filter="ignored"`` is played.
+    reading ``annotation_filter`` says it is ignored (every VM listed) or refused
+    (``400 invalid_argument`` or ``422 validation_error``, both guesses).
     """
     a = ctx.args
     lookup = a.lookup("organization", ORG_KEYS, required=True)
     wanted = a.key_values("annotations")
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
     org = find_org(ctx, lookup)
+    if wanted and ctx.config.annotation_filter == "refused_400":
+        raise invalid_argument(a.endpoint_id, ["annotations"], "parse_error")
+    if wanted and ctx.config.annotation_filter == "refused_422":
+        raise validation_error("Annotations cannot be used to filter virtual machines")
     vms = ctx.state.vms_of(org)
     if wanted and ctx.config.annotation_filter == "honoured":
         vms = [vm for vm in vms if _has_annotations(vm.annotations_at(ctx.now), wanted)]

@@ -56,6 +56,11 @@ INJECTOR_KEY = web.AppKey("injector", FaultInjector)
 
 _E = "CoreAPI/Endpoints"
 
+#: the faults that strike an answer after its request acted
+_LOST_AFTER_ACTING = frozenset(
+    {Fault.SLOW, Fault.RESET_AFTER, Fault.TRUNCATED, Fault.ERROR_5XX_AFTER}
+)
+
 
 #: Errors any route may answer: the authenticator's, the rate limit, the
 #: framework's argument errors and the server failing (``route_not_found``
@@ -155,7 +160,8 @@ ROUTES: tuple[Route, ...] = (
         "organizations/:organization/virtual_machines",
         f"{_E}/VirtualMachines/ListEndpoint",
         ep.list_virtual_machines,
-        _ORG,
+        # validation_error: the annotation_filter="refused_422" reading's guess [inferred]
+        _ORG | {"validation_error"},
     ),
     Route(
         "POST",
@@ -366,6 +372,7 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
             parse_json_body(request.headers.get("Content-Type", ""), body),
         )
         ctx = ep.Ctx(state, config, Args(values, path_values, route.endpoint_id), now)
+        state.touched = None
         try:
             status, payload = route.handler(ctx)
         except SimApiError as error:
@@ -376,6 +383,13 @@ async def handle_api(request: web.Request) -> web.StreamResponse:
         status, payload = error.status, error.body()
         headers["X-Api-Schema"] = "json-error"
         headers["Cache-Control"] = "no-cache"
+    if state.touched is not None:
+        vm_id, action, vm_state = state.touched
+        state.touched = None
+        lost = fault.value if fault in _LOST_AFTER_ACTING else None
+        state.vm_actions.append(
+            {"vm_id": vm_id, "action": action, "vm_state": vm_state, "status": status, "lost": lost}
+        )
     if fault is Fault.ERROR_5XX_AFTER:
         # acted (or refused) as above, then answers a 5xx anyway
         state.faults[fault.value] += 1

@@ -292,6 +292,11 @@ class SimulatorState:
         self.faults: Counter[str] = Counter()
         self.taken_refusals: Counter[str] = Counter()
         self.taken_build_failures: Counter[str] = Counter()
+        #: (VM id, action, VM state before it) of the request being handled: set by the
+        #: stop, shutdown and delete endpoints once they found their VM
+        self.touched: tuple[str, str, str] | None = None
+        #: every stop, shutdown and DELETE that reached its VM, in order (see snapshot)
+        self.vm_actions: list[dict[str, Any]] = []
         fleet = self.config.existing_vms_fleet
         for i in range(1, self.config.existing_vms + 1):
             vm_id = self.add_existing_vm("acme", f"existing-{i:05d}")
@@ -758,7 +763,11 @@ class SimulatorState:
         ``hostname_taken_refusals`` counts the POSTs refused because the
         hostname was taken, and (``builds_failed``) the builds that failed
         when their VM record found it taken (``hostname_taken_at="vm_record"``).
-        ``readings`` are the config's readings of the unconfirmed API. A VM
+        ``readings`` are the config's readings of the unconfirmed API.
+        ``vm_actions`` lists every stop, shutdown and DELETE that reached its VM, in
+        order: ``vm_id``, ``action``, ``vm_state`` (before it), ``status`` (what the
+        endpoint answered) and ``lost`` (the fault that struck its answer after it
+        acted, or ``null``). A VM
         purged from the trash leaves ``virtual_machines`` for ``purged_vms``
         (its hostname is free again).
         """
@@ -836,5 +845,6 @@ class SimulatorState:
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             },
             "faults": dict(self.faults),
+            "vm_actions": list(self.vm_actions),
             "readings": self.config.readings(),
         }

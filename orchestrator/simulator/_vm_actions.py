@@ -96,8 +96,21 @@ def update_virtual_machine(ctx: Ctx) -> Answer:
     }
 
 
+def _touch(ctx: Ctx, lookup: tuple[str, str | None] | None, action: str) -> None:
+    """Note the VM a stop, shutdown or DELETE by id reached (trashed ones too), for
+    the snapshot's ``vm_actions``."""
+    if lookup is None or lookup[0] != "id" or lookup[1] is None:
+        return
+    vm = ctx.state.vm_by_id(lookup[1])
+    if vm is not None:
+        state = "in_trash" if vm.trash else vm.state(ctx.now, ctx.config.vm_start_seconds)
+        ctx.state.touched = (vm.id, action, state)
+
+
 def _power(ctx: Ctx, kind: Literal["stop", "shutdown"]) -> Answer:
-    vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=True))
+    lookup = ctx.args.lookup("virtual_machine", VM_KEYS, required=True)
+    _touch(ctx, lookup, kind)
+    vm = find_vm(ctx, lookup)
     task = ctx.state.stop_vm(vm, kind, ctx.now)
     return 200, {"task": render.task_short(task, ctx.now)}
 
@@ -114,7 +127,9 @@ def shutdown_virtual_machine(ctx: Ctx) -> Answer:
 
 def delete_virtual_machine(ctx: Ctx) -> Answer:
     """``DELETE virtual_machines/:virtual_machine``: to the trash; the hostname stays taken."""
-    vm = find_vm(ctx, ctx.args.lookup("virtual_machine", VM_KEYS, required=False))
+    lookup = ctx.args.lookup("virtual_machine", VM_KEYS, required=False)
+    _touch(ctx, lookup, "delete")
+    vm = find_vm(ctx, lookup)
     state = vm.state(ctx.now, ctx.config.vm_start_seconds)
     if ctx.config.delete_running == "refuse" and state not in ("stopped", "failed", "orphaned"):
         raise api_error(

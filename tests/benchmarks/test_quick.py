@@ -24,6 +24,7 @@ SCENARIOS = {
     "faults",
     "faults-pessimistic",
     "shared-org",
+    "destroy",
     "state-backends",
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_simulate_serves_the_readings_it_was_given(cwd: Path) -> None:
         **SimulatorConfig.pessimistic().readings(),
         "duplicate_hostnames": "refuse",
     }
+
+
+@pytest.mark.parametrize("refusal", ["refused-400", "refused-422"])
+def test_a_refused_annotation_filter_is_no_failure_of_the_run(
+    cwd: Path, capsys: pytest.CaptureFixture[str], refusal: str
+) -> None:
+    """`run --simulate --annotation-filter refused-4xx`: exit 0, every VM built, and the
+    summary and report.json name the reading found."""
+    argv = ["run", "--simulate", str(EXAMPLE_SPEC), "--no-progress", "--report", "r.json"]
+    code = main([*argv, "--annotation-filter", refusal])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Readings of the API found: annotation_filter refused" in out
+    report = json.loads((cwd / "r.json").read_text("utf-8"))
+    assert report["summary"]["succeeded"] == report["summary"]["total"] == 5
+    assert report["readings"][0]["name"] == "annotation_filter"
+    assert report["readings"][0]["value"] == "refused"

@@ -196,6 +196,7 @@ async def test_a_running_vm_is_stopped_once_before_its_delete(
         after = sim.state.snapshot()["requests"]["by_status"]
     assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
     assert after.get("409", 0) == before.get("409", 0)  # never refused: stopped first
+    assert "delete_running" not in {r.name for r in gone.readings}  # never met
     assert all(vm["in_trash"] for vm in live(sim.state.snapshot()).values())
 
 
@@ -231,3 +232,33 @@ async def test_a_delete_refused_as_running_is_followed_by_a_stop_then_the_delete
     assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
     assert gone.vms[0].attempts == 2
     assert in_trash
+    refusal = {r.name: r for r in gone.readings}["delete_running"]
+    assert refusal.value == "refused"
+    assert refusal.evidence is not None
+    assert "409 deletion_restricted" in refusal.evidence
+    assert "must be stopped" in refusal.evidence
+
+
+async def test_another_fleets_annotated_vm_does_not_disown_ours_on_an_api_that_keeps_none(
+    tmp_path: Path,
+) -> None:
+    """On an API that copies no annotations, a VM of another fleet carrying its annotations
+    (set by hand) is looked at first: it makes the run believe annotations are kept, yet
+    the fleet's own VMs, which show none, are still proven ours by the journal (this very
+    VM created by this fleet's build) and deleted; the other fleet's VM is untouched."""
+    requests = vms(4)
+    journal = tmp_path / "j"
+    async with run_simulator(SimulatorConfig.pessimistic(time_scale=SCALE, seed=7)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests[1:], journal=journal, fleet="web")
+        foreign = sim.state.add_existing_vm("acme", requests[0].hostname)
+        record = sim.state.vm_by_id(foreign)
+        assert record is not None
+        record.annotations = [{"key": VM_KEY, "value": "vm-001"}, {"key": FLEET_KEY, "value": "x"}]
+        async with Orchestrator(settings_for(sim, max_in_flight=1)) as orch:
+            gone = await orch.destroy(requests, journal=journal, fleet="web")
+    by_key = {vm.key: vm for vm in gone.vms}
+    assert (by_key["vm-001"].outcome, by_key["vm-001"].reason) == ("failed", "not_ours")
+    assert record.trash is None
+    for key in ("vm-002", "vm-003", "vm-004"):
+        assert (by_key[key].outcome, by_key[key].reason) == ("succeeded", "deleted")

@@ -100,6 +100,28 @@ async def test_the_report_says_how_the_fleet_was_found(reading: str, tmp_path: P
 
 
 @pytest.mark.parametrize("reading", READINGS)
+async def test_the_report_lists_the_readings_the_run_found(reading: str, tmp_path: Path) -> None:
+    """report.readings: the filter's reading and whether annotations are copied (learned
+    from the run's first complete build), each with its evidence; a rerun that builds
+    nothing on an API that keeps no annotations cannot tell, and does not say."""
+    requests = vms(3, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            first = await orch.run(requests, journal=journal, fleet="web")
+            again = await orch.run(requests, journal=journal, fleet="web")
+    found = {r.name: r.value for r in first.readings}
+    if reading == "default":
+        assert found == {"annotation_filter": "honoured", "annotations_copied": "copied"}
+        assert {r.name: r.value for r in again.readings} == found
+    else:
+        assert found == {"annotation_filter": "ignored", "annotations_copied": "not_copied"}
+        assert {r.name: r.value for r in again.readings} == {"annotation_filter": "ignored"}
+    assert [r.name for r in first.readings] == ["annotation_filter", "annotations_copied"]
+    assert all(r.evidence for r in first.readings)
+
+
+@pytest.mark.parametrize("reading", READINGS)
 async def test_a_run_never_reads_the_organization_whole_twice(reading: str, tmp_path: Path) -> None:
     """Building 40 VMs beside 350 others reads the organization's list whole at most once,
     builds each VM once and still reports every address."""
@@ -130,6 +152,102 @@ async def test_plan_says_which_readings_it_found(reading: str, tmp_path: Path) -
     if reading == "default":
         assert (plan.annotation_filter, plan.listed_by) == ("honoured", {"acme": "fleet"})
         assert plan.fates == dict.fromkeys(("web-001", "web-002", "web-003"), "ours")
+        assert [(r.name, r.value) for r in plan.readings] == [
+            ("annotation_filter", "honoured"),
+            ("annotations_copied", "copied"),
+        ]
     else:
         assert (plan.annotation_filter, plan.listed_by) == ("ignored", {"acme": "fqdn"})
+        assert [(r.name, r.value) for r in plan.readings] == [("annotation_filter", "ignored")]
     assert plan.filter_evidence
+
+
+class Refusals(Counting):
+    """Counting, and remembering the answers that refused a filtered list."""
+
+    def __init__(self, sim: RunningSimulator) -> None:
+        super().__init__(sim)
+        self.refused: list[int] = []
+
+    async def send(self, request: ApiRequest) -> ApiResponse:
+        response = await super().send(request)
+        filtered = any(name.startswith("annotations") for name, _ in request.params)
+        if request.path == LIST and filtered and response.status in (400, 422):
+            self.refused.append(response.status)
+        return response
+
+
+@pytest.mark.parametrize("reading", READINGS)
+@pytest.mark.parametrize("refusal", ["refused_400", "refused_422"])
+async def test_an_api_that_refuses_the_filter_is_met_as_one_that_ignores_it(
+    reading: str, refusal: str, tmp_path: Path
+) -> None:
+    """A VM list given the annotation filter answered 400 invalid_argument or 422
+    validation_error: found out once per run (one refused request, never the
+    organization's failure), said in the report (``refused``); the run falls back as for
+    an ignored filter: every VM built once, its rerun a handful of requests, its destroy
+    complete, and the organization never read whole twice."""
+    requests = vms(20, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading, annotation_filter=refusal)) as sim:
+        transport = Refusals(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            first = await orch.run(requests, journal=journal, fleet="web")
+            assert_exactly_once(first, requests, sim)
+            refused_first, whole_first = list(transport.refused), transport.whole_reads()
+            transport.reset()
+            transport.refused.clear()
+            again = await orch.run(requests, journal=journal, fleet="web")
+            refused_again = list(transport.refused)
+            gone = await orch.destroy(requests, journal=journal, fleet="web")
+    want = 400 if refusal == "refused_400" else 422
+    assert refused_first == [want]  # asked once, in the whole run
+    assert refused_again == [want]
+    assert whole_first <= 1
+    for report in (first, again, gone):
+        assert not report.interrupted
+        assert report.stopped_because is None
+        assert report.ownership is not None
+        assert report.ownership.annotation_filter == "refused"
+        assert report.ownership.filter_evidence
+        assert str(want) in report.ownership.filter_evidence
+    assert {vm.outcome for vm in first.vms} == {"succeeded"}
+    assert all(vm.virtual_machine and vm.virtual_machine.ip_addresses for vm in first.vms)
+    assert {(vm.outcome, vm.reason) for vm in again.vms} == {("skipped", "already_exists")}
+    assert again.summary.requests.total <= len(requests) + 5
+    assert {(vm.outcome, vm.reason) for vm in gone.vms} == {("succeeded", "deleted")}
+
+
+@pytest.mark.parametrize("refusal", ["refused_400", "refused_422"])
+async def test_plan_says_the_filter_was_refused(refusal: str, tmp_path: Path) -> None:
+    """plan meets the refusal as run does: no problem of the spec, the reading named."""
+    requests = vms(3, prefix="web")
+    async with run_simulator(config_for("default", annotation_filter=refusal)) as sim:
+        async with KatapultClient(api_url=sim.url, token=sim.config.token) as client:
+            plan = await make_plan(client, requests, fleet="web", deadline_seconds=5)
+    assert plan.problems == []
+    assert (plan.annotation_filter, plan.listed_by) == ("refused", {"acme": "fqdn"})
+    assert plan.filter_evidence
+    assert [(r.name, r.value) for r in plan.readings][:1] == [("annotation_filter", "refused")]
+
+
+@pytest.mark.parametrize("reading", READINGS)
+async def test_a_destroy_that_finds_everything_in_the_trash_looks_once_per_vm(
+    reading: str, tmp_path: Path
+) -> None:
+    """A second destroy: each hostname's fqdn lookup answers 406 object_in_trash naming
+    the VM (detail.trash_object.object_id), and that answer is its look: one request per
+    VM, each skipped in_trash."""
+    requests = vms(12, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for(reading)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=journal, fleet="web")
+            await orch.destroy(requests, journal=journal, fleet="web")
+            transport = Counting(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            again = await orch.destroy(requests, journal=journal, fleet="web")
+    assert {(vm.outcome, vm.reason) for vm in again.vms} == {("skipped", "in_trash")}
+    looks = [r for r in transport.sent if r.path == "virtual_machines/_"]
+    assert len(looks) == len(requests)
+    assert again.summary.requests.total <= len(requests) + 6  # and a few list pages

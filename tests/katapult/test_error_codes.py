@@ -82,6 +82,9 @@ INFERRED_EXTRA: dict[str, set[str]] = {
     # deleting a running VM may be refused (the schema's lists are not complete; the
     # simulator's delete_running="refuse" reading guesses deletion_restricted)
     "VirtualMachines/DeleteEndpoint": {"deletion_restricted"},
+    # the VM list may refuse its annotation filter (the simulator's annotation_filter=
+    # "refused_422" reading guesses validation_error)
+    "VirtualMachines/ListEndpoint": {"validation_error"},
 }
 
 

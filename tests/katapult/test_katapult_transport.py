@@ -86,6 +86,12 @@ def _app(api: FakeApi) -> web.Application:
         request.transport.close()  # the connection dies mid-body
         return response
 
+    async def drop(request: web.Request) -> web.StreamResponse:
+        await record(request)
+        assert request.transport is not None
+        request.transport.close()  # acted (say), then the connection drops: no answer
+        return web.Response()
+
     async def big(request: web.Request) -> web.StreamResponse:
         await record(request)
         return web.Response(body=b"x" * (LIMIT * 4), content_type="application/json")
@@ -108,6 +114,7 @@ def _app(api: FakeApi) -> web.Application:
     app.router.add_route("*", "/core/v1/tasks/task_cut", cut)
     app.router.add_route("*", "/core/v1/tasks/task_big", big)
     app.router.add_route("*", "/core/v1/tasks/task_endless", endless)
+    app.router.add_route("DELETE", "/core/v1/virtual_machines/_", drop)
     app.router.add_route("*", "/core/v1/{tail:.*}", ok)
     return app
 
@@ -287,6 +294,22 @@ async def test_connection_closed_mid_response(fake_api: tuple[FakeApi, str]) -> 
     assert api.received.is_set()
     assert caught.value.maybe_sent is True
     assert caught.value.path == "/tasks/task_cut"
+
+
+async def test_a_delete_whose_kept_alive_connection_drops_is_sent_once(
+    fake_api: tuple[FakeApi, str],
+) -> None:
+    """aiohttp would send an idempotent request once more, unseen, when a kept-alive
+    connection drops before its answer: the client turns that off, so a DELETE reaches
+    the API once per call and the engine learns its outcome was uncertain."""
+    api, url = fake_api
+    async with KatapultClient(api_url=url, token=TOKEN, timeouts=SHORT) as client:
+        await client.get_task("task_ok")  # a connection kept alive for the DELETE
+        with pytest.raises(ConnectionLost) as caught:
+            await client.delete_vm("vm_1")
+    deletes = [r for r in api.seen if r.method == "DELETE"]
+    assert len(deletes) == 1
+    assert caught.value.maybe_sent is True
 
 
 @pytest.mark.parametrize("task", ["task_big", "task_endless"])

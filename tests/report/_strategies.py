@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from orchestrator.errors import Category
 from orchestrator.report import (
     ApiInfo,
+    ApiReading,
     BudgetUse,
     BudgetWindow,
     ErrorInfo,
@@ -110,6 +111,17 @@ budget_uses = st.builds(
 )
 
 
+api_readings = st.lists(
+    st.builds(
+        ApiReading,
+        name=st.sampled_from(get_args(ApiReading.model_fields["name"].annotation)),
+        value=st.sampled_from(get_args(ApiReading.model_fields["value"].annotation)),
+        evidence=st.none() | st.text(max_size=40),
+    ),
+    max_size=3,
+)
+
+
 @st.composite
 def reports(draw: st.DrawFn, max_vms: int = 8) -> Report:
     """A consistent Report (summary built from its VMs, keys unique)."""
@@ -128,4 +140,5 @@ def reports(draw: st.DrawFn, max_vms: int = 8) -> Report:
         ),
         interrupted=draw(st.booleans()),
         budget=draw(st.none() | budget_uses),
+        readings=draw(api_readings),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.report import ErrorInfo, render_html, write_html
+from orchestrator.report import ApiReading, ErrorInfo, render_html, write_html
 from orchestrator.report._html_charts import PER_VM_ROWS
 
 from ._fleet import fleet_report
@@ -138,3 +138,13 @@ def test_write_html_is_owner_only(tmp_path: Path) -> None:
     assert path.read_text("utf-8").startswith("<!DOCTYPE html>")
     if os.name == "posix":
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_the_page_lists_the_readings_found_escaped() -> None:
+    """Each reading of the API found, with its evidence (the API's words, escaped)."""
+    readings = [ApiReading(name="delete_running", value="refused", evidence=HOSTILE)]
+    page = render_html(sample_report().model_copy(update={"readings": readings}))
+    text = " ".join(" ".join(_parse(page).text).split())
+    assert "readings of the API found delete_running refused" in text
+    assert HOSTILE not in page
+    assert ("dd", {"data-fact": "readings"}) in _parse(page).tags

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from orchestrator.report import ErrorInfo, Report, RequestCounts, render_summary
+from orchestrator.report import ApiReading, ErrorInfo, Report, RequestCounts, render_summary
 from orchestrator.report._render import format_duration
 from orchestrator.report._text import for_terminal, for_xml
 
@@ -147,3 +147,14 @@ def test_failure_table_fits_80_columns_with_ids_on_one_line() -> None:
     assert any(build in line for line in lines)
     (row,) = [line for line in lines if "web-02" in line]
     assert row.count("conflict") == 1
+
+
+def test_the_readings_found_are_one_line() -> None:
+    """The readings of the API the run found out are named, one line; none, no line."""
+    readings = [
+        ApiReading(name="annotation_filter", value="refused", evidence="400 invalid_argument"),
+        ApiReading(name="delete_running", value="refused", evidence="409 deletion_restricted"),
+    ]
+    text, _ = _render(report_of([vm("a")]).model_copy(update={"readings": readings}))
+    assert "Readings of the API found: annotation_filter refused, delete_running refused" in text
+    assert "Readings" not in _render(report_of([vm("a")]))[0]

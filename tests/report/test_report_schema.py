@@ -17,6 +17,7 @@ import orchestrator.report
 from orchestrator.errors import Category, ReportError
 from orchestrator.report import (
     ApiInfo,
+    ApiReading,
     BudgetUse,
     BudgetWindow,
     ErrorInfo,
@@ -69,6 +70,9 @@ def test_schema_enums_are_the_closed_lists() -> None:
     defs = report_json_schema()["$defs"]
     assert tuple(defs["category"]["enum"]) == get_args(Category)
     assert tuple(defs["outcome"]["enum"]) == get_args(Outcome)
+    reading = defs["reading"]["properties"]
+    assert tuple(reading["name"]["enum"]) == get_args(ApiReading.model_fields["name"].annotation)
+    assert tuple(reading["value"]["enum"]) == get_args(ApiReading.model_fields["value"].annotation)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +89,7 @@ def test_schema_enums_are_the_closed_lists() -> None:
         (SpecChange, ("$defs", "spec_change")),
         (BudgetUse, ("$defs", "budget")),
         (BudgetWindow, ("$defs", "budget_window")),
+        (ApiReading, ("$defs", "reading")),
     ],
 )
 def test_schema_properties_match_model_fields(

@@ -381,6 +381,26 @@ async def test_the_list_filter_is_honoured_or_ignored(
     assert names == (["web-01"] if honoured else ["bystander", "web-01"])
 
 
+@pytest.mark.parametrize(
+    ("reading", "status", "code"),
+    [("refused_400", 400, "invalid_argument"), ("refused_422", 422, "validation_error")],
+)
+async def test_the_list_filter_is_refused(
+    sim: Any, api: Api, clock: FakeClock, reading: str, status: int, code: str
+) -> None:
+    """annotation_filter="refused_*": a list given the filter gets the error envelope
+    (its text in detail); the same list without the filter is answered."""
+    sim.config.annotation_filter = reading
+    await build(api, "web-01", annotations=ANNOTATIONS)
+    clock.advance(60)
+    reply = await api.get("organizations/_/virtual_machines", **ACME, **FILTER)
+    assert reply.status == status, reply.raw
+    assert reply.json["error"]["code"] == code
+    detail = reply.json["error"]["detail"]
+    assert detail.get("path") == ["annotations"] or detail.get("errors")
+    assert [v["hostname"] for v in await listed(api)] == ["web-01"]
+
+
 # ----------------------------------------------------------- xml_without_interface
 
 XML_WITH_INTERFACE = (
