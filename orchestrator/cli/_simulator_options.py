@@ -174,6 +174,15 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--xml-tags",),
+        "xml_tags",
+        {
+            "type": click.Choice(["applied", "ignored"]),
+            "help": "Whether an XML build applies the tags it names (default) or builds the "
+            "VM without them (a guess; the official clients set tags with a PATCH after).",
+        },
+    ),
+    (
         ("--legacy-build-key/--no-legacy-build-key",),
         "legacy_build_key",
         {

@@ -4,7 +4,8 @@ The spec XML carries the tag names too, but whether a build applies them is
 unconfirmed; ``PATCH virtual_machines/_`` with ``properties[tag_names]`` sets
 them for certain and answers with the tags the VM has, so a VM never silently
 lacks one. The PATCH sets (never adds), so repeating it is harmless: it is
-retried like a GET.
+retried like a GET. When no answer of it arrives, the VM is read back: its
+tags say whether it was applied.
 """
 
 from __future__ import annotations
@@ -44,7 +45,16 @@ async def apply_tags(
     try:
         updated = await run.retried(lambda: run.api.set_vm_tags(vm, tags))
     except (ApiError, TransportError) as exc:
-        return (), (exc.category, error_info(exc))
+        # the PATCH may have been applied and only its answer lost: what the VM has
+        # is read back, so the row never says [] of a VM that has its tags
+        try:
+            looked = await run.retried(lambda: run.api.get_vm(vm))
+        except (ApiError, TransportError):
+            return (), (exc.category, error_info(exc))
+        have = tuple(looked.tag_names)
+        if all(tag in have for tag in tags):
+            return have, None
+        return have, (exc.category, error_info(exc))
     have = tuple(updated.tag_names)
     missing = [tag for tag in tags if tag not in have]
     if missing:

@@ -274,6 +274,10 @@ class SimulatorConfig:
             ``GET virtual_machines/builds/_`` carry the build only under the
             deprecated ``build`` key (no ``virtual_machine_build``). Known:
             go-katapult accepts either. ``False`` (default).
+        xml_tags: whether an XML build applies the ``<Tags>`` it names to its VM.
+            Known: the official clients set tags with a PATCH after the build.
+            Guessed: the rest. ``"applied"`` (default, what the simulator always
+            did) or ``"ignored"`` (the VM is built without them).
     """
 
     token: str = field(default="sim-token", repr=False)
@@ -306,6 +310,7 @@ class SimulatorConfig:
     annotation_filter: AnnotationFilter = "honoured"
     xml_without_interface: XmlWithoutInterface = "default_network"
     legacy_build_key: bool = False
+    xml_tags: Literal["applied", "ignored"] = "applied"
 
     @classmethod
     def pessimistic(cls, **overrides: Any) -> SimulatorConfig:
@@ -355,6 +360,8 @@ class SimulatorConfig:
             )
         if self.xml_without_interface not in ("default_network", "no_address"):
             raise ValueError("xml_without_interface must be 'default_network' or 'no_address'")
+        if self.xml_tags not in ("applied", "ignored"):
+            raise ValueError("xml_tags must be 'applied' or 'ignored'")
         lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))
         if not PENDING_END <= lo <= hi <= 1.0:
             raise ValueError(
@@ -378,6 +385,7 @@ class SimulatorConfig:
             "annotation_filter": self.annotation_filter,
             "xml_without_interface": self.xml_without_interface,
             "legacy_build_key": self.legacy_build_key,
+            "xml_tags": self.xml_tags,
         }
 
     @property
@@ -398,4 +406,5 @@ PESSIMISTIC_READINGS: dict[str, Any] = {
     "annotation_filter": "ignored",
     "xml_without_interface": "no_address",
     "legacy_build_key": True,
+    "xml_tags": "ignored",
 }

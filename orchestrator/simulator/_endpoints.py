@@ -495,7 +495,7 @@ def build_virtual_machine_from_spec(ctx: Ctx) -> Answer:
             hostname=spec.hostname,
             name=spec.name,
             description=spec.description,
-            tags=spec.tags,
+            tags=spec.tags if ctx.config.xml_tags == "applied" else [],
             annotations=annotations,
             spec_xml=spec_xml,
             now=ctx.now,

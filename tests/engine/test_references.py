@@ -191,7 +191,9 @@ async def test_a_rerun_sets_the_tags_a_first_run_could_not(tmp_path: Path) -> No
     requests = vms(2, tags=("web", "db"))
     faults = FaultConfig(error_5xx_rate=1.0, methods=frozenset({"PATCH"}))
     journal = tmp_path / "fleet.journal"
-    async with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
+    # the build leaves the VM without its tags: only the PATCH sets them
+    config = SimulatorConfig(time_scale=SCALE, faults=faults, xml_tags="ignored")
+    async with run_simulator(config) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             first = await orch.run(requests, journal=journal)
         sim.config.faults = FaultConfig()
@@ -210,7 +212,8 @@ async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> N
     """The build succeeded but every tag PATCH failed (5xx): failed/server_error, VM kept."""
     requests = vms(2, tags=("web", "db"))
     faults = FaultConfig(error_5xx_rate=1.0, methods=frozenset({"PATCH"}))
-    async with run_simulator(SimulatorConfig(time_scale=SCALE, faults=faults)) as sim:
+    config = SimulatorConfig(time_scale=SCALE, faults=faults, xml_tags="ignored")
+    async with run_simulator(config) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             report = await orch.run(requests)
         assert sorted(created_hostnames(sim)) == ["vm-001", "vm-002"]
@@ -228,10 +231,13 @@ async def test_a_tag_that_cannot_be_set_is_a_categorized_error_of_that_vm() -> N
     assert json.loads(report.model_dump_json())["vms"][0]["tags"] == []
 
 
-async def test_tags_are_added_as_a_union_keeping_those_set_by_hand(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["default", "pessimistic"])
+async def test_tags_are_added_as_a_union_keeping_those_set_by_hand(
+    tmp_path: Path, api: str
+) -> None:
     """The spec adds a tag on a rerun; a tag someone set by hand on the VM stays."""
     journal = tmp_path / "fleet.journal"
-    async with run_simulator(SimulatorConfig(time_scale=SCALE)) as sim:
+    async with run_simulator(_reading(api)) as sim:
         async with Orchestrator(settings_for(sim)) as orch:
             await orch.run(vms(1, tags=("web",)), journal=journal)
         (vm,) = sim.state.vms_of(_org(sim, "acme"))
@@ -243,6 +249,27 @@ async def test_tags_are_added_as_a_union_keeping_those_set_by_hand(tmp_path: Pat
     assert again.vms[0].tags is not None
     assert set(again.vms[0].tags) == {"web", "ci", "public"}
     assert set(tagged["vm-001"]) == {"web", "ci", "public"}
+
+
+def _reading(api: str, **kw: Any) -> SimulatorConfig:
+    if api == "pessimistic":
+        return SimulatorConfig.pessimistic(time_scale=SCALE, **kw)
+    return SimulatorConfig(time_scale=SCALE, **kw)
+
+
+@pytest.mark.parametrize("api", ["default", "pessimistic"])
+async def test_tags_whose_patch_answers_were_all_lost_are_read_back(api: str) -> None:
+    """Every tag PATCH acts, then its connection breaks: the VM is read back, has its
+    tags, and the row says so (succeeded, with the tags), never []."""
+    requests = vms(2, tags=("web", "db"))
+    faults = FaultConfig(reset_after_rate=1.0, methods=frozenset({"PATCH"}))
+    async with run_simulator(_reading(api, faults=faults)) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            report = await orch.run(requests, fleet="tagged")
+        assert sim.state.faults["reset_after"] >= 2
+        tagged = {vm.hostname: vm.tags for vm in sim.state.vms_of(_org(sim, "acme"))}
+    assert [(vm.outcome, vm.tags) for vm in report.vms] == [("succeeded", ("web", "db"))] * 2
+    assert tagged == {"vm-001": ["web", "db"], "vm-002": ["web", "db"]}
 
 
 class _KeysRefused(RecordingTransport):

@@ -58,6 +58,7 @@ def test_defaults_are_todays_readings() -> None:
         "annotation_filter": "honoured",
         "xml_without_interface": "default_network",
         "legacy_build_key": False,
+        "xml_tags": "applied",
     }
 
 
@@ -76,6 +77,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         "annotation_filter": "ignored",
         "xml_without_interface": "no_address",
         "legacy_build_key": True,
+        "xml_tags": "ignored",
     }
     assert config.seed == 7
     assert SimulatorConfig.pessimistic().copy_annotations is False
@@ -92,6 +94,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         ({"annotations_copied_at": "later"}, "annotations_copied_at"),
         ({"annotation_filter": "sometimes"}, "annotation_filter"),
         ({"xml_without_interface": "none"}, "xml_without_interface"),
+        ({"xml_tags": "sometimes"}, "xml_tags"),
     ],
 )
 def test_bad_readings_are_refused(fields: dict[str, Any], message: str) -> None:
