@@ -237,28 +237,13 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
     org = find_org(ctx, lookup)
     vms = ctx.state.vms_of(org)
     if wanted and ctx.config.annotation_filter == "honoured":
-        # pairs read once: every page of a listing scans the whole organization
         pairs = [(w["key"], w["value"]) for w in wanted]
-        now = ctx.now
-        vms = [vm for vm in vms if _has_annotations(vm.annotations_at(now), pairs)]
+        vms = ctx.state.vms_annotated(org, pairs, ctx.now)
     items, pagination = paginate(vms, page, per_page, ctx.config.large_set_threshold)
     return 200, {
         "pagination": pagination,
         "virtual_machines": [render.vm_list_item(v) for v in items],
     }
-
-
-def _has_annotations(
-    have: list[dict[str, str | None]], wanted: list[tuple[str | None, str | None]]
-) -> bool:
-    """Whether ``have`` holds every ``(key, value)`` pair wanted (a None value: the key alone)."""
-    for key, value in wanted:
-        for kv in have:
-            if kv["key"] == key and (value is None or kv["value"] == value):
-                break
-        else:
-            return False
-    return True
 
 
 def find_vm(ctx: Ctx, lookup: tuple[str, str | None] | None) -> VirtualMachine:
