@@ -53,7 +53,9 @@ def _body(req: VmRequest) -> dict[str, Any]:
     return body
 
 
-async def run_floor(settings: Settings, requests: list[VmRequest], *, build_seconds: float) -> Counter[str]:
+async def run_floor(
+    settings: Settings, requests: list[VmRequest], *, build_seconds: float
+) -> Counter[str]:
     """Build every VM of ``requests`` with two plain requests; the requests sent by kind.
 
     ``build_seconds`` (real) is how long the client waits after a 201 before
