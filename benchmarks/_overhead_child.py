@@ -1,8 +1,10 @@
 """The orchestrator alone in a process, measuring its own CPU time and memory.
 
 Run by the ``overhead`` scenario as ``python -m benchmarks._overhead_child
-URL N SCALE [--journal PATH|URL [--fleet NAME]] [--max-in-flight M] [--report PATH]``; prints one
-JSON object. With ``--report`` it also writes the JSON report there, as
+URL N SCALE [--journal PATH|URL [--fleet NAME]] [--max-in-flight M] [--report PATH] [--floor]``;
+prints one JSON object. With ``--floor`` it runs the floor instead of the engine
+(``benchmarks._floor``: plain aiohttp, the two requests of each VM), measured
+the same way. With ``--report`` it also writes the JSON report there, as
 ``orchestrator run`` does, and times that apart (``report_seconds``, wall;
 ``report_cpu_seconds``); the CPU and wall figures of the run stop before it, the
 peak memory includes it.
@@ -31,6 +33,7 @@ import anyio
 import structlog
 
 from benchmarks._engine import engine_settings, make_requests
+from benchmarks._floor import floor_in_flight, run_floor
 from orchestrator.engine import Orchestrator
 from orchestrator.report import write_report
 
@@ -92,6 +95,32 @@ class _RssSampler:
         self.peak_kib = max(self.peak_kib, _rss_kib())
 
 
+async def _floor(args: argparse.Namespace) -> dict[str, object]:
+    settings = engine_settings(args.url, args.scale)
+    rss_before = _rss_kib()
+    cpu_before = _cpu()
+    started = time.monotonic()
+    with _RssSampler() as sampler:
+        requests = make_requests(args.n)
+        # the simulator's build lasts 1 simulated second: a client that knows it polls then
+        sent = await run_floor(settings, requests, build_seconds=1.0 / args.scale)
+        wall = time.monotonic() - started
+        cpu = _cpu() - cpu_before
+    return {
+        "n": args.n,
+        "floor": True,
+        "cpu_seconds": cpu,
+        "wall_seconds": wall,
+        "rss_before_kib": rss_before,
+        "peak_rss_kib": sampler.peak_kib,
+        "in_flight_limit": floor_in_flight(),
+        "requests": sent["post"] + sent["poll"],
+        "sent": dict(sent),
+        "outcomes": {"succeeded": sent["complete"], "failed": sent["failed"]},
+        "rows": sent["complete"] + sent["failed"],
+    }
+
+
 async def _run(args: argparse.Namespace) -> dict[str, object]:
     settings = engine_settings(args.url, args.scale, max_in_flight=args.max_in_flight)
     rss_before = _rss_kib()
@@ -102,6 +131,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         requests = make_requests(args.n)
         async with Orchestrator(settings) as orch:
             report = await orch.run(requests, journal=args.journal, fleet=args.fleet)
+            stats = orch.statistics()
         wall = time.monotonic() - started
         cpu = _cpu() - cpu_before
         report_seconds = report_cpu = None
@@ -130,6 +160,7 @@ async def _run(args: argparse.Namespace) -> dict[str, object]:
         "requests": report.summary.requests.total,
         "rate_limited": report.summary.requests.rate_limited,
         "stopped_because": report.stopped_because,
+        "in_flight_limit": stats.in_flight_limit if stats is not None else None,
     }
 
 
@@ -144,9 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fleet", default=None)
     parser.add_argument("--max-in-flight", type=int, default=None)
     parser.add_argument("--report", type=Path, default=None)
+    parser.add_argument("--floor", action="store_true", help="run the floor, not the engine")
     args = parser.parse_args(argv)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    result = anyio.run(_run, args)
+    result = anyio.run(_floor if args.floor else _run, args)
     json.dump(result, sys.stdout)
     sys.stdout.write("\n")
     return 0

@@ -11,6 +11,7 @@ and only when that is cheaper than the next), or one GET per VM.
 from __future__ import annotations
 
 import functools
+import sys
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import anyio
 
 from orchestrator._logging import get_logger
+from orchestrator.engine._compact import compact
 from orchestrator.engine._ownership import FLEET_KEY
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import ApiError, NotFound, TransportError
@@ -156,8 +158,13 @@ def _essentials(vm: VirtualMachineSummary | VirtualMachine) -> _Listed:
     return (
         vm.fqdn,
         [ip.address for ip in vm.ip_addresses if ip.address],
-        data_center.permalink if data_center is not None else None,
+        _word(data_center.permalink if data_center is not None else None),
     )
+
+
+def _word(text: str | None) -> str | None:
+    """``text``, one copy for all the VMs that name it (a data center's permalink)."""
+    return None if text is None else sys.intern(text)
 
 
 def _with_addresses(result: VmResult, found: Mapping[str, _Listed]) -> VmResult:
@@ -173,4 +180,4 @@ def _with_addresses(result: VmResult, found: Mapping[str, _Listed]) -> VmResult:
             "data_center": data_center or ref.data_center,
         }
     )
-    return result.model_copy(update={"virtual_machine": filled})
+    return compact(result.model_copy(update={"virtual_machine": filled}))

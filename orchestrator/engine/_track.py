@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Literal
 
 import anyio
 
+from orchestrator.engine._compact import compact
 from orchestrator.engine.state.fate import Row, row_of
 from orchestrator.errors import ApiError, Category
 from orchestrator.katapult import VirtualMachine
@@ -166,32 +168,35 @@ class Track:
             VmRef(
                 id=self.vm_id,
                 fqdn=self.fqdn,
-                state=self.vm_state,
+                # a few distinct words over every VM: one copy of each
+                state=None if self.vm_state is None else sys.intern(self.vm_state),
                 ip_addresses=list(self.ip_addresses),
-                data_center=self.data_center,
+                data_center=None if self.data_center is None else sys.intern(self.data_center),
             )
             if self.vm_id
             else None
         )
-        return VmResult(
-            key=self.key,
-            hostname=self.hostname,
-            outcome=outcome,
-            category=category,
-            reason=reason,
-            error=error,
-            virtual_machine=vm,
-            task_id=self.task_id,
-            build_id=self.build_id,
-            attempts=self.attempts,
-            stopped_because=stopped_because,
-            submitted_at=self.submitted_at,
-            finished_at=finished,
-            duration_seconds=duration,
-            tags=self.tags,
-            first_seen_at=first_seen_at,
-            package=self.request.package.value,
-            location=None if self.request.location == "?" else self.request.location,
+        return compact(
+            VmResult(
+                key=self.key,
+                hostname=self.hostname,
+                outcome=outcome,
+                category=category,
+                reason=reason,
+                error=error,
+                virtual_machine=vm,
+                task_id=self.task_id,
+                build_id=self.build_id,
+                attempts=self.attempts,
+                stopped_because=stopped_because,
+                submitted_at=self.submitted_at,
+                finished_at=finished,
+                duration_seconds=duration,
+                tags=self.tags,
+                first_seen_at=first_seen_at,
+                package=self.request.package.value,
+                location=None if self.request.location == "?" else self.request.location,
+            )
         )
 
 

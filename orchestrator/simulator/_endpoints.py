@@ -243,23 +243,13 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
         raise validation_error("Annotations cannot be used to filter virtual machines")
     vms = ctx.state.vms_of(org)
     if wanted and ctx.config.annotation_filter == "honoured":
-        vms = [vm for vm in vms if _has_annotations(vm.annotations_at(ctx.now), wanted)]
+        pairs = [(w["key"], w["value"]) for w in wanted]
+        vms = ctx.state.vms_annotated(org, pairs, ctx.now)
     items, pagination = paginate(vms, page, per_page, ctx.config.large_set_threshold)
     return 200, {
         "pagination": pagination,
         "virtual_machines": [render.vm_list_item(v) for v in items],
     }
-
-
-def _has_annotations(
-    have: list[dict[str, str | None]], wanted: list[dict[str, str | None]]
-) -> bool:
-    pairs = {(kv["key"], kv["value"]) for kv in have}
-    keys = {kv["key"] for kv in have}
-    return all(
-        (w["key"] in keys) if w["value"] is None else ((w["key"], w["value"]) in pairs)
-        for w in wanted
-    )
 
 
 def find_vm(ctx: Ctx, lookup: tuple[str, str | None] | None) -> VirtualMachine:

@@ -244,6 +244,13 @@ class _OrgState:
     named: dict[str, list[VirtualMachine]] = field(default_factory=dict)
     vms: list[VirtualMachine] = field(default_factory=list)  # visible, creation order
     live: int = 0  # VMs and builds that count against the VM limit
+    #: bumped whenever ``vms`` or a VM's annotations change (the filtered listing's memo)
+    version: int = 0
+    #: the filtered listing's memo: (pairs) -> (version, valid from, valid until, VMs)
+    listings: dict[
+        tuple[tuple[str | None, str | None], ...],
+        tuple[int, float, float, list[VirtualMachine]],
+    ] = field(default_factory=dict)
 
     def taken(self, hostname: str, *, by_claims: bool, by_trash: bool = True) -> bool:
         """Whether a VM record (or, ``by_claims``, an accepted build) holds ``hostname``.
@@ -301,6 +308,7 @@ class SimulatorState:
         for i in range(1, self.config.existing_vms + 1):
             vm_id = self.add_existing_vm("acme", f"existing-{i:05d}")
             if fleet is not None:
+                self._orgs[self._vms[vm_id].org.id].version += 1
                 self._vms[vm_id].annotations = [
                     {"key": "orchestrator.vm", "value": f"existing-{i:05d}"},
                     {"key": "orchestrator.spec", "value": fleet},
@@ -365,6 +373,7 @@ class SimulatorState:
         build.vm = vm
         self._vms[vm.id] = vm
         org.vms.append(vm)
+        org.version += 1
         org.named.setdefault(build.hostname, []).append(vm)
         if org.claims.get(build.hostname) is build:
             del org.claims[build.hostname]
@@ -387,6 +396,7 @@ class SimulatorState:
             self._vms.pop(vm.id, None)
             if vm in org.vms:
                 org.vms.remove(vm)
+                org.version += 1
             org.named[vm.hostname].remove(vm)
             if vm.trash is not None:
                 self._trash.pop(vm.trash.id, None)
@@ -455,6 +465,30 @@ class SimulatorState:
     def vms_of(self, org: Organization) -> list[VirtualMachine]:
         """The organization's VMs outside the trash, in creation order (do not mutate)."""
         return self._orgs[org.id].vms
+
+    def vms_annotated(
+        self, org: Organization, pairs: list[tuple[str | None, str | None]], now: float
+    ) -> list[VirtualMachine]:
+        """:meth:`vms_of` keeping the VMs that show every ``(key, value)`` pair at ``now``
+        (a None value: the key alone); do not mutate.
+
+        Remembered until the organization's VMs or annotations change, or a VM's
+        annotations show: every page of a listing asks again.
+        """
+        org_state = self._orgs[org.id]
+        key = tuple(pairs)
+        memo = org_state.listings.get(key)
+        if memo is not None and memo[0] == org_state.version and memo[1] <= now < memo[2]:
+            return memo[3]
+        until = float("inf")
+        kept: list[VirtualMachine] = []
+        for vm in org_state.vms:
+            if vm.annotations_from > now:
+                until = min(until, vm.annotations_from)
+            elif _has_annotations(vm.annotations, pairs):
+                kept.append(vm)
+        org_state.listings[key] = (org_state.version, now, until, kept)
+        return kept
 
     def live_count(self, org: Organization) -> int:
         """VMs and unfinished or successful builds counting against the VM limit."""
@@ -597,6 +631,7 @@ class SimulatorState:
         if annotations is not None:
             vm.annotations = list(annotations)
             vm.annotations_from = float("-inf")
+            self._orgs[vm.org.id].version += 1
 
     def _random_hostname(self, org_state: _OrgState) -> str:
         while True:
@@ -664,6 +699,7 @@ class SimulatorState:
         self._records.append(vm)
         org_state.named.setdefault(hostname, []).append(vm)
         org_state.vms.append(vm)
+        org_state.version += 1
         org_state.live += 1
         if in_trash:
             self.trash_vm(vm.id)
@@ -683,6 +719,7 @@ class SimulatorState:
         self._trash[vm.trash.id] = vm
         org_state = self._orgs[vm.org.id]
         org_state.vms.remove(vm)
+        org_state.version += 1
         org_state.live -= 1
         self._serial += 1  # the trash purges what it has kept long enough by itself
         heapq.heappush(self._events, (vm.trash.keep_until, self._serial, "purge", vm))
@@ -848,3 +885,16 @@ class SimulatorState:
             "vm_actions": list(self.vm_actions),
             "readings": self.config.readings(),
         }
+
+
+def _has_annotations(
+    have: list[dict[str, str | None]], wanted: list[tuple[str | None, str | None]]
+) -> bool:
+    """Whether ``have`` holds every ``(key, value)`` pair wanted (a None value: the key alone)."""
+    for key, value in wanted:
+        for kv in have:
+            if kv["key"] == key and (value is None or kv["value"] == value):
+                break
+        else:
+            return False
+    return True

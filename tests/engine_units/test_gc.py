@@ -20,7 +20,9 @@ def thresholds() -> Iterator[tuple[int, int, int]]:
         yield (700, 10, 10)
     finally:
         gc.set_threshold(*saved)
-        if not enabled:
+        if enabled:  # a test may have disabled it: the process gets its own state back
+            gc.enable()
+        else:
             gc.disable()
 
 

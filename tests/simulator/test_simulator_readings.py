@@ -404,6 +404,27 @@ async def test_the_list_filter_is_refused(
     assert [v["hostname"] for v in await listed(api)] == ["web-01"]
 
 
+async def test_the_filtered_list_follows_every_change_between_pages(
+    api: Api, clock: FakeClock, state: SimulatorState
+) -> None:
+    """The filtered listing is remembered between pages, but a VM built, re-annotated or
+    trashed since is seen at once."""
+    filtered = {"annotations[][key]": "orchestrator/key"}
+    await build(api, "web-01", annotations=ANNOTATIONS)
+    clock.advance(60)
+    assert [v["hostname"] for v in await listed(api, **filtered)] == ["web-01"]
+    await build(api, "web-02", annotations=[{"key": "orchestrator/key", "value": "web-02"}])
+    clock.advance(60)
+    listed_now = await listed(api, **filtered)
+    assert [v["hostname"] for v in listed_now] == ["web-01", "web-02"]
+    vm = state.vm_by_id(listed_now[0]["id"])
+    assert vm is not None
+    state.update_vm(vm, hostname=None, name=None, description=None, tags=None, annotations=[])
+    assert [v["hostname"] for v in await listed(api, **filtered)] == ["web-02"]
+    state.trash_vm(listed_now[1]["id"])
+    assert await listed(api, **filtered) == []
+
+
 # ----------------------------------------------------------- xml_without_interface
 
 XML_WITH_INTERFACE = (

@@ -293,7 +293,13 @@ class Journal:
     def describe(self, specs: Mapping[str, Mapping[str, str]]) -> None:
         """What each VM's POST asks for (organization, package, disk_template, location),
         by key: recorded with its intent, read back as ``JournalEntry.built_with``."""
-        self._specs = {key: json.dumps(dict(spec), sort_keys=True) for key, spec in specs.items()}
+        # the VMs of a fleet mostly ask for the same: one text for each distinct spec
+        texts: dict[str, str] = {}
+        self._specs = {
+            key: texts.setdefault(text, text)
+            for key, spec in specs.items()
+            for text in (json.dumps(dict(spec), sort_keys=True),)
+        }
 
     async def record_intent(self, key: str, *, attempt: int) -> None:
         """Record that attempt ``attempt`` of ``key``'s POST is about to go out.
