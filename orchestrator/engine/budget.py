@@ -68,6 +68,7 @@ import anyio
 from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._neighbours import Neighbours, WindowShare
 
 __all__ = [
     "BudgetStatistics",
@@ -75,6 +76,7 @@ __all__ = [
     "RateLimitInfoLike",
     "RequestKind",
     "RequestLike",
+    "WindowShare",
 ]
 
 RequestKind = Literal["poll", "submit"]
@@ -82,6 +84,9 @@ RequestKind = Literal["poll", "submit"]
 
 _INF = math.inf
 _EPSILON = 1e-6  # a wake-up this close to its deadline counts as on time
+#: held back by what is left to other clients, before the window phase is known,
+#: the budget still looks at the window once this fraction of it
+_LOOK_EVERY = 0.1
 
 
 class RequestLike(Protocol):
@@ -120,6 +125,16 @@ class BudgetStatistics:
     ``P`` is unknown). ``window_ends_at`` is the latest time the current window
     can end, on the budget's clock (``None`` before the first response).
     ``paused_until`` is set while a 429 pause lasts.
+
+    The neighbour model (other clients of the same token): ``window_requests``
+    is how many of this run's requests the server may have counted in the
+    current window, ``window_others`` what other clients spent in it so far
+    (at least), ``others_expected`` what they are expected to spend in a whole
+    window (None: not learned yet), ``others_reserve`` the slots of the current
+    window left to them now (their expected spend still to come, plus the
+    headroom), ``recent_windows`` the last finished windows (this run's
+    requests and others'), ``budget_share`` the cap on this run's share of each
+    window (None: no cap).
     """
 
     permitted: int | None
@@ -131,6 +146,12 @@ class BudgetStatistics:
     paused_until: float | None
     waiting_polls: int
     waiting_submits: int
+    window_requests: int = 0
+    window_others: int = 0
+    others_expected: int | None = None
+    others_reserve: int = 0
+    recent_windows: tuple[WindowShare, ...] = ()
+    budget_share: float | None = None
 
 
 class _Waiter:
@@ -158,6 +179,14 @@ class _Ticket:
         self.sent_at = sent_at
         self.cover = cover  # uncertain-request counter when sent (see _observe)
         self.probe = probe  # sent as the one probe of an unconfirmed window
+
+
+def _checked_share(share: float | None) -> float | None:
+    if share is None:
+        return None
+    if isinstance(share, bool) or not 0 < share <= 1:
+        raise ValueError(f"budget share must be in (0, 1], not {share!r}")
+    return float(share)
 
 
 def _default_sleep_until(clock: Callable[[], float]) -> Callable[[float], Awaitable[None]]:
@@ -190,6 +219,12 @@ class RateBudget:
     that starts mid-window still uses that window's budget (never at the cost
     of a 429: only the spreading changes).
 
+    ``share`` (in (0, 1]; None, the default, is no cap) caps this run's
+    requests in each window at that fraction of ``P``, whatever others leave;
+    :attr:`budget_share` reads and sets it. Whatever the cap, what other
+    clients of the token are expected to spend is left to them (see the
+    module docstring).
+
     ``poll_reserve`` (default 0) is settable at any time: a submit is only
     granted if, after it, at least that many slots remain in the current
     window's estimate for polls. The engine sets it to the number of polls it
@@ -209,6 +244,7 @@ class RateBudget:
         "_in_flight",
         "_margin",
         "_min_remaining",
+        "_neighbours",
         "_pace_end",
         "_paused_until",
         "_permitted",
@@ -224,6 +260,7 @@ class RateBudget:
         "_safety",
         "_sent",
         "_seq",
+        "_share",
         "_sleep_until",
         "_submits",
         "_tat",
@@ -244,6 +281,7 @@ class RateBudget:
         clock: Callable[[], float] = loop_time,
         sleep_until: Callable[[float], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] | None = None,
+        share: float | None = None,
     ) -> None:
         if not window_seconds > 0:
             raise ValueError("window_seconds must be positive")
@@ -264,6 +302,8 @@ class RateBudget:
         self._sleep_until = sleep_until or _default_sleep_until(clock)
         self._wall_clock = wall_clock
         self._poll_reserve = 0
+        self._share = _checked_share(share)
+        self._neighbours = Neighbours(self._window)
 
         # --- the server window as we believe it -------------------------------
         self._gen = 0  # bumped at every (detected or assumed) window reset
@@ -309,6 +349,29 @@ class RateBudget:
             raise ValueError("poll_reserve must not be negative")
         self._poll_reserve = value
         self._kick()
+
+    @property
+    def budget_share(self) -> float | None:
+        """The cap on this run's share of each window's budget (None: no cap)."""
+        return self._share
+
+    @budget_share.setter
+    def budget_share(self, value: float | None) -> None:
+        self._share = _checked_share(value)
+        self._kick()
+
+    @property
+    def usable_per_window(self) -> int | None:
+        """What a whole window leaves this run: ``P`` less what other clients are
+        expected to spend (and the headroom left them), within ``budget_share``
+        (None while ``P`` is unknown)."""
+        permitted = self._permitted
+        if permitted is None:
+            return None
+        usable = self._neighbours.per_window(permitted)
+        if self._share is not None:
+            usable = min(usable, self._share_cap(permitted))
+        return usable
 
     @property
     def window_seconds(self) -> float:
@@ -398,6 +461,7 @@ class RateBudget:
         """A snapshot of the budget's state."""
         now = self._clock()
         self._advance(now)
+        neighbours = self._neighbours
         return BudgetStatistics(
             permitted=self._permitted,
             remaining_estimate=self._estimate(),
@@ -408,6 +472,12 @@ class RateBudget:
             paused_until=self._paused_until if self._paused_until > now else None,
             waiting_polls=len(self._polls),
             waiting_submits=len(self._submits),
+            window_requests=neighbours.ours,
+            window_others=neighbours.others,
+            others_expected=neighbours.expected,
+            others_reserve=neighbours.reserve(self._window_end),
+            recent_windows=neighbours.recent,
+            budget_share=self._share,
         )
 
     def __repr__(self) -> str:
@@ -515,10 +585,23 @@ class RateBudget:
         else:
             estimate = self._estimate()
             assert estimate is not None
-        available = estimate - self._margin_slots()
+        available = self._available(estimate, now)
         # A submit must leave poll_reserve slots behind it for polls.
         needed = 1 + (self._poll_reserve if kind == "submit" else 0)
         if available < needed:
+            if (
+                not self._phase_learned
+                and self._confirmed
+                and self._in_flight == 0
+                and estimate - self._margin_slots() >= needed
+            ):
+                # Held back only by what is left to others, while the window's
+                # edges are unknown: look now and then (once a tenth of a
+                # window), so that the window's reset is seen when it comes.
+                seen = self._neighbours.last_seen
+                look = now if seen is None else seen + _LOOK_EVERY * self._window
+                if look < self._rollover_at:
+                    return max(now, look)
             return self._rollover_at  # until a response frees a slot, or the window ends
         if not self._confirmed:
             return now  # the probe is not paced
@@ -526,6 +609,27 @@ class RateBudget:
         # interval, recomputed at each grant), with a tolerance of burst - 1
         # intervals so that short bursts go at once.
         return max(now, self._tat - (self._burst - 1) * self._gap)
+
+    def _available(self, estimate: int, now: float) -> int:
+        # What this run may still send in the window: the estimate less the
+        # safety slots, less what other clients are expected to spend in it (and
+        # the headroom left them), within the share's cap. Whatever others
+        # take, one request per window still goes, so the run never stalls.
+        available = estimate - self._margin_slots()
+        neighbours = self._neighbours
+        reserve = neighbours.reserve(self._window_end)
+        if reserve > 0:
+            mine = available - reserve
+            if neighbours.sent_in_window == 0:
+                mine = max(mine, min(1, available))
+            available = mine
+        if self._share is not None and self._permitted is not None:
+            available = min(available, self._share_cap(self._permitted) - neighbours.ours)
+        return available
+
+    def _share_cap(self, permitted: int) -> int:
+        assert self._share is not None
+        return max(1, math.floor(self._share * permitted + 1e-9))
 
     def _margin_slots(self) -> int:
         # The safety slots, but never all of P: a budget that can send nothing
@@ -546,10 +650,11 @@ class RateBudget:
             self._probes += 1
         elif (estimate := self._estimate()) is not None:
             # Advance the theoretical arrival time by this request's interval.
-            self._gap = self._interval(now, estimate - self._margin_slots())
+            self._gap = self._interval(now, self._available(estimate, now))
             self._tat = max(self._tat, now) + self._gap
         self._in_flight += 1
         self._sent += 1
+        self._neighbours.sent()
         return _Ticket(self._gen, floor, now, self._charge_seq, probe)
 
     def _pop_ticket(self, request: RequestLike | None) -> _Ticket | None:
@@ -573,10 +678,12 @@ class RateBudget:
                 self._reset_detected(ticket, remaining, now)
             else:
                 self._observe(ticket, remaining, now)
+            self._observe_others(remaining, now)
         elif reset_since_sent:
             # Sent before the latest reset we know of and processed after one:
             # it describes the current window.
             self._observe(ticket, remaining, now)
+            self._observe_others(remaining, now)
         else:
             # Sent before the latest reset, processed before or after it: we
             # cannot tell. If its Remaining is not below this window's minimum it
@@ -586,6 +693,21 @@ class RateBudget:
             base = self._permitted if self._min_remaining is None else self._min_remaining
             if base is None or remaining < base:
                 self._charge_seq += 1
+
+    def _observe_others(self, remaining: int, now: float) -> None:
+        # What the server counted in this window beyond this run's requests.
+        if self._permitted is not None:
+            self._neighbours.observed(self._permitted, remaining, now)
+
+    def _end_window(self, in_flight: int) -> None:
+        # Before the window's state is forgotten: what others spent in it.
+        end = self._window_end
+        self._neighbours.new_window(
+            started=None if end is None else end - self._window,
+            min_remaining=self._min_remaining,
+            permitted=self._permitted,
+            in_flight=in_flight,
+        )
 
     def _observe(self, ticket: _Ticket, remaining: int, now: float) -> None:
         if self._min_remaining is None or remaining < self._min_remaining:
@@ -635,6 +757,8 @@ class RateBudget:
             if answered_at <= ticket.sent_at:
                 break
             doubtful += seen < remaining
+        # this request and every one still in flight may be counted in the new window
+        self._end_window(self._in_flight + 1)
         self._gen += 1
         self._confirmed = True
         self._probes = 0
@@ -685,6 +809,7 @@ class RateBudget:
         # the server has reset. The next request is a probe that confirms it.
         if now < self._rollover_at:
             return
+        self._end_window(self._in_flight)
         self._gen += 1
         self._confirmed = False
         self._probes = 0
@@ -702,6 +827,7 @@ class RateBudget:
             # "retry at once" (0, a date in the past) after a refusal says nothing
             # about the window; nonsense says nothing either: pace to the window
             retry_after = None
+        self._neighbours.refused(current=ticket.gen == self._gen)
         if ticket.gen == self._gen or not self._confirmed:
             self._observe(ticket, 0, now)
             if retry_after is None:
