@@ -78,6 +78,11 @@ class Sizes:
     #: shared-org: new VMs, and the other VMs the organization holds
     shared_n: int = 1000
     shared_others: int = 10_000
+    #: shared-budget: N, the steady neighbour's shares, the bursty one's, runs per case
+    budget_n: int = 1000
+    budget_shares: tuple[float, ...] = (0.4, 0.6, 0.8)
+    budget_bursty: float = 0.5
+    budget_repeats: int = 2
 
 
 #: the real benchmark: 60 s windows last 1 s, so the rate-bound lower bound is ~21 s
@@ -119,6 +124,9 @@ QUICK = Sizes(
     real_repeats=1,
     shared_n=30,
     shared_others=500,
+    budget_n=60,
+    budget_shares=(0.6,),
+    budget_repeats=1,
 )
 
 

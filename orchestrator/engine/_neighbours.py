@@ -13,13 +13,14 @@ pure arithmetic on what the budget tells it (no clock, no I/O):
   counted). So ``Permitted - Remaining - ours`` is a lower bound of what
   others spent; ``others`` is the highest such bound of the window.
 * **What they will spend.** When a window ends, its ``others`` (extrapolated
-  to the whole window when this run stopped looking before its end: a steady
-  neighbour keeps spending) goes into a short history. Others are expected to
+  to the whole window when this run stopped looking well before its end and
+  knows where the window began: a steady neighbour keeps spending) goes into
+  a short history. Others are expected to
   spend, in the current window, what they spent in the busiest of the last
   :data:`HISTORY` windows; what of it they have not spent yet is left to
   them. A neighbour that spends more than that this window (or any neighbour
-  before there is history) is followed by its rate: what it spent since this
-  window's first look, per second, times the seconds left.
+  before there is history) is followed by its recent rate: what it spent over
+  the last tenth of a window, per second, times the seconds left.
 * **Headroom.** On top of that, :meth:`Neighbours.reserve` leaves a margin in
   proportion to what others spend (:data:`HEADROOM` of it) and to how much
   their spend varies from window to window (a quarter of the spread of the
@@ -49,10 +50,12 @@ HEADROOM = 0.02
 BOOST_MAX = 16.0
 _BOOST_GROWTH = 2.0
 _BOOST_DECAY = 0.75
-#: a window observed for less than this fraction of its length teaches nothing
+#: a window observed for less than this fraction of its length teaches nothing;
+#: one observed for less than the second is extrapolated to its end
 _MIN_COVERAGE = 0.5
-#: others' rate is measured over at least this fraction of a window
-_TREND_SPAN = 0.05
+_FULL_COVERAGE = 1.0
+#: others' recent rate is measured over about this fraction of a window
+_TREND_SPAN = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +79,11 @@ class Neighbours:
 
     __slots__ = (
         "_boost",
-        "_first",
         "_history",
         "_last_seen",
         "_limited",
         "_recent",
+        "_samples",
         "_window",
         "others",
         "ours",
@@ -95,7 +98,8 @@ class Neighbours:
         self.sent_in_window = 0
         #: others' requests in the current window so far, at least
         self.others = 0
-        self._first: tuple[float, int] | None = None  # (time, others) at the first look
+        # (time, others) looks at the window, a few per trend span, for others' rate
+        self._samples: deque[tuple[float, int]] = deque()
         self._last_seen: float | None = None  # the latest look at this window
         self._limited = False  # this run got a 429 in the window
         self._history: deque[int] = deque(maxlen=HISTORY)
@@ -120,9 +124,12 @@ class Neighbours:
         others = permitted - remaining - self.ours
         if others > self.others:
             self.others = others
-        if self._first is None:
-            self._first = (now, self.others)
         self._last_seen = now
+        samples, span = self._samples, _TREND_SPAN * self._window
+        if not samples or now - samples[-1][0] >= span / 4:
+            samples.append((now, self.others))
+            while len(samples) > 2 and samples[1][0] <= now - span:
+                samples.popleft()
 
     def new_window(
         self,
@@ -132,13 +139,25 @@ class Neighbours:
         permitted: int | None,
         in_flight: int,
     ) -> None:
-        """The current window ended (it began at ``started``, on the budget's clock, when
-        known); ``in_flight`` requests of this run may be counted in the next one."""
+        """The current window ended; ``in_flight`` requests of this run may be counted in
+        the next one.
+
+        ``started`` is when the window began, on the budget's clock, when the
+        window phase is known (None otherwise): what others spent after this
+        run's last look is then extrapolated at their rate in the window. A
+        window whose start is not known is taken as seen (a window joined late
+        was looked at after most of it had been spent).
+        """
         seen = self._last_seen
-        if seen is not None and started is not None:
-            coverage = min(1.0, (seen - started) / self._window)
-            if coverage >= _MIN_COVERAGE:
-                total = max(self.others, math.ceil(self.others / coverage))
+        if seen is not None:
+            total: int | None = self.others
+            if started is not None:
+                coverage = min(1.0, (seen - started) / self._window)
+                if coverage < _MIN_COVERAGE:
+                    total = None  # looked at too briefly to say
+                elif coverage < _FULL_COVERAGE:
+                    total = max(self.others, math.ceil(self.others / coverage))
+            if total is not None:
                 self._history.append(total)
                 self._recent.append(WindowShare(max(0, self.ours), total))
         if permitted is not None and seen is not None:
@@ -150,7 +169,7 @@ class Neighbours:
         self.ours = in_flight
         self.sent_in_window = 0
         self.others = 0
-        self._first = None
+        self._samples.clear()
         self._last_seen = None
         self._limited = False
 
@@ -198,12 +217,13 @@ class Neighbours:
         expected = self.expected
         so_far = self.others
         future = 0.0 if expected is None else float(max(0, expected - so_far))
-        first, last = self._first, self._last_seen
-        if first is not None and last is not None and (expected is None or so_far > expected):
-            # no history, or more than it says: follow their rate in this window
-            span = last - first[0]
-            if span >= _TREND_SPAN * self._window and window_end is not None:
-                rate = (so_far - first[1]) / span
+        last, samples = self._last_seen, self._samples
+        beyond = expected is None or so_far > expected + self.headroom(expected)
+        if beyond and last is not None and samples and window_end is not None:
+            # no history, or more than it says: follow their recent rate
+            since, then = samples[0]
+            if last - since >= _TREND_SPAN * self._window:
+                rate = (so_far - then) / (last - since)
                 future = max(future, rate * max(0.0, window_end - last))
         basis = max(float(expected or 0), so_far + future)
         return math.ceil(future) + self.headroom(basis)

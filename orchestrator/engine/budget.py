@@ -86,7 +86,7 @@ _INF = math.inf
 _EPSILON = 1e-6  # a wake-up this close to its deadline counts as on time
 #: held back by what is left to other clients, before the window phase is known,
 #: the budget still looks at the window once this fraction of it
-_LOOK_EVERY = 0.1
+_LOOK_EVERY = 0.05
 
 
 class RequestLike(Protocol):
@@ -590,14 +590,14 @@ class RateBudget:
         needed = 1 + (self._poll_reserve if kind == "submit" else 0)
         if available < needed:
             if (
-                not self._phase_learned
+                not self._phase_known()
                 and self._confirmed
                 and self._in_flight == 0
                 and estimate - self._margin_slots() >= needed
             ):
                 # Held back only by what is left to others, while the window's
-                # edges are unknown: look now and then (once a tenth of a
-                # window), so that the window's reset is seen when it comes.
+                # edges are not known well: look now and then (once every
+                # _LOOK_EVERY of a window), so that its reset is seen when it comes.
                 seen = self._neighbours.last_seen
                 look = now if seen is None else seen + _LOOK_EVERY * self._window
                 if look < self._rollover_at:
@@ -703,7 +703,7 @@ class RateBudget:
         # Before the window's state is forgotten: what others spent in it.
         end = self._window_end
         self._neighbours.new_window(
-            started=None if end is None else end - self._window,
+            started=end - self._window if end is not None and self._phase_known() else None,
             min_remaining=self._min_remaining,
             permitted=self._permitted,
             in_flight=in_flight,
@@ -746,6 +746,10 @@ class RateBudget:
         # request counted in the old window (each was processed before it).
         # Only the upper bound is relied upon: the lower one is spoilt if a
         # response was counted in the old window by mistake (see below).
+        # (What others spent in the old window is taken before the phase is
+        # narrowed: the old window's start is what was believed until now.)
+        # This request and every one still in flight may be counted in the new one.
+        self._end_window(self._in_flight + 1)
         self._learn_phase(self._gen_lo, now)
         # A response counted in the old window because its Remaining was below
         # the floor may in fact come from the new one, processed after this
@@ -757,8 +761,6 @@ class RateBudget:
             if answered_at <= ticket.sent_at:
                 break
             doubtful += seen < remaining
-        # this request and every one still in flight may be counted in the new window
-        self._end_window(self._in_flight + 1)
         self._gen += 1
         self._confirmed = True
         self._probes = 0
@@ -769,6 +771,10 @@ class RateBudget:
         self._charge_seq += doubtful
         self._tat = now
         self._set_window(now)
+
+    def _phase_known(self) -> bool:
+        # where the windows start is known to within a tenth of a window
+        return self._phase_learned and self._phase_hi - self._phase_lo <= self._window / 10
 
     def _learn_phase(self, lo: float, hi: float) -> None:
         # Narrow the boundary interval by intersecting it with the previous
