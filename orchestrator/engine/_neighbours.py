@@ -13,9 +13,10 @@ pure arithmetic on what the budget tells it (no clock, no I/O):
   counted). So ``Permitted - Remaining - ours`` is a lower bound of what
   others spent; ``others`` is the highest such bound of the window.
 * **What they will spend.** When a window ends, its ``others`` (extrapolated
-  to the whole window when this run stopped looking well before its end and
-  knows where the window began: a steady neighbour keeps spending) goes into
-  a short history. Others are expected to
+  to the whole window when this run knows where the window began: a steady
+  neighbour keeps spending after the last look) goes into a short history; a
+  window looked at for less than half of it only when it shows more than
+  expected. Others are expected to
   spend, in the current window, what they spent in the busiest of the last
   :data:`HISTORY` windows; what of it they have not spent yet is left to
   them. A neighbour that spends more than that this window (or any neighbour
@@ -23,8 +24,8 @@ pure arithmetic on what the budget tells it (no clock, no I/O):
   the last tenth of a window, per second, times the seconds left.
 * **Headroom.** On top of that, :meth:`Neighbours.reserve` leaves a margin in
   proportion to what others spend (:data:`HEADROOM` of it) and to how much
-  their spend varies from window to window (a quarter of the spread of the
-  history), times an adaptive factor: it doubles after a window that ran dry
+  their spend varies from window to window (half of how far the busiest
+  window of the history rose above its median), times an adaptive factor: it doubles after a window that ran dry
   (``Remaining`` fell to :meth:`dry_level` or below) while others were
   spending, or in which this run got a 429, and decays back towards 1 over
   windows that went well. When others' requests would be refused, this run is
@@ -153,10 +154,14 @@ class Neighbours:
             total: int | None = self.others
             if started is not None:
                 coverage = min(1.0, (seen - started) / self._window)
-                if coverage < _MIN_COVERAGE:
-                    total = None  # looked at too briefly to say
-                elif coverage < _FULL_COVERAGE:
+                if coverage >= _FULL_COVERAGE:
+                    pass
+                elif coverage >= _MIN_COVERAGE:
                     total = max(self.others, math.ceil(self.others / coverage))
+                elif self.others <= (self.expected or 0):
+                    # seen too briefly to say how much; only more than was expected
+                    # teaches something: at least that much (a burst at its start)
+                    total = None
             if total is not None:
                 self._history.append(total)
                 self._recent.append(WindowShare(max(0, self.ours), total))
@@ -200,13 +205,22 @@ class Neighbours:
         if basis <= 0:
             return 0
         history = self._history
-        spread = max(history) - min(history) if len(history) > 1 else 0
-        return math.ceil(self._boost * (HEADROOM * basis + spread / 4))
+        # how far the busiest window rose above the typical one (the median: a
+        # neighbour that just came or went is not mistaken for a variable one)
+        spread = max(history) - sorted(history)[len(history) // 2] if history else 0
+        return math.ceil(self._boost * (HEADROOM * basis + spread / 2))
 
     @property
     def last_seen(self) -> float | None:
         """When the current window was last looked at (an answer counted in it)."""
         return self._last_seen
+
+    @property
+    def beyond_history(self) -> bool:
+        """Whether others are followed by their rate in this window, not by the history
+        (there is none yet, or they spent more than it says)."""
+        expected = self.expected
+        return expected is None or self.others > expected + self.headroom(expected)
 
     def reserve(self, window_end: float | None) -> int:
         """Slots of the current window's remaining budget to leave to others.
@@ -218,8 +232,7 @@ class Neighbours:
         so_far = self.others
         future = 0.0 if expected is None else float(max(0, expected - so_far))
         last, samples = self._last_seen, self._samples
-        beyond = expected is None or so_far > expected + self.headroom(expected)
-        if beyond and last is not None and samples and window_end is not None:
+        if self.beyond_history and last is not None and samples and window_end is not None:
             # no history, or more than it says: follow their recent rate
             since, then = samples[0]
             if last - since >= _TREND_SPAN * self._window:

@@ -590,14 +590,15 @@ class RateBudget:
         needed = 1 + (self._poll_reserve if kind == "submit" else 0)
         if available < needed:
             if (
-                not self._phase_known()
+                (not self._phase_known() or self._neighbours.beyond_history)
                 and self._confirmed
                 and self._in_flight == 0
                 and estimate - self._margin_slots() >= needed
             ):
                 # Held back only by what is left to others, while the window's
-                # edges are not known well: look now and then (once every
-                # _LOOK_EVERY of a window), so that its reset is seen when it comes.
+                # edges are not known well or others are followed by a rate
+                # (an extrapolation): look now and then (once every _LOOK_EVERY
+                # of a window), so that a reset, or the rate's end, is seen.
                 seen = self._neighbours.last_seen
                 look = now if seen is None else seen + _LOOK_EVERY * self._window
                 if look < self._rollover_at:
@@ -638,7 +639,15 @@ class RateBudget:
         return min(self._safety, permitted - 1)
 
     def _interval(self, now: float, available: int) -> float:
-        time_left = self._pace_end - now
+        end = self._pace_end
+        neighbours = self._neighbours
+        if neighbours.others > 0 and neighbours.expected is None and self._window_end is not None:
+            # Another client spends this window and nothing is known of it yet:
+            # spread over the longest the window may last (not a guessed
+            # boundary), so that its rate is learned before this run's share is
+            # spent.
+            end = self._window_end
+        time_left = end - now
         if time_left <= 0 or available <= 0:
             return 0.0  # in the margin after the window's end: nothing left to spread
         return time_left / available

@@ -89,11 +89,15 @@ def test_a_window_seen_only_in_part_is_extrapolated_when_its_start_is_known() ->
     assert model.expected == 400
 
 
-def test_a_window_seen_too_briefly_teaches_nothing() -> None:
-    """Seen only in its first third: no guess at the whole window."""
+def test_a_window_seen_too_briefly_teaches_only_more_than_expected() -> None:
+    """Seen only in its first third: no guess at the whole window, but what was seen
+    when it is more than expected (a burst at the window's start)."""
     model = Neighbours(W)
-    window(model, others=100, start=0.0, seen_at=20.0)
-    assert model.expected is None
+    window(model, others=0, start=0.0)
+    window(model, others=100, start=W, seen_at=W + 20)
+    assert model.expected == 100
+    window(model, others=50, start=2 * W, seen_at=2 * W + 20)
+    assert [w.others for w in model.recent] == [0, 100]
 
 
 def test_a_window_of_unknown_start_is_taken_as_seen() -> None:
@@ -104,14 +108,18 @@ def test_a_window_of_unknown_start_is_taken_as_seen() -> None:
 
 
 def test_the_headroom_grows_with_how_much_others_spend_vary() -> None:
-    """A quarter of the spread of the history's windows comes on top."""
-    steady, varying = Neighbours(W), Neighbours(W)
+    """Half of how far the busiest window rose above the median comes on top; a neighbour
+    that just came is not taken for a variable one."""
+    steady, varying, arrived = Neighbours(W), Neighbours(W), Neighbours(W)
     for k, others in enumerate((500, 500, 500)):
         window(steady, others=others, start=k * W)
     for k, others in enumerate((300, 500, 420)):
         window(varying, others=others, start=k * W)
+    for k, others in enumerate((0, 500, 500)):
+        window(arrived, others=others, start=k * W)
     assert steady.headroom(500) == 10
-    assert varying.headroom(500) == 10 + 50
+    assert varying.headroom(500) == 10 + 40
+    assert arrived.headroom(500) == 10
 
 
 def test_a_dry_window_with_others_spending_doubles_the_headroom() -> None:
