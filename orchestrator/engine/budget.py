@@ -711,8 +711,12 @@ class RateBudget:
     def _end_window(self, in_flight: int) -> None:
         # Before the window's state is forgotten: what others spent in it.
         end = self._window_end
+        started = None
+        if end is not None and self._phase_known():
+            # the window began W before its end, which lies in (lo, hi]: its middle
+            started = end - self._window - (self._phase_hi - self._phase_lo) / 2
         self._neighbours.new_window(
-            started=end - self._window if end is not None and self._phase_known() else None,
+            started=started,
             min_remaining=self._min_remaining,
             permitted=self._permitted,
             in_flight=in_flight,
