@@ -25,10 +25,10 @@ pure arithmetic on what the budget tells it (no clock, no I/O):
 * **Headroom.** On top of that, :meth:`Neighbours.reserve` leaves a margin in
   proportion to what others spend (:data:`HEADROOM` of it) and to how much
   their spend varies from window to window (half of how far the busiest
-  window of the history rose above its median), times an adaptive factor: it doubles after a window that ran dry
-  (``Remaining`` fell to :meth:`dry_level` or below) while others were
-  spending, or in which this run got a 429, and decays back towards 1 over
-  windows that went well. When others' requests would be refused, this run is
+  window of the history rose above its median), times an adaptive factor:
+  it doubles after a window that ran dry (``Remaining`` fell to
+  :meth:`dry_level` or below) while others were spending, or in which this
+  run got a 429, and decays back towards 1 over windows that went well. When others' requests would be refused, this run is
   the one that slows down.
 
 With nobody else on the token, ``others`` stays at zero and the reserve too:

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import anyio
@@ -35,16 +35,19 @@ _PERMITTED = 60
 
 @dataclass
 class _Neighbour:
+    per_window: int
     sent: int = 0
     refused: int = 0
+    #: set once a window's worth was sent: the neighbour was there first
+    settled: anyio.Event = field(default_factory=anyio.Event)
 
 
 @asynccontextmanager
 async def neighbour(sim: RunningSimulator, share: float) -> AsyncIterator[_Neighbour]:
     """Another client of the token: ``share`` of every window as evenly spaced GETs."""
-    counts = _Neighbour()
+    counts = _Neighbour(per_window=round(share * _PERMITTED))
     window = sim.config.window_seconds / _SCALE
-    gap = window / (share * _PERMITTED)
+    gap = window / counts.per_window
     headers = {"Authorization": f"Bearer {sim.config.token}"}
 
     async def get(session: aiohttp.ClientSession) -> None:
@@ -52,6 +55,8 @@ async def neighbour(sim: RunningSimulator, share: float) -> AsyncIterator[_Neigh
         async with session.get(sim.url + "zones") as resp:
             await resp.read()
             counts.refused += resp.status == 429
+        if counts.sent >= counts.per_window:
+            counts.settled.set()
 
     async def spend(session: aiohttp.ClientSession) -> None:
         async with anyio.create_task_group() as tg:
@@ -81,6 +86,7 @@ async def test_a_run_leaves_another_client_of_the_token_what_it_spends() -> None
     async with run_simulator(_config()) as sim:
         settings = simulated_settings(load_settings(environ={}), sim.url, sim.config.token, _SCALE)
         async with neighbour(sim, 0.5) as other, Orchestrator(settings) as orch:
+            await other.settled.wait()
             report = await orch.run(requests)
             stats = orch.budget_statistics()
         assert_exactly_once(report, requests, sim)
@@ -108,7 +114,8 @@ async def test_a_budget_share_caps_the_run_whatever_is_left() -> None:
     async with run_simulator(_config()) as sim:
         base = load_settings(environ={}, overrides={"engine.budget_share": 0.25})
         settings = simulated_settings(base, sim.url, sim.config.token, _SCALE)
-        async with neighbour(sim, 0.25), Orchestrator(settings) as orch:
+        async with neighbour(sim, 0.25) as other, Orchestrator(settings) as orch:
+            await other.settled.wait()
             report = await orch.run(requests)
             stats = orch.budget_statistics()
         assert_exactly_once(report, requests, sim)
