@@ -28,8 +28,9 @@ pure arithmetic on what the budget tells it (no clock, no I/O):
   window of the history rose above its median), times an adaptive factor:
   it doubles after a window that ran dry (``Remaining`` fell to
   :meth:`dry_level` or below) while others were spending, or in which this
-  run got a 429, and decays back towards 1 over windows that went well. When others' requests would be refused, this run is
-  the one that slows down.
+  run got a 429, and decays back towards 1 over windows that went well.
+  When others' requests would be refused, this run is the one that slows
+  down.
 
 With nobody else on the token, ``others`` stays at zero and the reserve too:
 the run spends the whole budget as before.

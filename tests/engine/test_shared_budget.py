@@ -73,9 +73,7 @@ async def neighbour(sim: RunningSimulator, share: float) -> AsyncIterator[_Neigh
 
 
 def _config() -> SimulatorConfig:
-    return dataclasses.replace(
-        SimulatorConfig(time_scale=_SCALE, seed=11), rate_limit=_PERMITTED
-    )
+    return dataclasses.replace(SimulatorConfig(time_scale=_SCALE, seed=11), rate_limit=_PERMITTED)
 
 
 async def test_a_run_leaves_another_client_of_the_token_what_it_spends() -> None:
