@@ -70,6 +70,8 @@ class _Figures:
     neighbour_refused: int
     others_seen: list[int]
     ours_per_window: list[int]
+    #: duplicates, lost VMs, report rows (``_accounting``)
+    accounting: dict[str, int]
 
     @property
     def ratio(self) -> float:
@@ -135,6 +137,7 @@ async def _one(case: _Case, n: int, scale: float, workdir: Path, seed: int) -> _
         neighbour_refused=neighbour.refused,
         others_seen=[w.others for w in windows if w.others is not None],
         ours_per_window=[w.requests for w in windows],
+        accounting=acc,
     )
 
 
@@ -193,6 +196,8 @@ async def shared_budget(ctx: Context) -> ScenarioResult:
                     "neighbour_refused": f.neighbour_refused,
                     "others_per_window": f.others_seen,
                     "ours_per_window": f.ours_per_window,
+                    "n": n,
+                    **f.accounting,
                 }
             )
         if not figures:

@@ -81,11 +81,13 @@ class Neighbours:
 
     __slots__ = (
         "_boost",
+        "_expected",
         "_history",
         "_last_seen",
         "_limited",
         "_recent",
         "_samples",
+        "_spread",
         "_window",
         "others",
         "ours",
@@ -105,6 +107,11 @@ class Neighbours:
         self._last_seen: float | None = None  # the latest look at this window
         self._limited = False  # this run got a 429 in the window
         self._history: deque[int] = deque(maxlen=HISTORY)
+        # of the history, kept as it changes: its busiest window, and how far that
+        # rose above the median (a neighbour that just came or went is not
+        # mistaken for a variable one)
+        self._expected: int | None = None
+        self._spread = 0
         self._recent: deque[WindowShare] = deque(maxlen=HISTORY)
         self._boost = 1.0
 
@@ -164,7 +171,10 @@ class Neighbours:
                     # teaches something: at least that much (a burst at its start)
                     total = None
             if total is not None:
-                self._history.append(total)
+                history = self._history
+                history.append(total)
+                self._expected = max(history)
+                self._spread = self._expected - sorted(history)[len(history) // 2]
                 self._recent.append(WindowShare(max(0, self.ours), total))
         if permitted is not None and seen is not None:
             dry = min_remaining is not None and min_remaining <= self.dry_level(permitted)
@@ -189,7 +199,7 @@ class Neighbours:
     @property
     def expected(self) -> int | None:
         """What others are expected to spend in a whole window (None: no history yet)."""
-        return max(self._history) if self._history else None
+        return self._expected
 
     @property
     def boost(self) -> float:
@@ -205,11 +215,7 @@ class Neighbours:
         """The margin left beyond what others are expected to spend (``basis`` a window)."""
         if basis <= 0:
             return 0
-        history = self._history
-        # how far the busiest window rose above the typical one (the median: a
-        # neighbour that just came or went is not mistaken for a variable one)
-        spread = max(history) - sorted(history)[len(history) // 2] if history else 0
-        return math.ceil(self._boost * (HEADROOM * basis + spread / 2))
+        return math.ceil(self._boost * (HEADROOM * basis + self._spread / 2))
 
     @property
     def last_seen(self) -> float | None:
@@ -229,8 +235,10 @@ class Neighbours:
         Everything is reckoned from the last look at the window: what others
         spent since then is not in the budget's estimate either.
         """
-        expected = self.expected
+        expected = self._expected
         so_far = self.others
+        if not so_far and not expected:
+            return 0  # nobody else on the token (the common case: kept cheap)
         future = 0.0 if expected is None else float(max(0, expected - so_far))
         last, samples = self._last_seen, self._samples
         if self.beyond_history and last is not None and samples and window_end is not None:

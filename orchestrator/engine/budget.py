@@ -49,6 +49,38 @@ The model, in short (details next to the arithmetic below):
   ``Retry-After``, when the server sends one); then a probe goes first and the
   rest are paced, so there is no storm.
 
+* **Neighbours.** The budget is the token's, not the run's: Terraform, the web
+  console and other scripts spend the same ``Remaining``, and a run that took
+  all it saw would take what they were about to use, and their requests would
+  be refused. So the budget learns, per window, what *others* spend (module
+  :mod:`orchestrator.engine._neighbours`, pure arithmetic):
+
+  - what the server counted (``Permitted - Remaining``) less every request of
+    this run it may have counted (sent in the window, or in flight when it
+    began; 429s excluded) is a lower bound of what others spent so far;
+  - at each window's end that figure (extrapolated to the window's end at
+    their rate, when the window's start is known) goes into a history of three
+    windows; others are expected to spend what the busiest of them did;
+  - this run leaves them, in the current window, their expected spend not yet
+    spent, or, when there is no history yet or they spend more than it says,
+    their recent rate times the time left; plus a headroom of 2% of their
+    spend and half of how far their busiest window rose above the median, times
+    a factor that doubles after a window that ran dry (``Remaining`` near zero
+    while others spent) or brought this run a 429, and decays back to 1 after
+    windows that went well. When others would be refused, this run is the one
+    that slows down; with nobody else on the token nothing is left aside.
+
+  One request per window always goes, so the run never stalls. While the
+  window's phase is not known to a tenth of a window, or while others are
+  followed by an extrapolated rate, a run held back by them alone still looks
+  at the window now and then (a request every twentieth of a window), so that
+  a reset or the rate's end is seen. In a window where others spend and
+  nothing is known of them yet, pacing aims at the window's latest end rather
+  than a guessed boundary. ``share`` (``engine.budget_share``) caps the run's
+  requests per window at that fraction of ``P`` on top of all this, for teams
+  that want a hard split. :class:`BudgetStatistics` shows this run's requests
+  and others' in the current window and the last ones.
+
 Waiting is cheap: waiters sit in one FIFO per kind and only the head of the
 line is ever woken (on a timer, or when a response or a setting changes its
 prospects), so an acquire costs O(1) however many wait.
@@ -84,8 +116,9 @@ RequestKind = Literal["poll", "submit"]
 
 _INF = math.inf
 _EPSILON = 1e-6  # a wake-up this close to its deadline counts as on time
-#: held back by what is left to other clients, before the window phase is known,
-#: the budget still looks at the window once this fraction of it
+#: held back by what is left to other clients while the window phase is not well
+#: known, or while others are followed by a rate, the budget still looks at the
+#: window once every this fraction of it
 _LOOK_EVERY = 0.05
 
 

@@ -22,6 +22,7 @@ SCENARIOS = {
     "faults",
     "faults-pessimistic",
     "shared-org",
+    "shared-budget",
 }
 
 
@@ -60,7 +61,12 @@ def test_quick_mode_runs_every_scenario_exactly_once(tmp_path: Path) -> None:
         assert data["lost"] == 0
         assert data["rows"] == data["n"]
         assert data["repeated_rows"] == 0
-    for run in by_name["rate-bound-real"]["runs"]:
+    # beside a neighbour on the same token (steady and bursty): still every VM once
+    budget_runs = by_name["shared-budget"]["runs"]
+    assert {run["bursty"] for run in budget_runs} == {False, True}
+    for run in budget_runs:
+        assert run["neighbour_sent"] > 0
+    for run in [*by_name["rate-bound-real"]["runs"], *budget_runs]:
         assert run["duplicates"] == 0
         assert run["lost"] == 0
         assert run["rows"] == run["n"]
