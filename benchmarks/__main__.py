@@ -52,6 +52,7 @@ Regenerate with `python -m benchmarks` (about {minutes} minutes on 2 cores);
 `python -m benchmarks --quick` is a smoke run. One scenario alone:
 `python -m benchmarks rate-bound-real` (the real API's budget, every case),
 `python -m benchmarks rate-bound-real --build 40 --n 1000` (one case),
+`python -m benchmarks shared-budget` (beside another client of the token),
 `--repeat 3` to run each case three times.
 
 What users feel is how long a bulk run takes, and on the real API the ceiling
