@@ -4,7 +4,7 @@ Options: ``--quick`` (small N, a smoke run in seconds), ``--scenario NAME``
 (repeatable, or the names alone: ``python -m benchmarks rate-bound-real``;
 default every scenario), ``--build SECONDS`` / ``--n N`` (``rate-bound-real``:
 only the cases with that build duration / that N), ``--repeat K`` (run each
-``rate-bound-real`` case K times), ``--output PATH`` (the Markdown file;
+``rate-bound-real`` and ``shared-budget`` case K times), ``--output PATH`` (the Markdown file;
 by default ``docs/benchmarks.md`` and only for a full run of every
 scenario), ``--json PATH`` (every figure as JSON). Exit status 1 when a
 correctness check failed (a duplicate or a lost VM), 0 otherwise: a missed
@@ -30,6 +30,7 @@ from benchmarks._real_budget import rate_bound_real
 from benchmarks._report import machine, render_markdown, render_table
 from benchmarks._results import ScenarioResult
 from benchmarks._scenarios import FULL, QUICK, ROOT, SCENARIOS, Context, ScenarioFn
+from benchmarks._shared_budget import shared_budget
 from benchmarks._shared_org import shared_org
 from benchmarks._state_backends import state_backends
 
@@ -43,6 +44,7 @@ ALL: dict[str, ScenarioFn] = {
     "shared-org": shared_org,
     "destroy": destroy,
     "state-backends": state_backends,
+    "shared-budget": shared_budget,
 }
 
 DEFAULT_OUTPUT = ROOT / "docs" / "benchmarks.md"
@@ -54,6 +56,7 @@ Regenerate with `python -m benchmarks` (about {minutes} minutes on 2 cores);
 `python -m benchmarks --quick` is a smoke run. One scenario alone:
 `python -m benchmarks rate-bound-real` (the real API's budget, every case),
 `python -m benchmarks rate-bound-real --build 40 --n 1000` (one case),
+`python -m benchmarks shared-budget` (beside another client of the token),
 `--repeat 3` to run each case three times.
 
 What users feel is how long a bulk run takes, and on the real API the ceiling
@@ -86,7 +89,7 @@ async def _run(names: list[str], args: argparse.Namespace) -> list[ScenarioResul
     with tempfile.TemporaryDirectory(prefix="orchestrator-bench-") as tmp:
         sizes = QUICK if args.quick else FULL
         if args.repeat is not None:
-            sizes = replace(sizes, real_repeats=args.repeat)
+            sizes = replace(sizes, real_repeats=args.repeat, budget_repeats=args.repeat)
         ctx = Context(sizes=sizes, workdir=Path(tmp), only_build=args.build, only_n=args.n)
         for name in names:
             started = time.monotonic()
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "--build", type=float, help="rate-bound-real: only the cases with builds of SECONDS"
     )
     parser.add_argument("--n", type=int, help="rate-bound-real: only the cases with N VMs")
-    parser.add_argument("--repeat", type=int, help="rate-bound-real: runs per case")
+    parser.add_argument("--repeat", type=int, help="rate-bound-real, shared-budget: runs per case")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write every figure as JSON here")
     args = parser.parse_args(argv)

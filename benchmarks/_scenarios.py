@@ -85,6 +85,11 @@ class Sizes:
     #: destroy: started VMs of the fleet, and another fleet's VMs beside them
     destroy_n: int = 1000
     destroy_others: int = 1000
+    #: shared-budget: N, the steady neighbour's shares, the bursty one's, runs per case
+    budget_n: int = 1000
+    budget_shares: tuple[float, ...] = (0.4, 0.6, 0.8)
+    budget_bursty: float = 0.5
+    budget_repeats: int = 2
 
 
 #: the real benchmark: 60 s windows last 1 s, so the rate-bound lower bound is ~21 s
@@ -130,6 +135,9 @@ QUICK = Sizes(
     shared_others=500,
     destroy_n=30,
     destroy_others=50,
+    budget_n=60,
+    budget_shares=(0.6,),
+    budget_repeats=1,
 )
 
 

@@ -161,6 +161,7 @@ COVERED = {
     "python -m benchmarks rate-bound-real": "test_benchmark_commands",
     "python -m benchmarks rate-bound-real --build 40 --n 1000": "test_benchmark_commands",
     "python -m benchmarks destroy": "test_benchmark_commands",
+    "python -m benchmarks shared-budget": "test_benchmark_commands",
     "eval '$(orchestrator completion bash)'": "test_shell_completion",
     "orchestrator run --simulate specs/example.toml --html run.html": "test_html_block",
     "orchestrator report html report.json -o run.html": "test_html_block",
@@ -407,7 +408,15 @@ def test_benchmark_commands() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    for option in ("--quick", "rate-bound-real", "destroy", "--build", "--n N", "--repeat"):
+    for option in (
+        "--quick",
+        "rate-bound-real",
+        "destroy",
+        "shared-budget",
+        "--build",
+        "--n N",
+        "--repeat",
+    ):
         assert option in result.stdout
 
 

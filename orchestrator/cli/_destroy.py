@@ -220,6 +220,12 @@ class _Destroy:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the report as one self-contained HTML page. Env: ORCHESTRATOR_HTML.",
 )
+@click.option(
+    "--budget-share",
+    metavar="FRACTION",
+    help="Use at most this share of the token's rate budget per window, e.g. 0.5 or 50% "
+    "(default: no cap). Env: ORCHESTRATOR_BUDGET_SHARE.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @_fleet_option
 @click.option("--no-progress", is_flag=True, help="No progress display.")
@@ -238,6 +244,7 @@ def destroy(
     state: str | None,
     purge: bool,
     html: Path | None,
+    budget_share: str | None,
     yes: bool,
     fleet: str | None,
     no_progress: bool,
@@ -266,6 +273,7 @@ def destroy(
             "output.state": state,
             "output.progress": False if no_progress else None,
             "output.html": html,
+            "engine.budget_share": budget_share,
         },
     )
     loaded = _load_spec(spec, settings, fleet)

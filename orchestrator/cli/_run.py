@@ -114,6 +114,13 @@ _RUN_EPILOG = (
     "from the rate budget and the build times it measures). Env: ORCHESTRATOR_MAX_IN_FLIGHT.",
 )
 @click.option(
+    "--budget-share",
+    metavar="FRACTION",
+    help="Use at most this share of the token's rate budget per window, e.g. 0.5 or 50% "
+    "(default: no cap; what other clients of the token spend is left to them anyway). "
+    "Env: ORCHESTRATOR_BUDGET_SHARE.",
+)
+@click.option(
     "--retry-failed",
     metavar="REPORT",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -198,6 +205,7 @@ def run(
     no_journal: bool,
     journal_rebind: bool,
     max_in_flight: int | None,
+    budget_share: str | None,
     retry_failed: Path | None,
     no_progress: bool,
     deadline: float | None,
@@ -263,6 +271,7 @@ def _run(
     no_journal: bool,
     journal_rebind: bool,
     max_in_flight: int | None,
+    budget_share: str | None,
     retry_failed: Path | None,
     no_progress: bool,
     deadline: float | None,
@@ -309,6 +318,7 @@ def _run(
             "output.metrics_mode": metrics_mode,
             "output.inventory": inventory,
             "engine.max_in_flight": max_in_flight,
+            "engine.budget_share": budget_share,
             "engine.deadline_seconds": deadline,
             "engine.wait_until_started": wait_until_started,
         },

@@ -8,7 +8,8 @@ so keeping fewer than ``λ·W`` in flight leaves budget unspent, and keeping
 many more only makes builds wait in line for it. :class:`AdaptiveLimiter`
 learns both factors during the run and keeps the limit at ``λ·W·headroom``:
 
-* ``P`` and the window from the rate budget (the server's headers);
+* ``P`` and the window from the rate budget (the server's headers), less
+  what other clients of the same token are seen to spend per window;
 * ``W`` from the builds themselves (a progress hook sees each one submitted
   and finished): the mean time from the 201 to the final outcome of recent
   builds, but never less than twice the mean age of the builds in flight.
@@ -168,7 +169,8 @@ class AdaptiveLimiter:
 
     def target(self) -> int | None:
         """The Little's-law limit from what is known now (None while the budget is unknown)."""
-        permitted = self._budget.permitted
+        # what the window leaves this run: P, less what other clients of the token spend
+        permitted = self._budget.usable_per_window
         if permitted is None:
             return None
         return in_flight_for(

@@ -107,7 +107,11 @@ class Orchestrator:
         engine = settings.engine
         # wall_clock lets the budget guess the real API's minute-aligned windows
         # before it has seen one reset; it never makes it send more than allowed
-        self._budget = RateBudget(window_seconds=engine.rate_window_seconds, wall_clock=time.time)
+        self._budget = RateBudget(
+            window_seconds=engine.rate_window_seconds,
+            wall_clock=time.time,
+            share=engine.budget_share,
+        )
         #: the budget per window, for the report (it passes every request on to the budget)
         self._windows = WindowLog(self._budget)
         token = settings.katapult.api_token

@@ -49,6 +49,38 @@ The model, in short (details next to the arithmetic below):
   ``Retry-After``, when the server sends one); then a probe goes first and the
   rest are paced, so there is no storm.
 
+* **Neighbours.** The budget is the token's, not the run's: Terraform, the web
+  console and other scripts spend the same ``Remaining``, and a run that took
+  all it saw would take what they were about to use, and their requests would
+  be refused. So the budget learns, per window, what *others* spend (module
+  :mod:`orchestrator.engine._neighbours`, pure arithmetic):
+
+  - what the server counted (``Permitted - Remaining``) less every request of
+    this run it may have counted (sent in the window, or in flight when it
+    began; 429s excluded) is a lower bound of what others spent so far;
+  - at each window's end that figure (extrapolated to the window's end at
+    their rate, when the window's start is known) goes into a history of three
+    windows; others are expected to spend what the busiest of them did;
+  - this run leaves them, in the current window, their expected spend not yet
+    spent, or, when there is no history yet or they spend more than it says,
+    their recent rate times the time left; plus a headroom of 2% of their
+    spend and half of how far their busiest window rose above the median, times
+    a factor that doubles after a window that ran dry (``Remaining`` near zero
+    while others spent) or brought this run a 429, and decays back to 1 after
+    windows that went well. When others would be refused, this run is the one
+    that slows down; with nobody else on the token nothing is left aside.
+
+  One request per window always goes, so the run never stalls. While the
+  window's phase is not known to a tenth of a window, or while others are
+  followed by an extrapolated rate, a run held back by them alone still looks
+  at the window now and then (a request every twentieth of a window), so that
+  a reset or the rate's end is seen. In a window where others spend and
+  nothing is known of them yet, pacing aims at the window's latest end rather
+  than a guessed boundary. ``share`` (``engine.budget_share``) caps the run's
+  requests per window at that fraction of ``P`` on top of all this, for teams
+  that want a hard split. :class:`BudgetStatistics` shows this run's requests
+  and others' in the current window and the last ones.
+
 Waiting is cheap: waiters sit in one FIFO per kind and only the head of the
 line is ever woken (on a timer, or when a response or a setting changes its
 prospects), so an acquire costs O(1) however many wait.
@@ -68,6 +100,7 @@ import anyio
 from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
 
 from orchestrator.engine._loop import loop_time
+from orchestrator.engine._neighbours import Neighbours, WindowShare
 
 __all__ = [
     "BudgetStatistics",
@@ -75,6 +108,7 @@ __all__ = [
     "RateLimitInfoLike",
     "RequestKind",
     "RequestLike",
+    "WindowShare",
 ]
 
 RequestKind = Literal["poll", "submit"]
@@ -82,6 +116,10 @@ RequestKind = Literal["poll", "submit"]
 
 _INF = math.inf
 _EPSILON = 1e-6  # a wake-up this close to its deadline counts as on time
+#: held back by what is left to other clients while the window phase is not well
+#: known, or while others are followed by a rate, the budget still looks at the
+#: window once every this fraction of it
+_LOOK_EVERY = 0.05
 
 
 class RequestLike(Protocol):
@@ -120,6 +158,16 @@ class BudgetStatistics:
     ``P`` is unknown). ``window_ends_at`` is the latest time the current window
     can end, on the budget's clock (``None`` before the first response).
     ``paused_until`` is set while a 429 pause lasts.
+
+    The neighbour model (other clients of the same token): ``window_requests``
+    is how many of this run's requests the server may have counted in the
+    current window, ``window_others`` what other clients spent in it so far
+    (at least), ``others_expected`` what they are expected to spend in a whole
+    window (None: not learned yet), ``others_reserve`` the slots of the current
+    window left to them now (their expected spend still to come, plus the
+    headroom), ``recent_windows`` the last finished windows (this run's
+    requests and others'), ``budget_share`` the cap on this run's share of each
+    window (None: no cap).
     """
 
     permitted: int | None
@@ -131,6 +179,12 @@ class BudgetStatistics:
     paused_until: float | None
     waiting_polls: int
     waiting_submits: int
+    window_requests: int = 0
+    window_others: int = 0
+    others_expected: int | None = None
+    others_reserve: int = 0
+    recent_windows: tuple[WindowShare, ...] = ()
+    budget_share: float | None = None
 
 
 class _Waiter:
@@ -158,6 +212,14 @@ class _Ticket:
         self.sent_at = sent_at
         self.cover = cover  # uncertain-request counter when sent (see _observe)
         self.probe = probe  # sent as the one probe of an unconfirmed window
+
+
+def _checked_share(share: float | None) -> float | None:
+    if share is None:
+        return None
+    if isinstance(share, bool) or not 0 < share <= 1:
+        raise ValueError(f"budget share must be in (0, 1], not {share!r}")
+    return float(share)
 
 
 def _default_sleep_until(clock: Callable[[], float]) -> Callable[[float], Awaitable[None]]:
@@ -190,6 +252,12 @@ class RateBudget:
     that starts mid-window still uses that window's budget (never at the cost
     of a 429: only the spreading changes).
 
+    ``share`` (in (0, 1]; None, the default, is no cap) caps this run's
+    requests in each window at that fraction of ``P``, whatever others leave;
+    :attr:`budget_share` reads and sets it. Whatever the cap, what other
+    clients of the token are expected to spend is left to them (see the
+    module docstring).
+
     ``poll_reserve`` (default 0) is settable at any time: a submit is only
     granted if, after it, at least that many slots remain in the current
     window's estimate for polls. The engine sets it to the number of polls it
@@ -209,6 +277,7 @@ class RateBudget:
         "_in_flight",
         "_margin",
         "_min_remaining",
+        "_neighbours",
         "_pace_end",
         "_paused_until",
         "_permitted",
@@ -224,6 +293,7 @@ class RateBudget:
         "_safety",
         "_sent",
         "_seq",
+        "_share",
         "_sleep_until",
         "_submits",
         "_tat",
@@ -244,6 +314,7 @@ class RateBudget:
         clock: Callable[[], float] = loop_time,
         sleep_until: Callable[[float], Awaitable[None]] | None = None,
         wall_clock: Callable[[], float] | None = None,
+        share: float | None = None,
     ) -> None:
         if not window_seconds > 0:
             raise ValueError("window_seconds must be positive")
@@ -264,6 +335,8 @@ class RateBudget:
         self._sleep_until = sleep_until or _default_sleep_until(clock)
         self._wall_clock = wall_clock
         self._poll_reserve = 0
+        self._share = _checked_share(share)
+        self._neighbours = Neighbours(self._window)
 
         # --- the server window as we believe it -------------------------------
         self._gen = 0  # bumped at every (detected or assumed) window reset
@@ -309,6 +382,29 @@ class RateBudget:
             raise ValueError("poll_reserve must not be negative")
         self._poll_reserve = value
         self._kick()
+
+    @property
+    def budget_share(self) -> float | None:
+        """The cap on this run's share of each window's budget (None: no cap)."""
+        return self._share
+
+    @budget_share.setter
+    def budget_share(self, value: float | None) -> None:
+        self._share = _checked_share(value)
+        self._kick()
+
+    @property
+    def usable_per_window(self) -> int | None:
+        """What a whole window leaves this run: ``P`` less what other clients are
+        expected to spend (and the headroom left them), within ``budget_share``
+        (None while ``P`` is unknown)."""
+        permitted = self._permitted
+        if permitted is None:
+            return None
+        usable = self._neighbours.per_window(permitted)
+        if self._share is not None:
+            usable = min(usable, self._share_cap(permitted))
+        return usable
 
     @property
     def window_seconds(self) -> float:
@@ -398,6 +494,7 @@ class RateBudget:
         """A snapshot of the budget's state."""
         now = self._clock()
         self._advance(now)
+        neighbours = self._neighbours
         return BudgetStatistics(
             permitted=self._permitted,
             remaining_estimate=self._estimate(),
@@ -408,6 +505,12 @@ class RateBudget:
             paused_until=self._paused_until if self._paused_until > now else None,
             waiting_polls=len(self._polls),
             waiting_submits=len(self._submits),
+            window_requests=neighbours.ours,
+            window_others=neighbours.others,
+            others_expected=neighbours.expected,
+            others_reserve=neighbours.reserve(self._window_end),
+            recent_windows=neighbours.recent,
+            budget_share=self._share,
         )
 
     def __repr__(self) -> str:
@@ -515,10 +618,24 @@ class RateBudget:
         else:
             estimate = self._estimate()
             assert estimate is not None
-        available = estimate - self._margin_slots()
+        available = self._available(estimate, now)
         # A submit must leave poll_reserve slots behind it for polls.
         needed = 1 + (self._poll_reserve if kind == "submit" else 0)
         if available < needed:
+            if (
+                (not self._phase_known() or self._neighbours.beyond_history)
+                and self._confirmed
+                and self._in_flight == 0
+                and estimate - self._margin_slots() >= needed
+            ):
+                # Held back only by what is left to others, while the window's
+                # edges are not known well or others are followed by a rate
+                # (an extrapolation): look now and then (once every _LOOK_EVERY
+                # of a window), so that a reset, or the rate's end, is seen.
+                seen = self._neighbours.last_seen
+                look = now if seen is None else seen + _LOOK_EVERY * self._window
+                if look < self._rollover_at:
+                    return max(now, look)
             return self._rollover_at  # until a response frees a slot, or the window ends
         if not self._confirmed:
             return now  # the probe is not paced
@@ -527,6 +644,27 @@ class RateBudget:
         # intervals so that short bursts go at once.
         return max(now, self._tat - (self._burst - 1) * self._gap)
 
+    def _available(self, estimate: int, now: float) -> int:
+        # What this run may still send in the window: the estimate less the
+        # safety slots, less what other clients are expected to spend in it (and
+        # the headroom left them), within the share's cap. Whatever others
+        # take, one request per window still goes, so the run never stalls.
+        available = estimate - self._margin_slots()
+        neighbours = self._neighbours
+        reserve = neighbours.reserve(self._window_end)
+        if reserve > 0:
+            mine = available - reserve
+            if neighbours.sent_in_window == 0:
+                mine = max(mine, min(1, available))
+            available = mine
+        if self._share is not None and self._permitted is not None:
+            available = min(available, self._share_cap(self._permitted) - neighbours.ours)
+        return available
+
+    def _share_cap(self, permitted: int) -> int:
+        assert self._share is not None
+        return max(1, math.floor(self._share * permitted + 1e-9))
+
     def _margin_slots(self) -> int:
         # The safety slots, but never all of P: a budget that can send nothing
         # at all would stall the run for ever.
@@ -534,7 +672,15 @@ class RateBudget:
         return min(self._safety, permitted - 1)
 
     def _interval(self, now: float, available: int) -> float:
-        time_left = self._pace_end - now
+        end = self._pace_end
+        neighbours = self._neighbours
+        if neighbours.others > 0 and neighbours.expected is None and self._window_end is not None:
+            # Another client spends this window and nothing is known of it yet:
+            # spread over the longest the window may last (not a guessed
+            # boundary), so that its rate is learned before this run's share is
+            # spent.
+            end = self._window_end
+        time_left = end - now
         if time_left <= 0 or available <= 0:
             return 0.0  # in the margin after the window's end: nothing left to spread
         return time_left / available
@@ -546,10 +692,11 @@ class RateBudget:
             self._probes += 1
         elif (estimate := self._estimate()) is not None:
             # Advance the theoretical arrival time by this request's interval.
-            self._gap = self._interval(now, estimate - self._margin_slots())
+            self._gap = self._interval(now, self._available(estimate, now))
             self._tat = max(self._tat, now) + self._gap
         self._in_flight += 1
         self._sent += 1
+        self._neighbours.sent()
         return _Ticket(self._gen, floor, now, self._charge_seq, probe)
 
     def _pop_ticket(self, request: RequestLike | None) -> _Ticket | None:
@@ -573,10 +720,12 @@ class RateBudget:
                 self._reset_detected(ticket, remaining, now)
             else:
                 self._observe(ticket, remaining, now)
+            self._observe_others(remaining, now)
         elif reset_since_sent:
             # Sent before the latest reset we know of and processed after one:
             # it describes the current window.
             self._observe(ticket, remaining, now)
+            self._observe_others(remaining, now)
         else:
             # Sent before the latest reset, processed before or after it: we
             # cannot tell. If its Remaining is not below this window's minimum it
@@ -586,6 +735,25 @@ class RateBudget:
             base = self._permitted if self._min_remaining is None else self._min_remaining
             if base is None or remaining < base:
                 self._charge_seq += 1
+
+    def _observe_others(self, remaining: int, now: float) -> None:
+        # What the server counted in this window beyond this run's requests.
+        if self._permitted is not None:
+            self._neighbours.observed(self._permitted, remaining, now)
+
+    def _end_window(self, in_flight: int) -> None:
+        # Before the window's state is forgotten: what others spent in it.
+        end = self._window_end
+        started = None
+        if end is not None and self._phase_known():
+            # the window began W before its end, which lies in (lo, hi]: its middle
+            started = end - self._window - (self._phase_hi - self._phase_lo) / 2
+        self._neighbours.new_window(
+            started=started,
+            min_remaining=self._min_remaining,
+            permitted=self._permitted,
+            in_flight=in_flight,
+        )
 
     def _observe(self, ticket: _Ticket, remaining: int, now: float) -> None:
         if self._min_remaining is None or remaining < self._min_remaining:
@@ -624,6 +792,10 @@ class RateBudget:
         # request counted in the old window (each was processed before it).
         # Only the upper bound is relied upon: the lower one is spoilt if a
         # response was counted in the old window by mistake (see below).
+        # (What others spent in the old window is taken before the phase is
+        # narrowed: the old window's start is what was believed until now.)
+        # This request and every one still in flight may be counted in the new one.
+        self._end_window(self._in_flight + 1)
         self._learn_phase(self._gen_lo, now)
         # A response counted in the old window because its Remaining was below
         # the floor may in fact come from the new one, processed after this
@@ -645,6 +817,10 @@ class RateBudget:
         self._charge_seq += doubtful
         self._tat = now
         self._set_window(now)
+
+    def _phase_known(self) -> bool:
+        # where the windows start is known to within a tenth of a window
+        return self._phase_learned and self._phase_hi - self._phase_lo <= self._window / 10
 
     def _learn_phase(self, lo: float, hi: float) -> None:
         # Narrow the boundary interval by intersecting it with the previous
@@ -685,6 +861,7 @@ class RateBudget:
         # the server has reset. The next request is a probe that confirms it.
         if now < self._rollover_at:
             return
+        self._end_window(self._in_flight)
         self._gen += 1
         self._confirmed = False
         self._probes = 0
@@ -702,6 +879,7 @@ class RateBudget:
             # "retry at once" (0, a date in the past) after a refusal says nothing
             # about the window; nonsense says nothing either: pace to the window
             retry_after = None
+        self._neighbours.refused(current=ticket.gen == self._gen)
         if ticket.gen == self._gen or not self._confirmed:
             self._observe(ticket, 0, now)
             if retry_after is None:

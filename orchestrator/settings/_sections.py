@@ -26,6 +26,7 @@ from orchestrator.settings._validators import (
     Mode,
     PathSetting,
     Seconds,
+    Share,
     StateSetting,
     err,
     lower,
@@ -118,6 +119,9 @@ class EngineSettings(Section):
     max_in_flight: Count | None = None
     #: optional cap per data center (or zone)
     max_in_flight_per_data_center: Count | None = None
+    #: cap on this run's share of the token's rate budget per window, in (0, 1]
+    #: (None: no cap; what other clients of the token spend is left to them anyway)
+    budget_share: Share | None = None
     #: lower bound of the adaptive poll interval
     poll_min_seconds: Seconds = 5
     #: upper bound of the adaptive poll interval

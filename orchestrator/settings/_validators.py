@@ -87,6 +87,25 @@ def _owner_read_write(value: int) -> int:
     return value
 
 
+def _share(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise err("must be a fraction in (0, 1] such as 0.5 (or 50%), not true/false")
+    if isinstance(value, str):
+        text = value.strip()
+        percent = text.endswith("%")
+        try:
+            number = float(text.removesuffix("%").strip())
+        except ValueError:
+            raise err("must be a fraction in (0, 1] such as 0.5 (or 50%)") from None
+        value = number / 100 if percent else number
+    if isinstance(value, int | float) and not (math.isfinite(value) and 0 < value <= 1):
+        raise err(
+            "must be a fraction in (0, 1] such as 0.5 (or 50%): the most of the token's "
+            "budget per window this run may use"
+        )
+    return value
+
+
 def lower(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
@@ -95,6 +114,8 @@ Seconds = Annotated[
     float, BeforeValidator(_seconds), Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)
 ]
 Count = Annotated[int, BeforeValidator(_whole), Field(ge=1, le=MAX_COUNT)]
+#: a share of the rate budget: a fraction in (0, 1], or a percentage ("50%")
+Share = Annotated[float, BeforeValidator(_share), Field(gt=0, le=1, allow_inf_nan=False)]
 PathSetting = Annotated[Path, BeforeValidator(_path)]
 
 

@@ -26,6 +26,7 @@ SCENARIOS = {
     "shared-org",
     "destroy",
     "state-backends",
+    "shared-budget",
 }
 
 
@@ -67,7 +68,12 @@ def test_quick_mode_runs_every_scenario_exactly_once(tmp_path: Path) -> None:
         assert data["lost"] == 0
         assert data["rows"] == data["n"]
         assert data["repeated_rows"] == 0
-    for run in by_name["rate-bound-real"]["runs"]:
+    # beside a neighbour on the same token (steady and bursty): still every VM once
+    budget_runs = by_name["shared-budget"]["runs"]
+    assert {run["bursty"] for run in budget_runs} == {False, True}
+    for run in budget_runs:
+        assert run["neighbour_sent"] > 0
+    for run in [*by_name["rate-bound-real"]["runs"], *budget_runs]:
         assert run["duplicates"] == 0
         assert run["lost"] == 0
         assert run["rows"] == run["n"]

@@ -210,3 +210,20 @@ def test_destroys_preview_is_destroys_own_decision(
     assert "Absent (1): db-02" in err
     assert asked == ["Delete (to the trash) these 3?"]
     assert not any(_trashed(sim).values())
+
+
+def test_run_and_destroy_take_a_budget_share(
+    cwd: Path, sim: ThreadSimulator, setenv: SetEnv, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--budget-share caps both commands' share of the token's budget; a share outside
+    (0, 1] is refused (2) naming the setting, before anything is sent."""
+    setenv(sim.env())
+    assert main(["run", str(EXAMPLE_SPEC), "--no-progress", "--budget-share", "0.5"]) == 0
+    capsys.readouterr()
+    code = main(["destroy", "-y", "--no-progress", "--budget-share", "2", str(EXAMPLE_SPEC)])
+    assert code == 2
+    assert "engine.budget_share = '2' (from the command line)" in capsys.readouterr().err
+    assert not any(_trashed(sim).values())
+    code = main(["destroy", "-y", "--no-progress", "--budget-share", "50%", str(EXAMPLE_SPEC)])
+    assert code == 0, capsys.readouterr().err
+    assert all(_trashed(sim).values())

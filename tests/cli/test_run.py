@@ -173,6 +173,7 @@ def test_missing_spec_file_exits_2(cwd: Path, capsys: pytest.CaptureFixture[str]
     ("variable", "value", "setting"),
     [
         ("ORCHESTRATOR_MAX_IN_FLIGHT", "-3", "engine.max_in_flight"),
+        ("ORCHESTRATOR_BUDGET_SHARE", "1.5", "engine.budget_share"),
         ("ORCHESTRATOR_POLL_MIN_SECONDS", "soon", "engine.poll_min_seconds"),
         ("ORCHESTRATOR_LOG_FORMAT", "xml", "output.log_format"),
         ("KATAPULT_API_URL", "http://api.example.com/core/v1/", "katapult.api_url"),
@@ -288,6 +289,8 @@ def test_flag_beats_environment_beats_config_file(
     [
         (["--deadline", "5x"], "not a duration"),
         (["--max-in-flight", "0"], "--max-in-flight"),
+        (["--budget-share", "0"], "engine.budget_share = '0' (from the command line): must be"),
+        (["--budget-share", "half"], "engine.budget_share"),
         (["--log-format", "xml"], "--log-format"),
         (["--journal", "j.db", "--no-journal"], "contradict"),
         (["--no-such-flag"], "No such option"),

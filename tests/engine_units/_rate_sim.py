@@ -19,7 +19,7 @@ import anyio
 from orchestrator.engine.budget import RateBudget, RequestKind
 from orchestrator.katapult._transport import ApiRequest
 
-__all__ = ["NO_ANSWER", "Client", "FixedWindowServer", "Info"]
+__all__ = ["NO_ANSWER", "Client", "FixedWindowServer", "Info", "Neighbour"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +113,43 @@ class Client:
         async with anyio.create_task_group() as tg:
             for _ in range(workers):
                 tg.start_soon(self.keep_busy, until, kind)
+
+
+@dataclass
+class Neighbour:
+    """Another client of the same token, sending straight to ``server`` (no budget).
+
+    Steady: ``share`` of every window as evenly spaced requests. Bursty: ``share``
+    of the window as one burst ``delay`` seconds after each window starts.
+    """
+
+    server: FixedWindowServer
+    share: float
+    bursty: bool = False
+    delay: float = 0.5
+    sent: int = 0
+    refused: int = 0
+
+    def _send(self) -> None:
+        self.sent += 1
+        if self.server.handle(anyio.current_time()).status == 429:
+            self.refused += 1
+
+    async def run(self, until: float) -> None:
+        """Send until ``until`` (virtual time)."""
+        per_window = round(self.share * self.server.permitted)
+        window = self.server.window
+        if not self.bursty:
+            gap = window / per_window
+            while anyio.current_time() < until:
+                self._send()
+                await anyio.sleep(gap)
+            return
+        while True:
+            now = anyio.current_time()
+            start = self.server.window_start(self.server.window_of(now) + 1) + self.delay
+            if start >= until:
+                return
+            await anyio.sleep(start - now)
+            for _ in range(per_window):
+                self._send()

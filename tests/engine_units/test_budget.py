@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from orchestrator.engine.budget import RateBudget, RequestKind
 from orchestrator.katapult._transport import ApiRequest
 
-from ._rate_sim import NO_ANSWER, Client, FixedWindowServer, Info
+from ._rate_sim import NO_ANSWER, Client, FixedWindowServer, Info, Neighbour
 from ._virtual_time import advance, run_virtual, virtual_backend
 
 pytestmark = pytest.mark.anyio
@@ -560,3 +560,86 @@ async def test_nonsense_rate_limit_headers_do_not_drop_the_pacing(lie: str) -> N
     answered = len(client.answers)
     assert answered > 500  # it kept working
     assert server.rate_limited <= 5
+
+
+# ------------------------------------------------------------ other clients
+
+
+def test_a_budget_share_outside_zero_to_one_is_refused() -> None:
+    """The share is a fraction of P: (0, 1]."""
+    for share in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="budget share"):
+            RateBudget(window_seconds=60, share=share)
+    budget = RateBudget(window_seconds=60, share=0.5)
+    assert budget.budget_share == 0.5
+    with pytest.raises(ValueError, match="budget share"):
+        budget.budget_share = 2.0
+    budget.budget_share = None
+    assert budget.budget_share is None
+
+
+async def neighbour_run(
+    share: float, *, bursty: bool = False, budget_share: float | None = None
+) -> tuple[FixedWindowServer, Neighbour, RateBudget, Client, float]:
+    """Sixty eager senders for fifteen windows beside a neighbour that came first."""
+    server = FixedWindowServer(permitted=1000, window=60.0, phase=23.7)
+    budget = RateBudget(window_seconds=60.0, share=budget_share)
+    client = Client(budget, server, random.Random(3), latency=(0.02, 0.3))
+    neighbour = Neighbour(server, share, bursty=bursty)
+    start = anyio.current_time()
+    until = start + 60 + 15 * 60
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(neighbour.run, until)
+        await advance(60)
+        await client.saturate(workers=60, until=until)
+    return server, neighbour, budget, client, start + 60
+
+
+@pytest.mark.parametrize(("share", "bursty"), [(0.4, False), (0.8, False), (0.5, True)])
+async def test_other_clients_are_left_what_they_spend(share: float, bursty: bool) -> None:
+    """A neighbour steady at 40 or 80% of P, or bursting half of it at every window's start:
+    at most 0.1% of its requests are refused, none of ours, and once the neighbour and the
+    window phase are learned the run still spends at least 85% of what it leaves."""
+    server, neighbour, budget, client, start = await neighbour_run(share, bursty=bursty)
+
+    assert neighbour.sent >= 14 * 1000 * share
+    assert neighbour.refused <= neighbour.sent // 1000  # at most 0.1%
+    assert budget.statistics().rate_limited == 0
+    left = 1000 * (1 - share)
+    ours = [
+        sum(1 for t, _ in client.grants if server.window_of(t) == index)
+        for index in range(server.window_of(start) + 5, server.window_of(start + 15 * 60))
+    ]
+    assert min(ours) >= 0.85 * left
+    stats = budget.statistics()
+    assert stats.others_expected is not None
+    assert abs(stats.others_expected - 1000 * share) <= 0.03 * 1000
+    assert all(abs(w.others - 1000 * share) <= 0.03 * 1000 for w in stats.recent_windows)
+    assert all(w.ours <= left for w in stats.recent_windows)
+
+
+async def test_a_budget_share_caps_this_runs_requests_per_window() -> None:
+    """budget_share=0.3 beside a neighbour at 40%: at most 300 of ours in any window."""
+    server, neighbour, budget, client, start = await neighbour_run(0.4, budget_share=0.3)
+
+    assert neighbour.refused == 0
+    assert budget.statistics().budget_share == 0.3
+    ours = [
+        sum(1 for t, _ in client.grants if server.window_of(t) == index)
+        for index in range(server.window_of(start), server.window_of(start + 15 * 60) + 1)
+    ]
+    assert max(ours) <= 300
+    assert min(ours[2:-1]) >= 290
+
+
+async def test_alone_on_the_token_the_run_reserves_nothing_for_others() -> None:
+    """Nobody else spends: nothing is left aside, the whole window is usable."""
+    server = FixedWindowServer(permitted=100, window=60.0, phase=11.0)
+    budget = RateBudget(window_seconds=60.0)
+    client = Client(budget, server, random.Random(2), latency=(0.05, 0.5))
+    await client.saturate(workers=20, until=anyio.current_time() + 400)
+
+    stats = budget.statistics()
+    assert stats.others_expected == 0
+    assert stats.others_reserve == 0
+    assert budget.usable_per_window == 100
