@@ -32,10 +32,10 @@ import pytest
 import stamina
 
 from orchestrator.engine import Orchestrator, ProvisionEvent
-from orchestrator.engine._ownership import FLEET_KEY, VM_KEY
 from orchestrator.engine.state.journal import read_journal
 from orchestrator.report import Report
-from orchestrator.simulator import FaultConfig, RunningSimulator, run_simulator
+from orchestrator.simulator import FaultConfig, run_simulator
+from tests.engine.test_fleet_state import another_tools_vm
 
 from ._harness import APIS, settings_for, sim_config
 from ._invariants import spec_requests, write_and_check
@@ -62,19 +62,6 @@ def _instant_get_retries() -> Iterator[None]:
     """GET retries happen, but without waiting (stamina's testing mode)."""
     with stamina.set_testing(True, attempts=10):
         yield
-
-
-def _foreign(sim: RunningSimulator, hostname: str, fleet: str | None) -> str:
-    """A VM the fleet did not build holding ``hostname`` (``fleet``: another's annotations)."""
-    vm_id = sim.state.add_existing_vm("acme", hostname)
-    if fleet is not None:
-        record = sim.state.vm_by_id(vm_id)
-        assert record is not None
-        record.annotations = [
-            {"key": VM_KEY, "value": hostname},
-            {"key": FLEET_KEY, "value": fleet},
-        ]
-    return vm_id
 
 
 def check_no_blind_repeat(actions: Sequence[Mapping[str, Any]]) -> None:
@@ -171,8 +158,8 @@ async def destroy_under(
         ours = {vm.key: vm.virtual_machine.id for vm in built.vms if vm.virtual_machine}
         assert len(ours) == N
         foreign = {
-            requests[N].key: _foreign(sim, requests[N].hostname, "another-fleet"),
-            requests[N + 1].key: _foreign(sim, requests[N + 1].hostname, None),
+            requests[N].key: another_tools_vm(sim, requests[N].hostname, "another-fleet"),
+            requests[N + 1].key: another_tools_vm(sim, requests[N + 1].hostname),
         }
         before = Counter(sim.state.snapshot()["faults"])
         sim.config.faults = case.faults
