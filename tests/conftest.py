@@ -41,7 +41,7 @@ def _no_blocking_calls(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PgServer]:
     """A real PostgreSQL server for the session: the cluster ``.ci/run`` started in
-    ``ORCHESTRATOR_TEST_POSTGRES_DIR`` (``python -m tests.pg_cluster start DIR``), else a
+    ``TEST_POSTGRES_DIR`` (``python -m tests.pg_cluster start DIR``), else a
     throwaway cluster of the distribution's binaries, started here and stopped after.
 
     Skipped where PostgreSQL is not installed, unless ``REQUIRE_POSTGRES=1`` (CI), which
@@ -49,7 +49,7 @@ def postgres_cluster() -> Iterator[PgServer]:
     """
     from tests.pg_cluster import find_binaries, running, start, stop
 
-    given = os.environ.get("ORCHESTRATOR_TEST_POSTGRES_DIR", "").strip()
+    given = os.environ.get("TEST_POSTGRES_DIR", "").strip()
     if given:
         cluster = running(Path(given))
         yield PgServer(cluster.url(), restartable=cluster)

@@ -3,7 +3,7 @@
 ``python -m tests.pg_cluster start DIR`` makes a cluster in ``DIR`` (``initdb``,
 password authentication only, listening on 127.0.0.1 on a free port), starts it
 and prints its URL; ``python -m tests.pg_cluster stop DIR`` stops it. ``.ci/run``
-does this around the test run; without ``ORCHESTRATOR_TEST_POSTGRES`` the suite's
+does this around the test run; without ``TEST_POSTGRES_DIR`` the suite's
 fixture starts one of its own the same way (``tests/conftest.py``).
 
 PostgreSQL refuses to run as root: as root, the server runs as the
