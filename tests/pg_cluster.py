@@ -104,23 +104,7 @@ def start(directory: Path) -> Cluster:
         f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={directory}"
         " -c max_connections=200 -c fsync=on"
     )
-    subprocess.run(
-        _as_owner(
-            [
-                str(binaries / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(directory / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    _pg_ctl(directory, "-o", options, "-w", "start")
     (directory / "port").write_text(str(port))
     (directory / "password").write_text(password)
     (directory / "password").chmod(0o600)
@@ -138,26 +122,7 @@ def running(directory: Path) -> Cluster:
 
 def restart(cluster: Cluster, *, mode: str = "fast") -> None:
     """Stop the server (``fast``: every connection is cut) and start it again."""
-    binaries = find_binaries()
-    assert binaries is not None
-    data = cluster.directory / "data"
-    subprocess.run(
-        _as_owner(
-            [
-                str(binaries / "pg_ctl"),
-                "-D",
-                str(data),
-                "-l",
-                str(cluster.directory / "server.log"),
-                "-m",
-                mode,
-                "-w",
-                "restart",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    _pg_ctl(cluster.directory, "-m", mode, "-w", "restart")
 
 
 def stop(directory: Path) -> None:
@@ -166,13 +131,17 @@ def stop(directory: Path) -> None:
     if binaries is None:
         return
     with contextlib.suppress(subprocess.CalledProcessError):
-        subprocess.run(
-            _as_owner(
-                [str(binaries / "pg_ctl"), "-D", str(directory / "data"), "-m", "fast", "stop"]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        _pg_ctl(directory, "-m", "fast", "stop")
+
+
+def _pg_ctl(directory: Path, *args: str) -> None:
+    """``pg_ctl`` on the cluster in ``directory`` (its log in ``server.log``: a server that
+    inherited our pipes would keep them open, and the call would never return)."""
+    binaries = find_binaries()
+    assert binaries is not None
+    argv = [str(binaries / "pg_ctl"), "-D", str(directory / "data")]
+    argv += ["-l", str(directory / "server.log"), *args]
+    subprocess.run(_as_owner(argv), check=True, capture_output=True)
 
 
 def main(argv: list[str]) -> int:

@@ -25,7 +25,6 @@ __all__ = [
     "is_postgres_url",
     "parse_state",
     "same_state",
-    "state_text",
 ]
 
 _SCHEMES: Final = ("postgresql://", "postgres://")
@@ -100,8 +99,3 @@ def parse_state(value: str | os.PathLike[str] | PostgresState) -> StateLocation:
 def same_state(one: JournalLike, other: JournalLike) -> bool:
     """True when ``one`` and ``other`` name the same state."""
     return parse_state(one) == parse_state(other)
-
-
-def state_text(location: StateLocation) -> str:
-    """What to show a human for ``location`` (never a password)."""
-    return str(location)
