@@ -47,6 +47,7 @@ __all__ = [
     "lock_key",
     "need_fleet",
     "pg_error",
+    "pg_journal_exists",
     "psycopg_module",
     "read_pg_journal",
 ]
@@ -283,6 +284,23 @@ def _connection(state: PostgresState) -> Iterator[psycopg.Connection[Any]]:
         yield conn
     finally:
         conn.close()
+
+
+def pg_journal_exists(state: PostgresState, fleet: str | None) -> bool:
+    """Whether ``state`` holds a journal of ``fleet`` (one query; no row is read)."""
+    name = need_fleet(state, fleet)
+    psycopg = psycopg_module()
+    with _connection(state) as conn:
+        try:
+            made = conn.execute("SELECT to_regclass('orchestrator.journals')").fetchone()
+            if made is None or made[0] is None:
+                return False
+            found = conn.execute(
+                "SELECT 1 FROM orchestrator.journals WHERE fleet = %s", (name,)
+            ).fetchone()
+        except psycopg.Error as exc:
+            raise pg_error(state, f"cannot read the journal of fleet {name!r}", exc) from None
+    return found is not None
 
 
 def read_pg_journal(state: PostgresState, fleet: str | None) -> JournalSnapshot:

@@ -64,7 +64,7 @@ from orchestrator.engine.state._model import (
     JournalStatistics,
     RunRecord,
 )
-from orchestrator.engine.state._pg import read_pg_journal
+from orchestrator.engine.state._pg import pg_journal_exists, read_pg_journal
 from orchestrator.engine.state._pg_writer import PgJournalWriter
 from orchestrator.engine.state._status import render_status
 from orchestrator.engine.state._writer import (
@@ -427,11 +427,7 @@ def journal_exists_at(path: str | os.PathLike[str] | PostgresState, fleet: str |
     location = parse_state(path)
     if isinstance(location, Path):
         return journal_exists(location)
-    try:
-        read_pg_journal(location, fleet)
-    except NoJournal:
-        return False
-    return True
+    return pg_journal_exists(location, fleet)
 
 
 def read_journal(
