@@ -17,6 +17,7 @@ from orchestrator.cli._progress import log_progress, show_progress
 from orchestrator.cli._results import _finish_run
 from orchestrator.cli._signals import Signals, handle_sigterm
 from orchestrator.cli._simulator_options import simulator_config
+from orchestrator.engine.state.location import PostgresState
 from orchestrator.errors import JournalError, OrchestratorError
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ async def _run_async(
             if error is None:
                 raise
             # raised once the watcher is gone: ``_main`` (and run's verdict) take it
-            failure = CliExit(_error_text(error), exit_code_for(error))
+            failure = CliExit(_error_text(error, journal_path), exit_code_for(error))
         finally:
             watcher.cancel_scope.cancel()
     if failure is not None and signals.interrupted:
@@ -153,11 +154,14 @@ async def _run_in(
     return code if code != EXIT_OK else pruned_code
 
 
-def _error_text(error: OrchestratorError) -> str:
+def _error_text(error: OrchestratorError, journal_path: StateLocation | None) -> str:
+    """The error's line; a journal file's refusal says how to name another (a database's
+    names its fleet and URL: another fleet or state is the way out, which it says)."""
     text = str(error)
-    if isinstance(error, JournalError) and "--journal" not in text and "postgres" not in text:
-        return f"{error} (--journal PATH names another journal)"
-    return str(error)
+    file_journal = not isinstance(journal_path, PostgresState)
+    if isinstance(error, JournalError) and file_journal and "--journal" not in text:
+        return f"{text} (--journal PATH names another journal)"
+    return text
 
 
 _handle_sigterm = handle_sigterm  # (what run and destroy call once anyio.run returns)
