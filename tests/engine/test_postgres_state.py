@@ -331,3 +331,25 @@ async def test_a_holder_that_has_not_written_its_row_yet_is_still_named(pg_url: 
     text = str(refused.value)
     assert "host hostx, pid 42, run rawrun, since 20" in text, text
     assert "older" not in text
+
+
+async def test_destroy_while_a_run_of_the_fleet_holds_its_state_is_refused(pg_url: str) -> None:
+    """A destroy started (from anywhere) while a run of the same fleet holds its state is
+    refused naming that run, and deletes nothing; once the run is gone it deletes the
+    fleet's VMs."""
+    requests = vms(3, prefix="web")
+    async with run_simulator(_sim()) as sim:
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=pg_url, fleet="web")
+        claim = FleetClaim(named="web", legacy="spec")
+        async with await Journal.open(pg_url, spec_sha256="s", run_id="running", fleet=claim):
+            async with Orchestrator(settings_for(sim)) as orch:
+                with pytest.raises(JournalError, match="run running"):
+                    await orch.destroy(requests, journal=pg_url, fleet="web", purge=True)
+            during = standing(sim)
+        async with Orchestrator(settings_for(sim)) as orch:
+            gone = await orch.destroy(requests, journal=pg_url, fleet="web")
+        after = standing(sim)
+    assert during == {"web-001", "web-002", "web-003"}
+    assert {vm.reason for vm in gone.vms} == {"deleted"}
+    assert after == set()
