@@ -28,9 +28,12 @@ import dataclasses
 import hashlib
 import socket
 from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, LiteralString
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from orchestrator.engine.state._db import ENTRY_COLUMNS, Table, entry_from_row
+from orchestrator.engine.state._db import ENTRY_COLUMNS, Table, entry_from_row, spec_of_text
 from orchestrator.engine.state._model import JournalEntry, JournalSnapshot, RunRecord
 from orchestrator.engine.state.location import PostgresState
 from orchestrator.errors import JournalError, NoJournal
@@ -199,8 +202,6 @@ def pg_error(state: PostgresState, what: str, exc: BaseException) -> JournalErro
 
 
 def _secrets_of(url: str) -> list[str]:
-    from urllib.parse import parse_qsl, unquote, urlsplit
-
     found: list[str] = []
     with contextlib.suppress(ValueError):
         parts = urlsplit(url)
@@ -362,8 +363,6 @@ def read_pg_journal(state: PostgresState, fleet: str | None) -> JournalSnapshot:
 
 
 def _when(text: object) -> Any:
-    from datetime import datetime
-
     return datetime.fromisoformat(str(text))
 
 
@@ -387,10 +386,6 @@ def entries_sql(table: Table) -> LiteralString:
 
 def entries_from_rows(rows: list[tuple[Any, ...]], where: str) -> list[JournalEntry]:
     """Journal entries from rows of :func:`entries_sql` (the last column: the spec)."""
-    from pathlib import Path
-
-    from orchestrator.engine.state._db import spec_of_text
-
     label = Path(where)
     return [
         dataclasses.replace(
