@@ -6,10 +6,14 @@ for each request answered, when it was sent and answered and the rate-limit
 headers of the answer, in flat arrays (about 40 bytes a request). At the end of
 a run :meth:`WindowLog.windows` cuts them into the server's fixed windows:
 
-* the window boundaries are the budget's learned phase (a boundary lies in
-  ``(lo, hi]``, learned from an observed reset) when it has one, else whole
-  multiples of the window on the wall clock (where the real API's windows are
-  believed to lie);
+* the window boundaries lie in an interval ``(lo, hi]`` (whole windows
+  apart) that only what was seen vouches for: the budget's learned phase,
+  narrowed by every reset the log shows (an answer whose ``Remaining`` is not
+  below that of an answer surely processed before it: a boundary lies between
+  the two). The wall clock's whole multiples of the window (where the real
+  API's windows are believed to lie) only date the windows, when the resets
+  do not contradict them: a belief is not evidence, and a wrong one would put
+  this run's own requests among "others";
 * a request counts in the window its answer arrived in (boundaries at ``hi``);
 * the server's own count of a window (``used``) is ``Permitted`` minus the
   lowest ``Remaining`` of the answers that were surely processed inside it
@@ -113,15 +117,19 @@ class WindowLog:
         clock and on the wall clock (UTC), to date the windows.
         """
         width = self._budget.window_seconds
-        learned = self._budget.window_boundary
-        if learned is None:
-            # the wall clock's whole multiples of the window, on our clock
-            aligned = started_clock - (started_wall.timestamp() % width)
-            learned = (aligned, aligned)
-        lo, hi = learned
+        # the wall clock's whole multiples of the window, on our clock
+        aligned = started_clock - (started_wall.timestamp() % width)
+        known = _narrowed(self._budget.window_boundary, self._resets(width), width)
+        if known is None:
+            lo, hi, edge = -math.inf, math.inf, aligned
+        else:
+            lo, hi = known
+            k = math.ceil((lo - aligned) / width)
+            inside = aligned + k * width
+            edge = inside if inside <= hi else hi
         # where the windows' edges are known only to within a good part of a window (a
-        # scaled clock, a loop busy when the budget saw the reset), no answer can be put
-        # in its window surely: what others used is then not guessed
+        # scaled clock, a loop busy when the budget saw the reset), or not at all, no
+        # answer can be put in its window surely: what others used is then not guessed
         precise = hi - lo <= width / 10
         # index -> [requests, 429s, may have been counted, permitted, lowest Remaining]
         rows: dict[int, list[int]] = {}
@@ -134,7 +142,7 @@ class WindowLog:
 
         for i, answered in enumerate(self._answered):
             sent, status = self._sent_at[i], self._status[i]
-            index = math.floor((answered - hi) / width)
+            index = math.floor((answered - edge) / width)
             row = row_of(index)
             row[0] += 1
             if status == 429:
@@ -144,13 +152,15 @@ class WindowLog:
                 row[3] = max(row[3], permitted)
             if status == 429:
                 continue
+            if not precise:
+                continue  # "may have been counted" and the lowest Remaining serve nothing
             # every window whose span (at any boundary in (lo, hi]) meets [sent, answered]
             first = math.floor((sent - hi) / width)
             last = math.floor((answered - lo) / width)
             for k in range(first, last + 1):
                 row_of(k)[2] += 1
             surely = sent > hi + index * width and answered <= lo + (index + 1) * width
-            if remaining != _NONE and surely and precise:
+            if remaining != _NONE and surely:
                 row[4] = remaining if row[4] == _NONE else min(row[4], remaining)
         windows = []
         for index in sorted(rows):
@@ -160,7 +170,7 @@ class WindowLog:
             used = None
             if permitted != _NONE and lowest != _NONE:
                 used = max(0, permitted - lowest)
-            start = started_wall + timedelta(seconds=hi + index * width - started_clock)
+            start = started_wall + timedelta(seconds=edge + index * width - started_clock)
             windows.append(
                 BudgetWindow(
                     started_at=start,
@@ -172,3 +182,64 @@ class WindowLog:
                 )
             )
         return BudgetUse(window_seconds=width, windows=windows)
+
+    def _resets(self, width: float) -> list[tuple[float, float]]:
+        """``(lo, hi)`` for each reset the log shows, shorter than half a window.
+
+        An answer whose ``Remaining`` is not below that of the latest answer
+        received before it was sent was processed in a later window (within one,
+        the server's count only grows): a boundary lies after that answer was
+        sent and before this one was answered.
+        """
+        sent_at, answered, status = self._sent_at, self._answered, self._status
+        permitted, remaining = self._permitted, self._remaining
+        usable = [
+            i
+            for i in range(len(answered))
+            if remaining[i] != _NONE and permitted[i] != _NONE and status[i] not in (0, 429)
+        ]
+        by_answer = sorted(usable, key=answered.__getitem__)
+        resets = []
+        latest = -1  # of by_answer, the last answered before the request in hand was sent
+        for j in sorted(usable, key=sent_at.__getitem__):
+            while latest + 1 < len(by_answer) and answered[by_answer[latest + 1]] < sent_at[j]:
+                latest += 1
+            if latest < 0:
+                continue
+            i = by_answer[latest]
+            if (
+                permitted[i] == permitted[j]
+                and remaining[j] >= remaining[i]
+                and answered[j] - sent_at[i] < width / 2
+            ):
+                resets.append((sent_at[i], answered[j]))
+        return resets
+
+
+def _narrowed(
+    learned: tuple[float, float] | None, resets: list[tuple[float, float]], width: float
+) -> tuple[float, float] | None:
+    """Where the windows' boundaries lie, ``(lo, hi]`` (and whole windows from there), by
+    what the budget learned and the resets seen; None when nothing vouches for any.
+
+    Each interval is moved by whole windows next to the first and intersected
+    with it. Should they not meet (the windows are not fixed, or the budget's
+    bound was spoilt), the log's resets alone are taken, and if even those
+    disagree, nothing is known.
+    """
+    for start in ([learned] if learned is not None else []) + [None]:
+        known = start
+        for lo, hi in resets:
+            if known is None:
+                known = (lo, hi)
+                continue
+            k = round((hi - known[1]) / width)
+            new_lo, new_hi = max(lo - k * width, known[0]), min(hi - k * width, known[1])
+            if new_lo > new_hi or (new_lo == new_hi and new_lo == lo - k * width):
+                known = None
+                break
+            known = (new_lo, new_hi)
+        else:
+            if known is not None:
+                return known
+    return None

@@ -95,6 +95,37 @@ async def test_without_a_learned_phase_windows_follow_the_wall_clock() -> None:
     started = START + timedelta(seconds=20)  # the run began 20 s into a minute
     (window,) = log.windows(started_clock=0.0, started_wall=started).windows
     assert window.started_at == START
+    # a belief, not evidence: what the server counted is not claimed on it
+    assert (window.requests, window.used, window.others) == (1, None, None)
+
+
+async def test_resets_overrule_a_wrong_belief_in_the_wall_clock() -> None:
+    """The server's windows start at 0 + k * 60 on the clock, the wall clock's minutes at
+    50 + k * 60: the reset the answers show places the windows, and none of this run's
+    own requests is taken for another client's (the CI failure of stop 29: 16 "others"
+    of a run alone on its token)."""
+    log = WindowLog(FakeBudget(boundary=None), clock=(clock := Clock()))
+    sends = ((10.0, 99), (20.0, 98), (30.0, 97), (40.0, 96), (45.0, 95), (56.0, 94))
+    for sent, remaining in sends:
+        await _request(log, clock, sent, sent + 0.5, RateLimitInfo(200, 100, remaining))
+    for sent, remaining in ((61.0, 99), (70.0, 98)):
+        await _request(log, clock, sent, sent + 0.5, RateLimitInfo(200, 100, remaining))
+    started = START + timedelta(seconds=10)  # the clock's 0 is 10 s into a wall minute
+    windows = log.windows(started_clock=0.0, started_wall=started).windows
+    assert [w.requests for w in windows] == [6, 2]
+    assert [w.used for w in windows] == [5, 2]
+    assert [w.others for w in windows] == [0, 0]
+
+
+async def test_windows_that_are_not_fixed_leave_used_unknown() -> None:
+    """Resets that no fixed window explains (5 s apart, then 35 s): nothing vouches for
+    any boundary, so neither the server's count nor others' is claimed."""
+    log = WindowLog(FakeBudget(boundary=None), clock=(clock := Clock()))
+    for sent, remaining in ((1.0, 98), (4.0, 97), (6.0, 99), (40.0, 90), (41.0, 99)):
+        await _request(log, clock, sent, sent + 0.5, RateLimitInfo(200, 100, remaining))
+    windows = log.windows(started_clock=0.0, started_wall=START).windows
+    assert sum(w.requests for w in windows) == 5
+    assert all((w.used, w.others) == (None, None) for w in windows)
 
 
 async def test_start_forgets_the_previous_run() -> None:
