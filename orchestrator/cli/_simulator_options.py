@@ -165,6 +165,16 @@ READING_OPTIONS: tuple[tuple[tuple[str, ...], str, dict[str, Any]], ...] = (
         },
     ),
     (
+        ("--vm-list-per-page",),
+        "vm_list_per_page",
+        {
+            "type": click.Choice(["max-200", "max-100", "capped-100", "unlimited"]),
+            "help": "How wide a page of the VM list may be: per_page above 200 refused with "
+            "400 invalid_argument, as Apia does by default (default), above 100 refused, "
+            "answered at 100, or any.",
+        },
+    ),
+    (
         ("--xml-without-interface",),
         "xml_without_interface",
         {

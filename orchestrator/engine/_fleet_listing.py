@@ -1,8 +1,9 @@
 """Finding the VMs a run must look at: the fleet's own listing, and what to fall back on.
 
 An organization may hold thousands of VMs that are not the fleet's; reading its
-whole VM list (100 VMs a request) costs a fifth of a minute's budget at 10,000
-VMs. The VM list takes an ``annotations[][key]``/``annotations[][value]``
+whole VM list (200 VMs a request, 100 where the API refuses more: see
+:mod:`orchestrator.katapult._page_size`) costs a twentieth to a tenth of a
+minute's budget at 10,000 VMs. The VM list takes an ``annotations[][key]``/``annotations[][value]``
 filter, and every build of the fleet carries its identity in the
 ``orchestrator.spec`` annotation, so the fleet's VMs can be listed alone.
 Whether the filter is honoured, and whether the API copies a build's
@@ -50,6 +51,7 @@ from orchestrator.engine._ownership import FLEET_KEY
 from orchestrator.engine._retry import retry_get
 from orchestrator.errors import ApiError, NotFound, TransportError
 from orchestrator.katapult import KatapultClient, VirtualMachine, VmPage
+from orchestrator.katapult._page_size import PageSize
 from orchestrator.vm_request import Lookup
 
 __all__ = ["FilterReading", "FleetFinder", "ListedBy", "OrgListing"]
@@ -60,9 +62,10 @@ FilterReading = Literal["honoured", "ignored", "refused"]
 #: listing and fqdn lookups for the hostnames it lacked
 ListedBy = Literal["fleet", "organization", "fqdn", "fleet+fqdn"]
 
-_PER_PAGE = 100
-#: pages a "large set" (the API gives no total past 1,000 VMs) is taken to hold at least
+#: pages of 100 a "large set" (the API gives no total past 1,000 VMs) is taken to hold
+#: at least
 _LARGE_SET_PAGES = 10
+_LARGE_SET_PAGE = 100
 #: fqdn lookups sent at once
 _LOOKS_AT_ONCE = 16
 #: answers of an API that refuses the filter's arguments (not an organization's fault)
@@ -113,6 +116,11 @@ class FleetFinder:
         self.copies_evidence: str | None = None
         #: organization value -> how its VMs were found
         self.listed_by: dict[str, ListedBy] = {}
+
+    @property
+    def page_size(self) -> PageSize:
+        """The VM list's page size, and what the API said of a wide one."""
+        return self._client.vm_page_size
 
     async def _get(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retry_get(call, **self._retry)
@@ -247,16 +255,20 @@ class FleetFinder:
         ``probe``: an answer that ignored its filter (it tells the organization's size).
         """
         first: VmPage | None = None
-        pages = _pages(probe) if probe is not None else None
+        pages = self._pages(probe) if probe is not None else None
         if pages is None:
-            first = await self._get(lambda: self._client.vm_list_page(org, per_page=_PER_PAGE))
-            pages = _pages(first)
+            first = await self._get(lambda: self._client.vm_list_page(org))
+            pages = self._pages(first)
         # fqdn lookups cost one request per hostname, looks included; the whole list
         # its pages plus one look at each VM it finds (those the journal built, likely)
         found = sum(1 for h in hostnames if h in likely)
         if domain is not None and (pages is None or len(hostnames) <= pages + found):
             return await self._by_fqdn(hostnames, domain, pages)
         return await self._whole(org, pages, first)
+
+    def _pages(self, page: VmPage) -> int | None:
+        """Pages the organization's whole list takes at the VM list's page size."""
+        return _pages_of(page, self._client.vm_page_size.value)
 
     async def _whole(self, org: Lookup, pages: int | None, first: VmPage | None) -> OrgListing:
         """The organization's whole list (from its second page when ``first`` was read)."""
@@ -268,11 +280,15 @@ class FleetFinder:
             if first.last:
                 return OrgListing("organization", existing=existing, whole=True, pages=1)
 
+        # the rest at the size the first page was answered at (the API's numbering)
+        size = first.per_page if first is not None else None
+
         async def rest() -> dict[str, str]:
             found = dict(existing)
-            page = start
+            page, per_page = start, size
             while True:
-                answer = await self._client.vm_list_page(org, page=page, per_page=_PER_PAGE)
+                answer = await self._client.vm_list_page(org, page=page, per_page=per_page)
+                per_page = answer.per_page
                 found.update({vm.hostname.lower(): vm.id for vm in answer.items if vm.hostname})
                 if answer.last:
                     return found
@@ -325,13 +341,13 @@ def _trashed_id(exc: ApiError) -> str | None:
     return object_id if isinstance(object_id, str) and object_id else None
 
 
-def _pages(page: VmPage) -> int | None:
-    """Pages of 100 the organization's whole list takes (None: unknown)."""
+def _pages_of(page: VmPage, per_page: int) -> int | None:
+    """Pages of ``per_page`` the organization's whole list takes (None: unknown)."""
     pagination = page.pagination
     if pagination is None:
         return None
     if pagination.total is not None:
-        return max(1, math.ceil(pagination.total / _PER_PAGE))
+        return max(1, math.ceil(pagination.total / per_page))
     if pagination.large_set:
-        return _LARGE_SET_PAGES
+        return math.ceil(_LARGE_SET_PAGES * _LARGE_SET_PAGE / per_page)
     return None

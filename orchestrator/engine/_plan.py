@@ -21,6 +21,7 @@ from orchestrator.engine.state._model import JournalEntry
 from orchestrator.engine.state.fate import Seen, build_fate, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient, VirtualMachine
+from orchestrator.katapult._page_size import WIDE as WIDE_PAGE
 from orchestrator.report import ApiReading
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -31,7 +32,7 @@ _LOOKS_AT_ONCE = 16
 
 _FIELDS = ("zone", "data_center", "package", "disk_template", "network")
 #: VMs per page of an organization's VM list (what the client asks for)
-_PER_PAGE = 100
+_PER_PAGE = WIDE_PAGE  # at least: the VM list's pages are asked this wide
 #: organization states that make its VMs a plan problem (not a refused token)
 _ORG_STATES = frozenset({"organization_suspended", "organization_not_activated"})
 
@@ -104,7 +105,7 @@ class Plan:
 
         Per organization with VMs to build: its lookup and the fleet's VM list
         at the start, and the fleet's VM list again at the end for the
-        addresses (100 VMs a page; more where the API ignores the list's
+        addresses (up to 200 VMs a page; more where the API ignores the list's
         annotation filter: see ``listed_by``). And before all that, ``run``
         checks what this plan checked, with as many requests as it spent
         (``requests_spent``).

@@ -6,6 +6,9 @@ Each is found out on the way, never by a request of its own:
   list honours its annotation filter (:class:`~orchestrator.engine._fleet_listing.FleetFinder`);
 * ``annotations_copied``: whether a build's annotations show on its VM, from
   the first build of the run that is complete, or a VM found carrying them;
+* ``vm_list_page_size``: whether the VM list answered a page of 200 VMs as
+  asked, answered it smaller, or refused it (then asked at 100), from the first
+  list read wider than 100 (:mod:`orchestrator.katapult._page_size`);
 * ``delete_running``: ``refused`` when a DELETE was refused because its VM was
   not stopped (destroy stops VMs first, so only a VM started again between its
   stop and its DELETE meets it; an accepted DELETE of a running VM is never sent).
@@ -46,6 +49,13 @@ def found_readings(
                 name="annotations_copied",
                 value="copied" if copied else "not_copied",
                 evidence=evidence,
+            )
+        )
+    page_size = finder.page_size
+    if page_size.reading is not None:
+        found.append(
+            ApiReading(
+                name="vm_list_page_size", value=page_size.reading, evidence=page_size.evidence
             )
         )
     if delete_refused is not None:

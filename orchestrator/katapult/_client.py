@@ -19,7 +19,7 @@ from typing import Any, Final, Self, TypeVar
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from orchestrator._about import distribution_version
-from orchestrator.errors import ConfigError, UnexpectedResponse, api_error_for
+from orchestrator.errors import ApiError, ConfigError, UnexpectedResponse, api_error_for
 from orchestrator.katapult._encoding import flatten_params
 from orchestrator.katapult._gate import ON_SENT, RateLimitInfo, RequestGate
 from orchestrator.katapult._lookups import lookup_arg
@@ -42,6 +42,8 @@ from orchestrator.katapult._models import (
     VirtualMachineSummary,
     Zone,
 )
+from orchestrator.katapult._page_size import KNOWN as KNOWN_PAGE_SIZE
+from orchestrator.katapult._page_size import PageSize
 from orchestrator.katapult._transport import (
     AiohttpTransport,
     ApiRequest,
@@ -113,6 +115,8 @@ class KatapultClient:
         self._user_agent = user_agent or _DEFAULT_USER_AGENT
         self.requests_total = 0
         self.rate_limited_total = 0
+        #: the VM list's page size, found out once (see :mod:`._page_size`)
+        self.vm_page_size = PageSize()
 
     def __repr__(self) -> str:
         return f"KatapultClient(api_url={self._api_url!r})"
@@ -303,23 +307,22 @@ class KatapultClient:
         key: str,
         model: type[_M],
         params: Mapping[str, Any],
-        per_page: int,
+        per_page: int | None,
+        sizes: PageSize | None = None,
     ) -> AsyncIterator[_M]:
-        """Yield every item of a paginated list, page by page."""
+        """Yield every item of a paginated list, page by page.
+
+        ``sizes``: the list's page size to find out (``per_page`` None: its value).
+        """
+        if per_page is None:
+            per_page = sizes.value if sizes is not None else 100
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
         page = 1
         while True:
-            answer = await self._call(
-                "GET", path, params={**params, "page": page, "per_page": per_page}
-            )
+            answer, per_page = await self._page(path, key, params, page, per_page, sizes)
             items = self._items(answer, key)
-            raw_pagination = answer.data.get("pagination")
-            pagination = (
-                self._parse(Pagination, raw_pagination, answer, "the response's 'pagination'")
-                if raw_pagination is not None
-                else None
-            )
+            pagination = self._pagination(answer)
             if pagination is not None and pagination.current_page not in (None, page):
                 raise self._unexpected(
                     answer.request,
@@ -331,6 +334,44 @@ class KatapultClient:
             if _is_last_page(pagination, page, len(items), per_page):
                 return
             page += 1
+
+    async def _page(
+        self,
+        path: str,
+        key: str,
+        params: Mapping[str, Any],
+        page: int,
+        per_page: int,
+        sizes: PageSize | None,
+    ) -> tuple[_Answer, int]:
+        """One page, and the page size it was answered at: a first page refused as too
+        wide is asked again at the known size, once (see :mod:`._page_size`)."""
+        try:
+            answer = await self._call(
+                "GET", path, params={**params, "page": page, "per_page": per_page}
+            )
+        except ApiError as exc:
+            if sizes is None or page != 1 or not sizes.may_be_refusal(exc, per_page):
+                raise
+            asked, per_page = per_page, KNOWN_PAGE_SIZE
+            answer = await self._call(
+                "GET", path, params={**params, "page": page, "per_page": per_page}
+            )
+            sizes.refused(exc, asked)
+            return answer, per_page
+        if sizes is not None:
+            pagination = self._pagination(answer)
+            items = answer.data.get(key)
+            count = len(items) if isinstance(items, list) else 0
+            stated = pagination.per_page if pagination is not None else None
+            sizes.answered(per_page, stated, count)
+        return answer, per_page
+
+    def _pagination(self, answer: _Answer) -> Pagination | None:
+        raw = answer.data.get("pagination")
+        if raw is None:
+            return None
+        return self._parse(Pagination, raw, answer, "the response's 'pagination'")
 
     def _items(self, answer: _Answer, key: str) -> list[Any]:
         items = answer.data.get(key)
@@ -507,7 +548,7 @@ class KatapultClient:
         self,
         organization: Lookup,
         *,
-        per_page: int = 100,
+        per_page: int | None = None,
         annotations: Mapping[str, str | None] | None = None,
     ) -> AsyncIterator[VirtualMachineSummary]:
         """Every VM of the organization, fetching page after page as iterated.
@@ -515,7 +556,8 @@ class KatapultClient:
         ``annotations`` filters the list (``annotations[][key]``/``[value]``):
         only VMs carrying every pair (a ``None`` value: the key alone). Whether
         the API honours the filter is unconfirmed: a caller must not take the
-        answer for filtered without having found out.
+        answer for filtered without having found out. ``per_page`` None: the
+        page size found out for the VM list (:attr:`vm_page_size`).
         """
         params = _vm_list_params(organization, annotations)
         async for vm in self._pages(
@@ -524,6 +566,7 @@ class KatapultClient:
             VirtualMachineSummary,
             params,
             per_page,
+            self.vm_page_size if per_page is None else None,
         ):
             yield vm
 
@@ -532,28 +575,31 @@ class KatapultClient:
         organization: Lookup,
         *,
         page: int = 1,
-        per_page: int = 100,
+        per_page: int | None = None,
         annotations: Mapping[str, str | None] | None = None,
     ) -> VmPage:
-        """One page of the organization's VM list (as :meth:`list_vms` filters it)."""
-        params = {
-            **_vm_list_params(organization, annotations),
-            "page": page,
-            "per_page": per_page,
-        }
-        answer = await self._call("GET", "organizations/_/virtual_machines", params=params)
+        """One page of the organization's VM list (as :meth:`list_vms` filters it).
+
+        ``per_page`` None: the page size found out for the VM list; the page says
+        the size it was answered at (ask the next page at the same size).
+        """
+        sizes = self.vm_page_size if per_page is None else None
+        asked = self.vm_page_size.value if per_page is None else per_page
+        answer, asked = await self._page(
+            "organizations/_/virtual_machines",
+            "virtual_machines",
+            _vm_list_params(organization, annotations),
+            page,
+            asked,
+            sizes,
+        )
         items = [
             self._parse(VirtualMachineSummary, raw, answer, "an item of 'virtual_machines'")
             for raw in self._items(answer, "virtual_machines")
         ]
-        raw_pagination = answer.data.get("pagination")
-        pagination = (
-            self._parse(Pagination, raw_pagination, answer, "the response's 'pagination'")
-            if raw_pagination is not None
-            else None
-        )
-        last = _is_last_page(pagination, page, len(items), per_page)
-        return VmPage(items=items, pagination=pagination, last=last)
+        pagination = self._pagination(answer)
+        last = _is_last_page(pagination, page, len(items), asked)
+        return VmPage(items=items, pagination=pagination, last=last, per_page=asked)
 
     async def get_default_network(self, data_center: Lookup) -> Network:
         """``GET data_centers/_/default_network``: the data center's default network
@@ -688,6 +734,8 @@ class VmPage:
     items: list[VirtualMachineSummary]
     pagination: Pagination | None
     last: bool
+    #: the page size it was asked at (the next page is asked at the same)
+    per_page: int = 100
 
 
 def _vm_list_params(
@@ -735,10 +783,12 @@ def _is_last_page(pagination: Pagination | None, page: int, count: int, per_page
     No pagination object means an unpaginated answer; an empty page always
     ends the list. Trust ``total_pages`` when the API gives it; for large sets
     it may be ``None``, and then a page shorter than the page size (the one
-    the API reports, else the one asked for) is the last.
+    the API reports, else the one asked for, at most the known 100) is the last.
     """
     if pagination is None or count == 0:
         return True
     if pagination.total_pages is not None:
         return page >= pagination.total_pages
-    return count < (pagination.per_page or per_page)
+    # the size the answer states; else the size asked, or the one the API is known to
+    # take if smaller (an API that capped a wider page silently does not end the list)
+    return count < (pagination.per_page or min(per_page, KNOWN_PAGE_SIZE))

@@ -229,7 +229,9 @@ class OwnershipInfo(_Model):
 
 
 #: the readings of the unconfirmed API a run can find out
-ReadingName = Literal["annotation_filter", "annotations_copied", "delete_running"]
+ReadingName = Literal[
+    "annotation_filter", "annotations_copied", "vm_list_page_size", "delete_running"
+]
 
 
 class ApiReading(_Model):
@@ -239,11 +241,13 @@ class ApiReading(_Model):
     ``annotations[][key]``/``[value]`` filter); ``annotations_copied``: ``copied`` or
     ``not_copied`` (a build's annotations on its VM); ``delete_running``: ``refused``
     (a DELETE of a VM that was not stopped was refused; destroy stops VMs first, so it
-    is found only when a VM was started again between its stop and its DELETE).
+    is found only when a VM was started again between its stop and its DELETE);
+    ``vm_list_page_size``: ``honoured``, ``capped`` or ``refused`` (a page of 200 VMs
+    asked of the VM list: answered, answered smaller, or refused and asked at 100).
     """
 
     name: ReadingName
-    value: Literal["honoured", "ignored", "refused", "copied", "not_copied"]
+    value: Literal["honoured", "ignored", "refused", "copied", "not_copied", "capped"]
     evidence: str | None = None
 
 

@@ -25,7 +25,7 @@ it plays either reading, chosen by a field of :class:`SimulatorConfig`
 (``hostname_taken_at``, ``vm_record_at``, ``duplicate_hostnames``,
 ``failed_build_leaves_vm``, ``copy_annotations``, ``trash_holds_hostname``,
 ``annotations_copied_at``, ``annotation_filter``, ``xml_without_interface``,
-``legacy_build_key``;
+``legacy_build_key``, ``xml_tags``, ``vm_list_per_page``;
 each documented there with what is known and what is guessed;
 ``SimulatorConfig.pessimistic()`` sets the hardest combination). By default:
 

@@ -20,6 +20,7 @@ __all__ = [
     "FaultConfig",
     "HostnameTakenAt",
     "SimulatorConfig",
+    "VmListPerPage",
     "XmlWithoutInterface",
 ]
 
@@ -33,6 +34,7 @@ VM_AT = 0.45
 
 HostnameTakenAt = Literal["post", "vm_record"]
 DuplicateHostnames = Literal["refuse", "accept"]
+VmListPerPage = Literal["max_200", "max_100", "capped_100", "unlimited"]
 AnnotationFilter = Literal["honoured", "ignored", "refused_400", "refused_422"]
 AnnotationsCopiedAt = Literal["vm_record", "complete"]
 XmlWithoutInterface = Literal["default_network", "no_address"]
@@ -278,6 +280,14 @@ class SimulatorConfig:
             Known: the official clients set tags with a PATCH after the build.
             Guessed: the rest. ``"applied"`` (default, what the simulator always
             did) or ``"ignored"`` (the VM is built without them).
+        vm_list_per_page: how wide a page of the VM list may be. Known: 100
+            works; Apia, the API's framework, refuses ``per_page`` above an
+            endpoint's maximum, 200 unless the endpoint sets another, with
+            ``400 invalid_argument`` (``detail.path == ["per_page"]``).
+            Guessed: Katapult's maximum. ``"max_200"`` (default, Apia's
+            default), ``"max_100"`` (refused above 100), ``"capped_100"``
+            (answered at 100, ``pagination.per_page`` saying so) or
+            ``"unlimited"``.
     """
 
     token: str = field(default="sim-token", repr=False)
@@ -311,6 +321,7 @@ class SimulatorConfig:
     xml_without_interface: XmlWithoutInterface = "default_network"
     legacy_build_key: bool = False
     xml_tags: Literal["applied", "ignored"] = "applied"
+    vm_list_per_page: VmListPerPage = "max_200"
 
     @classmethod
     def pessimistic(cls, **overrides: Any) -> SimulatorConfig:
@@ -321,7 +332,7 @@ class SimulatorConfig:
         builds leaving their VM, annotations not copied (and, were they, only
         at the build's end), the list's annotation filter ignored, an XML build
         without an interface left without an address, answers of an older
-        server (the build under ``build`` only).
+        server (the build under ``build`` only), VM list pages above 100 refused.
         """
         return cls(**{**PESSIMISTIC_READINGS, **overrides})
 
@@ -362,6 +373,10 @@ class SimulatorConfig:
             raise ValueError("xml_without_interface must be 'default_network' or 'no_address'")
         if self.xml_tags not in ("applied", "ignored"):
             raise ValueError("xml_tags must be 'applied' or 'ignored'")
+        if self.vm_list_per_page not in ("max_200", "max_100", "capped_100", "unlimited"):
+            raise ValueError(
+                "vm_list_per_page must be 'max_200', 'max_100', 'capped_100' or 'unlimited'"
+            )
         lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))
         if not PENDING_END <= lo <= hi <= 1.0:
             raise ValueError(
@@ -386,6 +401,7 @@ class SimulatorConfig:
             "xml_without_interface": self.xml_without_interface,
             "legacy_build_key": self.legacy_build_key,
             "xml_tags": self.xml_tags,
+            "vm_list_per_page": self.vm_list_per_page,
         }
 
     @property
@@ -407,4 +423,5 @@ PESSIMISTIC_READINGS: dict[str, Any] = {
     "xml_without_interface": "no_address",
     "legacy_build_key": True,
     "xml_tags": "ignored",
+    "vm_list_per_page": "max_100",
 }

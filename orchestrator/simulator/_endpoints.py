@@ -230,12 +230,14 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
     ``annotations[][key]``/``annotations[][value]`` keep only the VMs carrying
     every pair given (a pair without a value matches the key alone), unless the
     reading ``annotation_filter`` says it is ignored (every VM listed) or refused
-    (``400 invalid_argument`` or ``422 validation_error``, both guesses).
+    (``400 invalid_argument`` or ``422 validation_error``, both guesses). The
+    reading ``vm_list_per_page`` says how wide a page may be.
     """
     a = ctx.args
     lookup = a.lookup("organization", ORG_KEYS, required=True)
     wanted = a.key_values("annotations")
     page, per_page = a.integer("page", 1), a.integer("per_page", ctx.config.per_page_default)
+    per_page = _vm_list_page_size(a.endpoint_id, per_page, ctx.config.vm_list_per_page)
     org = find_org(ctx, lookup)
     if wanted and ctx.config.annotation_filter == "refused_400":
         raise invalid_argument(a.endpoint_id, ["annotations"], "parse_error")
@@ -250,6 +252,33 @@ def list_virtual_machines(ctx: Ctx) -> Answer:
         "pagination": pagination,
         "virtual_machines": [render.vm_list_item(v) for v in items],
     }
+
+
+#: the reading ``vm_list_per_page``: the largest page, and whether more is refused
+_PAGE_LIMITS: dict[str, tuple[int | None, bool]] = {
+    "max_200": (200, True),
+    "max_100": (100, True),
+    "capped_100": (100, False),
+    "unlimited": (None, False),
+}
+
+
+def _vm_list_page_size(endpoint_id: str, per_page: int, reading: str) -> int:
+    """The page size the VM list answers at: Apia refuses ``per_page`` above the
+    endpoint's maximum (``400 invalid_argument``, ``detail.path == ["per_page"]``,
+    its validation named ``less_than_or_equal_to_one_hundred`` whatever the maximum);
+    the ``capped_100`` reading answers 100 instead."""
+    limit, refuses = _PAGE_LIMITS[reading]
+    if limit is None or per_page <= limit:
+        return per_page
+    if refuses:
+        raise invalid_argument(
+            endpoint_id,
+            ["per_page"],
+            "validation_error",
+            errors=["less_than_or_equal_to_one_hundred"],
+        )
+    return limit
 
 
 def find_vm(ctx: Ctx, lookup: tuple[str, str | None] | None) -> VirtualMachine:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import pytest
 
@@ -13,6 +12,7 @@ from orchestrator.engine._addresses import add_addresses
 from orchestrator.katapult import KatapultClient
 from orchestrator.report import Outcome, VmRef, VmResult
 from orchestrator.simulator import SimulatorConfig, run_simulator
+from orchestrator.simulator._config import VmListPerPage
 from orchestrator.vm_request import Lookup
 
 from .conftest import SCALE, settings_for, vms
@@ -51,17 +51,32 @@ async def test_a_run_reports_each_built_and_existing_vms_addresses() -> None:
                 assert vm.virtual_machine.fqdn == f"{vm.key}.acme.katapult.cloud"
 
 
-@pytest.mark.parametrize("listed", [1, 100, 101, 250])
-async def test_addresses_cost_one_request_per_page_of_the_vm_list(listed: int) -> None:
-    """N VMs cost ceil(N/100) list requests, not one GET per VM; rows without a VM cost none."""
-    async with run_simulator(sim_config()) as sim:
+@pytest.mark.parametrize(
+    ("listed", "reading", "requests"),
+    [
+        (1, "max_200", 1),
+        (200, "max_200", 1),
+        (201, "max_200", 2),
+        (450, "max_200", 3),
+        (250, "unlimited", 2),  # asked 200 a page, whatever more the API would take
+        (250, "capped_100", 3),  # answered 100 a page: walked at the API's size
+        (250, "max_100", 4),  # 200 refused once, then 100 a page
+    ],
+)
+async def test_addresses_cost_one_request_per_page_of_the_vm_list(
+    listed: int, reading: VmListPerPage, requests: int
+) -> None:
+    """N VMs cost one list request per page (200 VMs, or the API's size), not one GET per
+    VM; rows without a VM cost none; every VM's addresses are found on every reading."""
+    config = dataclasses.replace(sim_config(), vm_list_per_page=reading)
+    async with run_simulator(config) as sim:
         ids = [sim.state.add_existing_vm("acme", f"x-{i:03d}") for i in range(listed)]
         results = [_row(f"x-{i:03d}", vm_id) for i, vm_id in enumerate(ids)]
         results.append(_row("never-built", None, outcome="skipped"))
         orgs = {r.key: ACME for r in results}
         async with KatapultClient(api_url=sim.url, token=sim.config.token) as client:
             filled = await add_addresses(client, results, orgs, deadline_seconds=5)
-            assert client.requests_total == math.ceil(listed / 100)
+            assert client.requests_total == requests
     assert [r.key for r in filled] == [r.key for r in results]
     assert filled[-1] == results[-1]
     assert all(r.virtual_machine and r.virtual_machine.ip_addresses for r in filled[:-1])

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.anyio
 
 READINGS = ["default", "pessimistic"]
 #: VMs of the organization that are not the fleet's: three pages and more of its list
-OTHERS = 350
+#: (pages of 200, or of 100 where the API refuses wider ones)
+OTHERS = 450
 LIST = "organizations/_/virtual_machines"
 
 
@@ -39,23 +40,29 @@ class Counting(AiohttpTransport):
     def __init__(self, sim: RunningSimulator) -> None:
         super().__init__(sim.url)
         self.sent: list[ApiRequest] = []
+        self.statuses: list[int] = []
 
     async def send(self, request: ApiRequest) -> ApiResponse:
         self.sent.append(request)
-        return await super().send(request)
+        response = await super().send(request)
+        self.statuses.append(response.status)
+        return response
 
     def whole_reads(self) -> int:
-        """How many times the organization's unfiltered list was started (its page 1)."""
+        """How many times the organization's unfiltered list was started (its page 1
+        answered: a page refused as too wide, then asked narrower, is one start)."""
         return sum(
             1
-            for r in self.sent
+            for r, status in zip(self.sent, self.statuses, strict=True)
             if r.path == LIST
+            and status == 200
             and ("page", "1") in r.params
             and not any(name.startswith("annotations") for name, _ in r.params)
         )
 
     def reset(self) -> None:
         self.sent.clear()
+        self.statuses.clear()
 
 
 @pytest.mark.parametrize("reading", READINGS)
@@ -112,12 +119,29 @@ async def test_the_report_lists_the_readings_the_run_found(reading: str, tmp_pat
             again = await orch.run(requests, journal=journal, fleet="web")
     found = {r.name: r.value for r in first.readings}
     if reading == "default":
-        assert found == {"annotation_filter": "honoured", "annotations_copied": "copied"}
+        # pages of 200 VMs answered as asked (Apia's default maximum)
+        assert found == {
+            "annotation_filter": "honoured",
+            "annotations_copied": "copied",
+            "vm_list_page_size": "honoured",
+        }
         assert {r.name: r.value for r in again.readings} == found
     else:
-        assert found == {"annotation_filter": "ignored", "annotations_copied": "not_copied"}
-        assert {r.name: r.value for r in again.readings} == {"annotation_filter": "ignored"}
-    assert [r.name for r in first.readings] == ["annotation_filter", "annotations_copied"]
+        # pages of 200 refused: asked at 100 from then on (the client remembers)
+        assert found == {
+            "annotation_filter": "ignored",
+            "annotations_copied": "not_copied",
+            "vm_list_page_size": "refused",
+        }
+        assert {r.name: r.value for r in again.readings} == {
+            "annotation_filter": "ignored",
+            "vm_list_page_size": "refused",
+        }
+    assert [r.name for r in first.readings] == [
+        "annotation_filter",
+        "annotations_copied",
+        "vm_list_page_size",
+    ]
     assert all(r.evidence for r in first.readings)
 
 
@@ -155,6 +179,7 @@ async def test_plan_says_which_readings_it_found(reading: str, tmp_path: Path) -
         assert [(r.name, r.value) for r in plan.readings] == [
             ("annotation_filter", "honoured"),
             ("annotations_copied", "copied"),
+            ("vm_list_page_size", "honoured"),
         ]
     else:
         assert (plan.annotation_filter, plan.listed_by) == ("ignored", {"acme": "fqdn"})

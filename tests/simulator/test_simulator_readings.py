@@ -45,7 +45,8 @@ async def by_fqdn(api: Api, hostname: str) -> Any:
 
 
 def test_defaults_are_todays_readings() -> None:
-    """Without options the simulator plays the readings it always played."""
+    """Without options the simulator plays the readings it always played (and, since
+    issue 23, refuses VM list pages above Apia's default maximum of 200)."""
     assert SimulatorConfig().readings() == {
         "hostname_taken_at": "post",
         "vm_record_at": [0.45, 0.45],
@@ -59,6 +60,8 @@ def test_defaults_are_todays_readings() -> None:
         "xml_without_interface": "default_network",
         "legacy_build_key": False,
         "xml_tags": "applied",
+        # not played before issue 23 (any page size was answered): Apia's default
+        "vm_list_per_page": "max_200",
     }
 
 
@@ -78,6 +81,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         "xml_without_interface": "no_address",
         "legacy_build_key": True,
         "xml_tags": "ignored",
+        "vm_list_per_page": "max_100",
     }
     assert config.seed == 7
     assert SimulatorConfig.pessimistic().copy_annotations is False
@@ -93,6 +97,7 @@ def test_pessimistic_sets_every_reading_and_takes_overrides() -> None:
         ({"duplicate_hostnames": "maybe"}, "duplicate_hostnames"),
         ({"annotations_copied_at": "later"}, "annotations_copied_at"),
         ({"annotation_filter": "sometimes"}, "annotation_filter"),
+        ({"vm_list_per_page": "max_50"}, "vm_list_per_page"),
         ({"xml_without_interface": "none"}, "xml_without_interface"),
         ({"xml_tags": "sometimes"}, "xml_tags"),
     ],
