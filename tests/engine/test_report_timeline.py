@@ -21,8 +21,10 @@ async def test_a_run_records_each_vms_times_and_the_budget_per_window() -> None:
     """Submitted <= first seen <= finished for each VM built; windows add up to the requests."""
     requests = vms(40)
     # a slower clock than the other engine tests (a window lasts 0.6 s, not 0.15 s): a
-    # loaded machine's event-loop lag is then small beside a window, and each answer
-    # lands in the window the server counted it in
+    # loaded machine's event-loop lag is then small beside a window. The simulator's
+    # windows do not lie on the wall clock's multiples of 0.6 s: the report must place
+    # them by the resets it saw, never on that belief (which once put 16 of this run's
+    # own requests among "others" on a loaded CI machine)
     scale = SCALE / 4
     config = dataclasses.replace(SimulatorConfig(time_scale=scale, seed=7), rate_limit=30)
     async with run_simulator(config) as sim:
