@@ -183,7 +183,7 @@ class BuildOperation:
         elif fate in ("submit", "reconcile"):
             await self._submit(track)
 
-    async def _broken(self, track: Track, vm: VirtualMachine) -> None:
+    async def _broken(self, track: Track, vm: VirtualMachine, *, journal: bool = False) -> None:
         """A failed VM holds the hostname: nothing is sent; the message says how to free it."""
         ours = (
             self.ownership.judge(track.key, vm.annotations) == "ours" or track.row.created == vm.id
@@ -206,7 +206,7 @@ class BuildOperation:
                 ),
             ),
             reason="failed_vm_exists",
-            journal=False,
+            journal=journal,
         )
 
     def _whose(self, vm: VirtualMachine | None) -> str:
@@ -310,7 +310,9 @@ class BuildOperation:
         run.follow_build(track)
 
     async def refused(self, track: Track, exc: ApiError) -> bool:
-        """A taken hostname: adopt it when it is ours (or may be), else ``conflict``."""
+        """A taken hostname: adopt it when it is ours (or may be); a VM that is not
+        provably ours (no annotations: :func:`build_fate`) ends as it would had it been
+        seen before the POST; anything else is a ``conflict``."""
         if not is_hostname_taken(exc):
             return False
         run = self._run
@@ -323,6 +325,26 @@ class BuildOperation:
         if vm is not None and verdict != "theirs" and (verdict == "ours" or track.sends.uncertain):
             self._take(track, vm)
             return True
+        if vm is not None and verdict == "unknown":
+            # The refusal is the API's definite answer: nothing was built. So the row is
+            # what the run began with, and the VM is judged as a look would have.
+            fate = build_fate(
+                seen_of(verdict, vm.state),
+                track.row,
+                vm_id=vm.id,
+                copies=self.ownership.copied,
+                vm_state=vm.state,
+            )
+            # (journaled, unlike a VM seen first: the intent row written before the POST
+            # must not be read by a rerun as a POST of ours that may have created it)
+            if fate == "not_ours":
+                run.seen_vm(track, vm)
+                await run.finish(track, "skipped", reason="not_ours")
+                return True
+            if fate == "broken":
+                run.seen_vm(track, vm)
+                await self._broken(track, vm, journal=True)
+                return True
         if vm is None and track.sends.uncertain:
             # our earlier POST most likely took: wait for its VM to appear
             run.set_phase(track, "building")

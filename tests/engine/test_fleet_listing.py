@@ -16,7 +16,7 @@ from orchestrator.engine import Orchestrator, make_plan
 from orchestrator.katapult import AiohttpTransport, ApiRequest, ApiResponse, KatapultClient
 from orchestrator.simulator import RunningSimulator, SimulatorConfig, run_simulator
 
-from .conftest import SCALE, assert_exactly_once, settings_for, vms
+from .conftest import SCALE, assert_exactly_once, created_hostnames, settings_for, vms
 
 pytestmark = pytest.mark.anyio
 
@@ -104,6 +104,57 @@ async def test_the_report_says_how_the_fleet_was_found(reading: str, tmp_path: P
         assert again.ownership.annotation_filter == "ignored"
         assert again.ownership.listed_by == {"acme": "fqdn"}
     assert again.ownership.filter_evidence
+
+
+@pytest.mark.parametrize("copies", [True, False])
+async def test_the_first_fleet_in_an_organization_reads_none_of_it(
+    copies: bool, tmp_path: Path
+) -> None:
+    """Filter honoured, 450 VMs of someone else without annotations, one of them holding
+    web-003 of the spec: the first fleet's run reads no page of the organization's whole
+    list before it builds. web-003 is met by the API's refusal of its taken hostname and
+    the look that follows, and ends as it would had it been seen first (skipped/not_ours
+    while the copy of annotations is not known; a conflict once it is), never built nor
+    touched, and never adopted by a rerun; every other VM is built once. ``plan`` still
+    reads the whole list and says web-003 is not ours."""
+    requests = vms(6, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for("default", copy_annotations=copies)) as sim:
+        theirs = sim.state.add_existing_vm("acme", "web-003")
+        transport = Counting(sim)
+        async with Orchestrator(settings_for(sim), transport=transport) as orch:
+            first = await orch.run(requests, journal=journal, fleet="web")
+            posts = [i for i, r in enumerate(transport.sent) if r.method == "POST"]
+            del transport.sent[posts[0] :], transport.statuses[posts[0] :]
+            whole_before_building = transport.whole_reads()
+            again = await orch.run(requests, journal=journal, fleet="web")
+        async with KatapultClient(api_url=sim.url, token=sim.config.token) as client:
+            plan = await make_plan(client, requests, fleet="web", deadline_seconds=5)
+        standing = {vm["id"] for vm in sim.state.snapshot()["virtual_machines"]}
+        created = [h for h in created_hostnames(sim) if h.startswith("web-")]
+    # (without the copy the addresses at the end may come from one whole read, when it
+    # costs fewer requests than a GET per VM built: never to decide what to build)
+    assert whole_before_building == 0
+    assert first.ownership is not None
+    assert first.ownership.listed_by == {"acme": "fleet"}
+    for report in (first, again):
+        held = {vm.key: vm for vm in report.vms}["web-003"]
+        if copies:
+            # not provably ours until a build of the run shows the copy (then provably
+            # someone else's): which of the two depends on when its refusal came
+            assert (held.outcome, held.reason, held.category) in (
+                ("skipped", "not_ours", None),
+                ("failed", "hostname_taken", "conflict"),
+            )
+        else:
+            assert (held.outcome, held.reason) == ("skipped", "not_ours")
+    assert {vm.outcome for vm in first.vms if vm.key != "web-003"} == {"succeeded"}
+    assert {(vm.outcome, vm.reason) for vm in again.vms if vm.key != "web-003"} == {
+        ("skipped", "already_exists")
+    }
+    assert sorted(created) == sorted(r.hostname for r in requests)  # web-003 once: theirs
+    assert theirs in standing
+    assert plan.fates["web-003"] == "not_ours"
 
 
 @pytest.mark.parametrize("reading", READINGS)
