@@ -157,6 +157,38 @@ async def test_the_first_fleet_in_an_organization_reads_none_of_it(
     assert plan.fates["web-003"] == "not_ours"
 
 
+async def test_the_first_fleet_beside_a_holder_on_an_api_that_accepts_duplicates(
+    tmp_path: Path,
+) -> None:
+    """Filter honoured, annotations dropped and a taken hostname accepted (against what
+    was seen of the API): the first fleet builds web-003 beside someone else's VM of that
+    hostname, as a run whose copy is proven would. What still holds: none of the fleet's
+    VMs is built twice, the other VM is never touched by the run nor by destroy, and
+    destroy deletes every VM the fleet built that it can still tell apart."""
+    requests = vms(6, prefix="web")
+    journal = tmp_path / "web.journal"
+    config = config_for(
+        "default", copy_annotations=False, duplicate_hostnames="accept", existing_vms=0
+    )
+    async with run_simulator(config) as sim:
+        theirs = sim.state.add_existing_vm("acme", "web-003")
+        async with Orchestrator(settings_for(sim)) as orch:
+            first = await orch.run(requests, journal=journal, fleet="web")
+            gone = await orch.destroy(requests, journal=journal, fleet="web")
+        standing = {vm["id"]: vm["hostname"] for vm in sim.state.snapshot()["virtual_machines"]}
+        created = created_hostnames(sim)
+    assert {vm.outcome for vm in first.vms} == {"succeeded"}
+    assert sorted(created) == sorted([r.hostname for r in requests] + ["web-003"])
+    assert standing[theirs] == "web-003"
+    by_key = {vm.key: vm for vm in gone.vms}
+    assert (by_key["web-003"].outcome, by_key["web-003"].reason) == ("failed", "not_ours")
+    assert all(
+        (vm.outcome, vm.reason) == ("succeeded", "deleted")
+        for key, vm in by_key.items()
+        if key != "web-003"
+    )
+
+
 @pytest.mark.parametrize("reading", READINGS)
 async def test_the_report_lists_the_readings_the_run_found(reading: str, tmp_path: Path) -> None:
     """report.readings: the filter's reading and whether annotations are copied (learned
