@@ -64,7 +64,9 @@ def render_plan(plan: Plan, console: Console) -> None:
         )
     if plan.readings:
         found = ", ".join(f"{r.name} {r.value}" for r in plan.readings)
-        console.print(f"Readings of the API found: {found}", highlight=False, markup=False)
+        console.print(
+            f"Readings of the API found: {found}", highlight=False, markup=False, soft_wrap=False
+        )
         for reading in plan.readings:
             if reading.evidence:
                 console.print(

@@ -154,7 +154,8 @@ def render_summary(
     )
     if report.readings:
         found = ", ".join(f"{r.name} {r.value}" for r in report.readings)
-        console.print(Text(f"Readings of the API found: {found}"))
+        # (wrapped at the console's width: the list grows with what a run finds out)
+        console.print(Text(f"Readings of the API found: {found}"), soft_wrap=False)
     skipped = Counter(vm.reason or "unknown" for vm in report.vms if vm.outcome == "skipped")
     if skipped:
         reasons = ", ".join(f"{for_terminal(r)} {n}" for r, n in sorted(skipped.items()))

@@ -87,7 +87,10 @@ def test_plan_json_lists_what_to_build_and_what_exists(
     assert list(plan) == [*PLAN_KEYS, "config_file"]  # the config file read comes last
     assert (plan["kind"], plan["format_version"]) == ("plan", 1)
     assert plan["readings"]["annotation_filter"] == "honoured"
-    assert [r["name"] for r in plan["readings"]["found"]] == ["annotation_filter"]
+    assert [r["name"] for r in plan["readings"]["found"]] == [
+        "annotation_filter",
+        "vm_list_page_size",
+    ]
     assert plan["readings"]["found"][0]["value"] == "honoured"
     assert plan["readings"]["found"][0]["evidence"]
     assert set(plan["readings"]["listed_by"]) == {"acme"}
