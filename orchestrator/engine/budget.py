@@ -83,7 +83,12 @@ The model, in short (details next to the arithmetic below):
 
 Waiting is cheap: waiters sit in one FIFO per kind and only the head of the
 line is ever woken (on a timer, or when a response or a setting changes its
-prospects), so an acquire costs O(1) however many wait.
+prospects), so an acquire costs O(1) however many wait. Not waiting is cheaper
+still: when nobody of equal or higher priority waits and the model grants a
+slot now, ``acquire`` takes it and returns without a trip round the event loop
+(a caller already cancelled is refused first, before any slot is taken); the
+request it guards yields soon enough. Which request gets which slot, and when,
+is decided exactly as on the waiting path.
 """
 
 from __future__ import annotations

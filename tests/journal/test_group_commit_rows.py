@@ -1,4 +1,4 @@
-"""One group commit's intents, 201s and results, written as multi-row statements (``_grouped``).
+"""One group commit of many intents, 201s and results: each row as its own writes leave it.
 
 A group is made by holding the writer (its ``gate``) while the writes queue:
 what it commits must be what the writes one by one, in their order, would leave.
@@ -39,7 +39,7 @@ async def _in_one_group(journal: Journal, writes: list[Write]) -> None:
 
 
 async def test_a_group_of_every_kind_commits_each_row_as_written(journal_at: JournalAt) -> None:
-    """150 intents, 201s and results in one group (chunks of 64, 32 ... rows): every row right."""
+    """150 intents, 201s and results in one group: every row as its own write says."""
     keys = [f"web-{i:03d}" for i in range(150)]
     intents, submits, finishes = keys[:50], keys[50:100], keys[100:]
     async with await journal_at.open(spec_sha256="s", run_id="r") as journal:
