@@ -21,7 +21,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
-import anyio.abc
 
 from orchestrator._logging import get_logger
 from orchestrator.engine._addresses import AddressSource
@@ -52,6 +51,8 @@ from orchestrator.report import ApiReading, ErrorInfo, Outcome, OwnershipInfo, V
 from orchestrator.vm_request import Lookup, VmRequest
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream
+
     from orchestrator.engine._operation import Operation, OperationKind, Where
     from orchestrator.engine.budget import RateBudget
     from orchestrator.engine.scheduler import PollScheduler
@@ -800,9 +801,12 @@ class Run:
                 for key in self.scheduler.due():
                     track = self._tracks[key]
                     if track.result is None:
-                        await send.send(track)
+                        try:  # to a poller waiting already: no trip round the loop
+                            send.send_nowait(track)
+                        except anyio.WouldBlock:
+                            await send.send(track)
 
-    async def _poller(self, due: anyio.abc.ObjectReceiveStream[Track]) -> None:
+    async def _poller(self, due: MemoryObjectReceiveStream[Track]) -> None:
         async for track in due:
             await self._poll_one(track)
 

@@ -83,7 +83,12 @@ The model, in short (details next to the arithmetic below):
 
 Waiting is cheap: waiters sit in one FIFO per kind and only the head of the
 line is ever woken (on a timer, or when a response or a setting changes its
-prospects), so an acquire costs O(1) however many wait.
+prospects), so an acquire costs O(1) however many wait. Not waiting is cheaper
+still: when nobody of equal or higher priority waits and the model grants a
+slot now, ``acquire`` takes it and returns without a trip round the event loop
+(a caller already cancelled is refused first, before any slot is taken); the
+request it guards yields soon enough. Which request gets which slot, and when,
+is decided exactly as on the waiting path.
 """
 
 from __future__ import annotations
@@ -97,7 +102,7 @@ from itertools import count
 from typing import Literal, Protocol
 
 import anyio
-from anyio.lowlevel import cancel_shielded_checkpoint, checkpoint_if_cancelled
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from orchestrator.engine._loop import loop_time
 from orchestrator.engine._neighbours import Neighbours, WindowShare
@@ -544,12 +549,12 @@ class RateBudget:
         queue = self._polls if kind == "poll" else self._submits
         now = self._clock()
         self._advance(now)
-        # Fast path: nobody of equal or higher priority waits and a slot is free.
+        # Fast path: nobody of equal or higher priority waits and a slot is free. The
+        # slot is taken without a trip round the event loop (the request that follows
+        # yields soon enough): a cancelled caller was refused above, before any slot.
         ahead = queue or (kind == "submit" and self._polls)
         if not ahead and self._ready_at(kind, now) <= now:
-            ticket = self._take(now)
-            await cancel_shielded_checkpoint()
-            return ticket
+            return self._take(now)
 
         waiter = _Waiter()
         token = next(self._seq)

@@ -7,6 +7,18 @@ applies them all in one transaction and commits once; then it tells the loop
 busy committing, new operations pile up and go into the next transaction, so the
 number of commits adapts to the load: one per write when writes trickle in, a
 few hundred writes per commit when 500 submitters record intents at once.
+
+Under load the groups are also spaced: when the last group held more than one
+operation, or more arrived while it was being committed (many writers, not one
+waiting on the other), the next transaction begins no sooner than
+:data:`GROUP_SECONDS` after the last one began. A lone caller, or a run whose
+writes trickle in, is never held. Each transaction costs fixed work whatever
+its size (a commit, an fsync for intents, the lock file's note, a wake-up of
+the event loop, the GIL taken from the loop's thread): in the overhead
+benchmark (20,000 VMs, 5,000 in flight) the transactions fell from
+6,600-10,800 to about 1,100-1,900 and the CPU per VM by several percent, for
+at most those milliseconds more before a POST goes out. What is committed, and
+when a caller may rely on it, is unchanged.
 """
 
 from __future__ import annotations
@@ -78,6 +90,10 @@ Op = tuple[int, int, tuple[Any, ...]]
 
 #: Seconds between two WAL checkpoints during a run (and one at every clean close).
 CHECKPOINT_SECONDS: Final = 1.0
+
+#: Under load (more than one writer at a time), the least seconds from the start of one
+#: transaction to the start of the next: writes gather into fewer, larger groups.
+GROUP_SECONDS: Final = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +277,17 @@ class JournalWriter(threading.Thread, CommitCounters):
         self._serve()
 
     def _serve(self) -> None:
+        began = -GROUP_SECONDS
+        loaded = False
         while True:
             batch = [self.queue.get()]
             self.gate.wait()
+            if loaded and batch[0][1] != CLOSE:
+                # more writers than one at a time: let the group gather (see the module)
+                pause = began + GROUP_SECONDS - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+            began = time.monotonic()
             try:
                 while True:
                     batch.append(self.queue.get_nowait())
@@ -278,6 +302,7 @@ class JournalWriter(threading.Thread, CommitCounters):
             if closing:
                 self._on_closed()
                 return
+            loaded = len(batch) > 1 or not self.queue.empty()
 
     # -------------------------------------------------------------------- open
 
