@@ -8,7 +8,7 @@ command line's flags) and read back as the journal's snapshot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,8 +25,9 @@ class StateRef:
     """One fleet's state: a journal file, or a database URL and the fleet's name."""
 
     backend: Backend
-    #: the journal's path, or the database's URL (password included)
-    location: Path | str
+    #: the journal's path, or the database's URL (password included: kept out of the
+    #: repr, which pytest prints beside a failure)
+    location: Path | str = field(repr=False)
     #: the fleet's name (a PostgreSQL state keeps fleets by name; a file needs none)
     fleet: str | None
 
