@@ -156,7 +156,11 @@ class BuildOperation:
         )
         await self._carry_out(track, fate, vm)
 
-    async def _carry_out(self, track: Track, fate: BuildFate, vm: VirtualMachine | None) -> None:
+    async def _carry_out(
+        self, track: Track, fate: BuildFate, vm: VirtualMachine | None, *, journal: bool = False
+    ) -> None:
+        """Do what ``fate`` says. ``journal``: a ``not_ours`` or ``broken`` ending is
+        journaled (after a refused POST, whose intent row must not be read as sent)."""
         run = self._run
         if (
             fate in ("follow_build", "follow_vm")
@@ -172,12 +176,12 @@ class BuildOperation:
             if await self._tagged(track, vm.tag_names):
                 await run.finish(track, "skipped", reason="already_exists", journal=False)
         elif fate == "not_ours":
-            await run.finish(track, "skipped", reason="not_ours", journal=False)
+            await run.finish(track, "skipped", reason="not_ours", journal=journal)
         elif fate == "conflict":
             await run.conflict(track, None, self._whose(vm))
         elif fate == "broken":
             assert vm is not None
-            await self._broken(track, vm)
+            await self._broken(track, vm, journal=journal)
         elif fate == "held_by_trash":
             await run.held_by_trash(track)
         elif fate in ("submit", "reconcile"):
@@ -337,13 +341,9 @@ class BuildOperation:
             )
             # (journaled, unlike a VM seen first: the intent row written before the POST
             # must not be read by a rerun as a POST of ours that may have created it)
-            if fate == "not_ours":
+            if fate in ("not_ours", "broken"):
                 run.seen_vm(track, vm)
-                await run.finish(track, "skipped", reason="not_ours")
-                return True
-            if fate == "broken":
-                run.seen_vm(track, vm)
-                await self._broken(track, vm, journal=True)
+                await self._carry_out(track, fate, vm, journal=True)
                 return True
         if vm is None and track.sends.uncertain:
             # our earlier POST most likely took: wait for its VM to appear

@@ -72,10 +72,8 @@ FilterReading = Literal["honoured", "ignored", "refused"]
 #: listing and fqdn lookups for the hostnames it lacked
 ListedBy = Literal["fleet", "organization", "fqdn", "fleet+fqdn"]
 
-#: pages of 100 a "large set" (the API gives no total past 1,000 VMs) is taken to hold
-#: at least
-_LARGE_SET_PAGES = 10
-_LARGE_SET_PAGE = 100
+#: VMs a "large set" (the API gives no total past 1,000 VMs) is taken to hold at least
+_LARGE_SET_VMS = 1_000
 #: fqdn lookups sent at once
 _LOOKS_AT_ONCE = 16
 #: answers of an API that refuses the filter's arguments (not an organization's fault)
@@ -365,5 +363,5 @@ def _pages_of(page: VmPage, per_page: int) -> int | None:
     if pagination.total is not None:
         return max(1, math.ceil(pagination.total / per_page))
     if pagination.large_set:
-        return math.ceil(_LARGE_SET_PAGES * _LARGE_SET_PAGE / per_page)
+        return math.ceil(_LARGE_SET_VMS / per_page)
     return None

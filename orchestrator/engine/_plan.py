@@ -21,7 +21,7 @@ from orchestrator.engine.state._model import JournalEntry
 from orchestrator.engine.state.fate import Seen, build_fate, delete_fate, row_of, seen_of
 from orchestrator.errors import ApiError, NotFound, OrchestratorError, PermissionDenied
 from orchestrator.katapult import KatapultClient, VirtualMachine
-from orchestrator.katapult._page_size import WIDE as WIDE_PAGE
+from orchestrator.katapult._page_size import WIDE as VM_LIST_PAGE
 from orchestrator.report import ApiReading
 from orchestrator.vm_request import Lookup, VmRequest
 
@@ -31,8 +31,6 @@ __all__ = ["FATE_LABELS", "LookupProblem", "Plan", "make_plan", "preview_fates"]
 _LOOKS_AT_ONCE = 16
 
 _FIELDS = ("zone", "data_center", "package", "disk_template", "network")
-#: VMs per page of an organization's VM list (what the client asks for)
-_PER_PAGE = WIDE_PAGE  # at least: the VM list's pages are asked this wide
 #: organization states that make its VMs a plan problem (not a refused token)
 _ORG_STATES = frozenset({"organization_suspended", "organization_not_activated"})
 
@@ -113,7 +111,7 @@ class Plan:
         in_place: Counter[str] = Counter(r.organization.value for r in self.to_build)
         in_place.update(r.organization.value for r, _ in self.existing)
         orgs = {r.organization.value for r in self.to_build}
-        pages = sum(math.ceil(in_place[org] / _PER_PAGE) for org in orgs)
+        pages = sum(math.ceil(in_place[org] / VM_LIST_PAGE) for org in orgs)
         tagged = sum(1 for r in self.to_build if r.tags)  # a tag PATCH once built
         checks = self.requests_spent if self.to_build else 0
         return checks + 2 * len(self.to_build) + tagged + 2 * len(orgs) + pages

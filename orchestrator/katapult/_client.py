@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json as jsonlib
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self, TypeVar
@@ -315,7 +315,7 @@ class KatapultClient:
         ``sizes``: the list's page size to find out (``per_page`` None: its value).
         """
         if per_page is None:
-            per_page = sizes.value if sizes is not None else 100
+            per_page = sizes.value if sizes is not None else KNOWN_PAGE_SIZE
         if per_page < 1:
             raise ValueError("per_page must be at least 1")
         page = 1
@@ -346,19 +346,18 @@ class KatapultClient:
     ) -> tuple[_Answer, int]:
         """One page, and the page size it was answered at: a first page refused as too
         wide is asked again at the known size, once (see :mod:`._page_size`)."""
+
+        def ask(size: int) -> Awaitable[_Answer]:
+            return self._call("GET", path, params={**params, "page": page, "per_page": size})
+
         try:
-            answer = await self._call(
-                "GET", path, params={**params, "page": page, "per_page": per_page}
-            )
+            answer = await ask(per_page)
         except ApiError as exc:
             if sizes is None or page != 1 or not sizes.may_be_refusal(exc, per_page):
                 raise
-            asked, per_page = per_page, KNOWN_PAGE_SIZE
-            answer = await self._call(
-                "GET", path, params={**params, "page": page, "per_page": per_page}
-            )
-            sizes.refused(exc, asked)
-            return answer, per_page
+            answer = await ask(KNOWN_PAGE_SIZE)
+            sizes.refused(exc, per_page)
+            return answer, KNOWN_PAGE_SIZE
         if sizes is not None:
             pagination = self._pagination(answer)
             items = answer.data.get(key)

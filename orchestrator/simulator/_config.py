@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "PENDING_END",
@@ -38,6 +38,17 @@ VmListPerPage = Literal["max_200", "max_100", "capped_100", "unlimited"]
 AnnotationFilter = Literal["honoured", "ignored", "refused_400", "refused_422"]
 AnnotationsCopiedAt = Literal["vm_record", "complete"]
 XmlWithoutInterface = Literal["default_network", "no_address"]
+XmlTags = Literal["applied", "ignored"]
+#: the readings with named choices, each checked against its own ``Literal``
+_READING_CHOICES: dict[str, Any] = {
+    "hostname_taken_at": HostnameTakenAt,
+    "duplicate_hostnames": DuplicateHostnames,
+    "annotations_copied_at": AnnotationsCopiedAt,
+    "annotation_filter": AnnotationFilter,
+    "xml_without_interface": XmlWithoutInterface,
+    "xml_tags": XmlTags,
+    "vm_list_per_page": VmListPerPage,
+}
 
 
 @dataclass
@@ -320,7 +331,7 @@ class SimulatorConfig:
     annotation_filter: AnnotationFilter = "honoured"
     xml_without_interface: XmlWithoutInterface = "default_network"
     legacy_build_key: bool = False
-    xml_tags: Literal["applied", "ignored"] = "applied"
+    xml_tags: XmlTags = "applied"
     vm_list_per_page: VmListPerPage = "max_200"
 
     @classmethod
@@ -359,24 +370,11 @@ class SimulatorConfig:
             raise ValueError("vm_start_seconds must not be negative")
         if self.stop_seconds < 0 or self.purge_seconds < 0:
             raise ValueError("stop_seconds and purge_seconds must not be negative")
-        if self.hostname_taken_at not in ("post", "vm_record"):
-            raise ValueError("hostname_taken_at must be 'post' or 'vm_record'")
-        if self.duplicate_hostnames not in ("refuse", "accept"):
-            raise ValueError("duplicate_hostnames must be 'refuse' or 'accept'")
-        if self.annotations_copied_at not in ("vm_record", "complete"):
-            raise ValueError("annotations_copied_at must be 'vm_record' or 'complete'")
-        if self.annotation_filter not in ("honoured", "ignored", "refused_400", "refused_422"):
-            raise ValueError(
-                "annotation_filter must be 'honoured', 'ignored', 'refused_400' or 'refused_422'"
-            )
-        if self.xml_without_interface not in ("default_network", "no_address"):
-            raise ValueError("xml_without_interface must be 'default_network' or 'no_address'")
-        if self.xml_tags not in ("applied", "ignored"):
-            raise ValueError("xml_tags must be 'applied' or 'ignored'")
-        if self.vm_list_per_page not in ("max_200", "max_100", "capped_100", "unlimited"):
-            raise ValueError(
-                "vm_list_per_page must be 'max_200', 'max_100', 'capped_100' or 'unlimited'"
-            )
+        for name, kind in _READING_CHOICES.items():
+            choices = get_args(kind)
+            if getattr(self, name) not in choices:
+                quoted = [f"'{c}'" for c in choices]
+                raise ValueError(f"{name} must be {', '.join(quoted[:-1])} or {quoted[-1]}")
         lo, hi = self.vm_record_at = (float(self.vm_record_at[0]), float(self.vm_record_at[1]))
         if not PENDING_END <= lo <= hi <= 1.0:
             raise ValueError(
