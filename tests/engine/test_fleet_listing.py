@@ -157,6 +157,38 @@ async def test_the_first_fleet_in_an_organization_reads_none_of_it(
     assert plan.fates["web-003"] == "not_ours"
 
 
+@pytest.mark.parametrize("copies", [True, False])
+async def test_destroy_after_the_first_fleet_met_a_holder_leaves_the_holder(
+    copies: bool, tmp_path: Path
+) -> None:
+    """The first fleet's run meets someone else's VM holding web-003 by the API's refusal
+    (its ending journaled): destroy, run twice, deletes the five VMs the fleet built and
+    never the holder, which it reports not ours; the second destroy deletes nothing."""
+    requests = vms(6, prefix="web")
+    journal = tmp_path / "web.journal"
+    async with run_simulator(config_for("default", copy_annotations=copies)) as sim:
+        theirs = sim.state.add_existing_vm("acme", "web-003")
+        async with Orchestrator(settings_for(sim)) as orch:
+            await orch.run(requests, journal=journal, fleet="web")
+            gone = await orch.destroy(requests, journal=journal, fleet="web")
+            again = await orch.destroy(requests, journal=journal, fleet="web")
+        standing = {
+            vm["id"]: vm["hostname"]
+            for vm in sim.state.snapshot()["virtual_machines"]
+            if not vm["in_trash"]
+        }
+    assert standing.get(theirs) == "web-003"
+    # the five the fleet built are in the trash; the organization's other VMs stand
+    assert [h for h in standing.values() if h.startswith("web-")] == ["web-003"]
+    assert len(standing) == 1 + OTHERS
+    by_key = {vm.key: vm for vm in gone.vms}
+    assert (by_key["web-003"].outcome, by_key["web-003"].reason) == ("failed", "not_ours")
+    assert sorted(k for k, vm in by_key.items() if vm.reason == "deleted") == [
+        r.key for r in requests if r.hostname != "web-003"
+    ]
+    assert not [vm.key for vm in again.vms if vm.reason == "deleted"]
+
+
 async def test_the_first_fleet_beside_a_holder_on_an_api_that_accepts_duplicates(
     tmp_path: Path,
 ) -> None:
